@@ -1,0 +1,94 @@
+"""The ``omnijet`` command: data generation, import, and headless notebooks.
+
+    omnijet generate-jets --process top --n 20000 --seed 1 --out data/jets/top.h5
+    omnijet import-jetclass 'TTBar_*.root' 'ZJetsToNuNu_*.root' --classes Tbqq QCD --out data/jets/jetclass.h5
+    omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from omnijet_lib.data.jets import JETCLASS_LABELS
+
+
+def _generate_jets(args: argparse.Namespace) -> None:
+    from omnijet_lib.data.jet_files import jet_file_info
+    from omnijet_lib.data.pythia_jets import generate_jet_file
+
+    start = time.perf_counter()
+    path = generate_jet_file(
+        args.process, args.n, args.out, seed=args.seed, chunk_size=args.chunk_size, n_workers=args.workers
+    )
+    info = jet_file_info(path)
+    print(
+        f"{path}: {info['n_jets']} {args.process} jets; {time.perf_counter() - start:.1f} s wall this run, "
+        f"{info['jets_per_cpu_second']:.1f} jets per CPU-second per process"
+    )
+
+
+def _import_jetclass(args: argparse.Namespace) -> None:
+    from omnijet_lib.data.jet_files import jet_file_info
+    from omnijet_lib.data.jetclass import import_jetclass
+
+    path = import_jetclass(args.files, args.out, classes=args.classes, max_jets=args.max_jets, step_size=args.step_size)
+    print(f"{path}: {jet_file_info(path)['n_jets']} jets")
+
+
+def _run_notebook(args: argparse.Namespace) -> None:
+    from omnijet_lib.notebooks import parse_parameter, run_notebook
+
+    parameters = {name: parse_parameter(value) for name, value in args.parameter}
+    executed = run_notebook(args.notebook, parameters=parameters, output_dir=args.output_dir)
+    print(f"executed notebook: {executed}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="omnijet", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate-jets", help="generate top or QCD jets with Pythia 8 + FastJet (resumable)")
+    gen.add_argument("--process", choices=("top", "qcd"), required=True)
+    gen.add_argument("--n", type=int, required=True, help="number of jets")
+    gen.add_argument("--seed", type=int, required=True)
+    gen.add_argument("--out", required=True, help="output HDF5 file")
+    gen.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    gen.add_argument("--chunk-size", type=int, default=500, help="jets per resumable chunk")
+    gen.set_defaults(func=_generate_jets)
+
+    imp = commands.add_parser("import-jetclass", help="convert JetClass ROOT files to the project's HDF5 schema")
+    imp.add_argument("files", nargs="+", help="ROOT files or glob patterns (quote them)")
+    imp.add_argument("--out", required=True)
+    imp.add_argument("--classes", nargs="+", choices=JETCLASS_LABELS, default=None, help="default: all")
+    imp.add_argument("--max-jets", type=int, default=None)
+    imp.add_argument("--step-size", type=int, default=100_000, help="entries read at a time")
+    imp.set_defaults(func=_import_jetclass)
+
+    run = commands.add_parser("run-notebook", help="execute a jupytext notebook headless with papermill")
+    run.add_argument("notebook")
+    run.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="a notebook parameter (VALUE parsed as JSON if it can be)",
+    )  # fmt: skip
+    run.add_argument("--output-dir", default=None)
+    run.set_defaults(func=_run_notebook)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue", file=sys.stderr)
+        return 130
+    except (OSError, KeyError, ValueError) as err:
+        print(f"omnijet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

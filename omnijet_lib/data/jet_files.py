@@ -1,0 +1,207 @@
+"""The project's HDF5 jet file: one schema for generated, imported and decoded jets.
+
+Layout (documented for users in ``data/README.md``)::
+
+    /jets/pt, eta, phi, mass     float32 (N,)   jet four-vector [GeV]
+    /jets/n_constituents         int32   (N,)   multiplicity; offsets are its cumsum
+    /jets/label                  int8    (N,)   index into attrs["label_names"]
+    /constituents/pt, eta, phi   float32 (M,)   all constituents, jet after jet, pT-ordered
+    /constituents/charge         int8    (M,)
+    /constituents/pdg_id         int32   (M,)
+    attrs: schema, schema_version, label_names, and provenance (generator, settings, seed, created, ...)
+
+Files are written to ``<name>.tmp`` and renamed when complete, so a file with
+the final name is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from omnijet_lib.data.jets import CONSTITUENT_FIELDS, JET_FIELDS, JETCLASS_LABELS, Jets, check_jets
+from omnijet_lib.errors import BadDataError, SchemaError
+
+SCHEMA = "omnijet-jets"
+SCHEMA_VERSION = 1
+JET_DTYPES = {"pt": "f4", "eta": "f4", "phi": "f4", "mass": "f4", "label": "i1", "n_constituents": "i4"}
+CONSTITUENT_DTYPES = {"pt": "f4", "eta": "f4", "phi": "f4", "charge": "i1", "pdg_id": "i4"}
+
+
+class JetFileWriter:
+    """Append batches of :class:`Jets` to a new file; the file appears complete or not at all.
+
+    Use as a context manager: leaving the block normally renames ``<path>.tmp``
+    to ``path``; an exception removes the temporary file.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, provenance: dict | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self._file = h5py.File(self.tmp_path, "w")
+        self._file.attrs["schema"] = SCHEMA
+        self._file.attrs["schema_version"] = SCHEMA_VERSION
+        self._file.attrs["label_names"] = list(JETCLASS_LABELS)
+        self._file.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for key, value in (provenance or {}).items():
+            self.set_attr(key, value)
+        for group, dtypes in (("jets", JET_DTYPES), ("constituents", CONSTITUENT_DTYPES)):
+            for name, dtype in dtypes.items():
+                self._file.create_dataset(
+                    f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
+                    chunks=(65536,), compression="gzip", compression_opts=1, shuffle=True,
+                )  # fmt: skip
+        self.n_jets = 0
+
+    def set_attr(self, key: str, value) -> None:
+        """Store a provenance attribute; dicts and lists are stored as JSON text."""
+        self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+    def append(self, jets: Jets) -> None:
+        check_jets(jets, source=f"jets written to {self.path}")
+        columns = {f"jets/{f}": getattr(jets, f) for f in JET_FIELDS}
+        columns["jets/n_constituents"] = jets.n_constituents
+        columns |= {f"constituents/{f}": v for f, v in jets.flat_constituents().items()}
+        for key, values in columns.items():
+            dataset = self._file[key]
+            start = dataset.shape[0]
+            dataset.resize((start + len(values),))
+            dataset[start:] = values
+        self.n_jets += len(jets)
+
+    def close(self) -> Path:
+        self._file.attrs["n_jets"] = self.n_jets
+        self._file.close()
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> JetFileWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_jets(path: str | os.PathLike, jets: Jets, *, provenance: dict | None = None) -> Path:
+    """Write jets to a new HDF5 file in the project's schema."""
+    with JetFileWriter(path, provenance=provenance) as writer:
+        writer.append(jets)
+    return Path(path)
+
+
+def open_jet_file(path: str | os.PathLike) -> h5py.File:
+    """Open a jet file for reading and check its schema, with errors naming the file."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"jet file not found: {path}"
+        raise FileNotFoundError(msg)
+    try:
+        file = h5py.File(path, "r")
+    except OSError as err:
+        msg = f"not an HDF5 file (or unreadable): {path}: {err}"
+        raise BadDataError(msg) from err
+    try:
+        for group, fields in (("jets", JET_DTYPES), ("constituents", CONSTITUENT_DTYPES)):
+            if group not in file or not isinstance(file[group], h5py.Group):
+                raise SchemaError(group, file.keys(), file=str(path), obj="/")
+            for field in fields:
+                if field not in file[group]:
+                    raise SchemaError(field, file[group].keys(), file=str(path), obj=f"/{group}")
+        n_jets = file["jets/n_constituents"].shape[0]
+        for field in JET_DTYPES:
+            if file[f"jets/{field}"].shape != (n_jets,):
+                msg = f"/jets/{field} has shape {file[f'jets/{field}'].shape}, expected ({n_jets},), in {path}"
+                raise BadDataError(msg)
+        counts = file["jets/n_constituents"]
+        step = 1 << 22  # read the counts in pieces: a JetClass-sized file has 10^8 jets
+        n_const = sum(int(counts[i : i + step].sum(dtype=np.int64)) for i in range(0, n_jets, step))
+        for field in CONSTITUENT_DTYPES:
+            if file[f"constituents/{field}"].shape != (n_const,):
+                msg = (
+                    f"/constituents/{field} has shape {file[f'constituents/{field}'].shape} but "
+                    f"/jets/n_constituents sums to {n_const}, in {path}"
+                )
+                raise BadDataError(msg)
+    except Exception:
+        file.close()
+        raise
+    return file
+
+
+def jet_file_info(path: str | os.PathLike) -> dict:
+    """Number of jets and the provenance attributes of a jet file (JSON attributes decoded)."""
+    with open_jet_file(path) as file:
+        info = {key: _decode_attr(value) for key, value in file.attrs.items()}
+        info["n_jets"] = file["jets/n_constituents"].shape[0]
+    return info
+
+
+def read_jets(path: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> Jets:
+    """Read jets ``start:stop`` of a jet file (all by default)."""
+    with open_jet_file(path) as file:
+        start, stop = _clip(file, start, stop)
+        counts = file["jets/n_constituents"][:stop].astype(np.int64)
+        first = int(counts[:start].sum())
+        return _read_range(file, path, start, counts[start:], first)
+
+
+def iter_jets(path: str | os.PathLike, *, chunk_size: int = 100_000) -> Iterator[Jets]:
+    """Stream a jet file in batches of at most ``chunk_size`` jets; memory stays bounded."""
+    with open_jet_file(path) as file:
+        n_jets = file["jets/n_constituents"].shape[0]
+        first = 0  # index of the chunk's first constituent, carried along so no chunk reads all counts
+        for start in range(0, n_jets, chunk_size):
+            counts = file["jets/n_constituents"][start : start + chunk_size].astype(np.int64)
+            yield _read_range(file, path, start, counts, first)
+            first += int(counts.sum())
+
+
+def _clip(file: h5py.File, start: int, stop: int | None) -> tuple[int, int]:
+    n_jets = file["jets/n_constituents"].shape[0]
+    stop = n_jets if stop is None else stop
+    if not 0 <= start <= stop <= n_jets:
+        msg = f"jet range {start}:{stop} outside the file's {n_jets} jets, in {file.filename}"
+        raise IndexError(msg)
+    return start, stop
+
+
+def _read_range(file: h5py.File, path, start: int, counts: np.ndarray, first: int) -> Jets:
+    """Jets ``start : start + len(counts)``, whose constituents begin at index ``first``."""
+    stop = start + len(counts)
+    lo, hi = first, first + int(counts.sum())
+    jets = Jets.from_flat(
+        n_constituents=counts,
+        constituents={f: file[f"constituents/{f}"][lo:hi] for f in CONSTITUENT_FIELDS},
+        **{f: file[f"jets/{f}"][start:stop] for f in JET_FIELDS},
+    )
+    check_jets(jets, source=f"{path} (jets {start}:{stop})")
+    return jets
+
+
+def _decode_attr(value):
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,335 @@
+"""Real top and QCD jets from Pythia 8 + FastJet (REFERENCE §1).
+
+JetClass cannot be downloaded here, so jets are generated: pp at 13 TeV, anti-kT
+R = 0.8 on visible final-state particles (no neutrinos), 500 < pT < 1000 GeV,
+|eta| < 2.  Top jets (t -> b q q') are truth-matched: the last top copy and its
+b, q and q' lie within dR < 0.8 of the jet axis.  Generator level only: no
+detector simulation; QCD is dijet production rather than Z -> nu nu + jet.
+
+Work is cut into chunks of jets, each with its own Pythia seed derived from
+(seed, process, chunk index), so a chunk is the same whichever worker runs it
+and whenever.  :func:`generate_jet_file` writes each finished chunk atomically
+to ``<out>.parts/``; running it again after an interruption skips the finished
+chunks, then merges them into ``out``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+from tqdm.auto import tqdm
+
+from omnijet_lib.data.jet_files import JetFileWriter, jet_file_info, read_jets, write_jets
+from omnijet_lib.data.jets import Jets, concatenate, label_index
+from omnijet_lib.observables import delta_r, pt_eta_phi_mass
+
+COMMON_SETTINGS = (
+    "Beams:eCM = 13000.",
+    "PhaseSpace:pTHatMin = 450",  # 50 GeV below the jet cut: jets above 500 GeV are not biased
+    "PartonLevel:MPI = on",
+    "ParticleDecays:limitTau0 = on",  # long-lived hadrons (tau0 > 10 mm) stay undecayed,
+    "ParticleDecays:tau0Max = 10.",  # as they would reach a detector
+    "Print:quiet = on",
+)
+PROCESS_SETTINGS = {
+    "top": (
+        "Top:gg2ttbar = on",
+        "Top:qqbar2ttbar = on",
+        "24:onMode = off",  # W -> hadrons only, so that tops decay t -> b q q'
+        "24:onIfAny = 1 2 3 4 5",
+    ),
+    "qcd": ("HardQCD:all = on",),
+}
+PROCESS_LABELS = {"top": label_index("Tbqq"), "qcd": label_index("QCD")}
+NEUTRINOS = (12, 14, 16)
+EVENTS_PER_BATCH = 100  # events per nextBatch call: ~1 s of Pythia, a few MB of awkward arrays
+
+
+@dataclass(frozen=True)
+class JetSelection:
+    radius: float = 0.8  # anti-kT distance parameter, also the truth-matching cone
+    pt_min: float = 500.0  # GeV, JetClass window
+    pt_max: float = 1000.0  # GeV
+    abs_eta_max: float = 2.0
+
+
+def pythia_settings(process: str, seed: int) -> list[str]:
+    """All Pythia settings strings used for ``process`` with Pythia seed ``seed``."""
+    if process not in PROCESS_SETTINGS:
+        msg = f"unknown process {process!r}; choose from {', '.join(PROCESS_SETTINGS)}"
+        raise ValueError(msg)
+    return [*COMMON_SETTINGS, *PROCESS_SETTINGS[process], "Random:setSeed = on", f"Random:seed = {seed}"]
+
+
+def chunk_seed(seed: int, process: str, chunk: int) -> int:
+    """The Pythia seed of one chunk: independent streams per (seed, process, chunk)."""
+    state = np.random.SeedSequence([seed, list(PROCESS_SETTINGS).index(process), chunk]).generate_state(1)
+    return int(state[0]) % 900_000_000 + 1  # Pythia accepts 1 .. 900 000 000
+
+
+def generate_chunk(process: str, n_jets: int, *, seed: int, selection: JetSelection = JetSelection()) -> Jets:
+    """Run one Pythia instance until it has produced ``n_jets`` selected jets."""
+    import pythia8mc  # compiled extension: imported where used, so workers pay for it only once
+
+    pythia = pythia8mc.Pythia("", False)  # no banner
+    for setting in pythia_settings(process, seed):
+        pythia.readString(setting)
+    if not pythia.init():
+        msg = f"Pythia failed to initialise for process {process!r}"
+        raise RuntimeError(msg)
+    batches, n_found = [], 0
+    while n_found < n_jets:
+        events = pythia.nextBatch(EVENTS_PER_BATCH, "skip")
+        jets = jets_from_events(events, process, selection, pythia.particleData)
+        batches.append(jets)
+        n_found += len(jets)
+    return concatenate(batches)[:n_jets]
+
+
+def jets_from_events(events: ak.Array, process: str, selection: JetSelection, particle_data) -> Jets:
+    """Cluster, select and (for tops) truth-match the jets of a batch of Pythia events."""
+    import fastjet
+
+    particles = events.prt
+    aid = abs(particles.id)
+    visible = particles[(particles.status > 0) & (aid != NEUTRINOS[0]) & (aid != NEUTRINOS[1]) & (aid != NEUTRINOS[2])]
+    momenta = ak.zip({"px": visible.p.px, "py": visible.p.py, "pz": visible.p.pz, "E": visible.p.e})
+    cluster = fastjet.ClusterSequence(momenta, fastjet.JetDefinition(fastjet.antikt_algorithm, selection.radius))
+    jets_p4 = cluster.inclusive_jets(min_pt=selection.pt_min)  # (events, jets)
+    constituent_index = cluster.constituent_index(min_pt=selection.pt_min)  # (events, jets, var)
+
+    n_jets_per_event = ak.to_numpy(ak.num(jets_p4, axis=1))
+    pt, eta, phi, mass = pt_eta_phi_mass(*(ak.to_numpy(ak.flatten(jets_p4[f])) for f in ("px", "py", "pz", "E")))
+    keep = (pt < selection.pt_max) & (abs(eta) < selection.abs_eta_max)
+    if process == "top":
+        event_of_jet = np.repeat(np.arange(len(events)), n_jets_per_event)
+        keep &= _matched_to_top(particles, event_of_jet, eta, phi, selection.radius)
+
+    # Constituents: indices into each event's visible particles -> indices into the flat arrays.
+    event_offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(visible, axis=1)))])[:-1]
+    per_jet = ak.flatten(constituent_index + event_offsets, axis=1)  # (jets, var)
+    counts = ak.to_numpy(ak.num(per_jet, axis=1))[keep]
+    flat_index = ak.to_numpy(ak.flatten(per_jet[keep]))
+    flat = {f: ak.to_numpy(ak.flatten(visible.p[f]))[flat_index] for f in ("px", "py", "pz", "e")}
+    flat_id = ak.to_numpy(ak.flatten(visible.id))[flat_index]
+    c_pt, c_eta, c_phi, _ = pt_eta_phi_mass(flat["px"], flat["py"], flat["pz"], flat["e"])
+    constituents = ak.unflatten(
+        ak.zip(
+            {
+                "pt": c_pt.astype(np.float32),
+                "eta": c_eta.astype(np.float32),
+                "phi": c_phi.astype(np.float32),
+                "charge": _charges(flat_id, particle_data),
+                "pdg_id": flat_id.astype(np.int32),
+            }
+        ),
+        counts,
+    )
+    constituents = constituents[ak.argsort(constituents.pt, axis=1, ascending=False)]
+    n = int(keep.sum())
+    return Jets(
+        pt=pt[keep].astype(np.float32),
+        eta=eta[keep].astype(np.float32),
+        phi=phi[keep].astype(np.float32),
+        mass=mass[keep].astype(np.float32),
+        label=np.full(n, PROCESS_LABELS[process], dtype=np.int8),
+        constituents=constituents,
+    )
+
+
+def _charges(pdg_id: np.ndarray, particle_data) -> np.ndarray:
+    """Electric charge of each particle, looked up once per distinct PDG id."""
+    ids, inverse = np.unique(pdg_id, return_inverse=True)
+    table = np.array([particle_data.charge(int(i)) for i in ids], dtype=np.float64)
+    return np.rint(table[inverse]).astype(np.int8)
+
+
+def _matched_to_top(particles: ak.Array, event_of_jet: np.ndarray, jet_eta, jet_phi, radius: float) -> np.ndarray:
+    """True for jets within ``radius`` of a last-copy top and of its b, q and q'."""
+    pid, d1, d2 = particles.id, particles.daughter1, particles.daughter2
+    last_top = (abs(pid) == 6) & (abs(pid[d1]) != 6)  # the copy of the top that decays
+    top = ak.local_index(pid)[last_top]
+    b = ak.where(abs(pid[d1[top]]) == 5, d1[top], d2[top])
+    w = ak.where(abs(pid[d1[top]]) == 24, d1[top], d2[top])
+    is_t_to_bw = ak.to_numpy(ak.flatten((abs(pid[b]) == 5) & (abs(pid[w]) == 24)))
+    while True:  # follow the W through its recoil copies to the copy that decays
+        is_copy = (pid[d1[w]] == pid[w]) & (d1[w] == d2[w])
+        if not ak.any(is_copy):
+            break
+        w = ak.where(is_copy, d1[w], w)
+
+    # Pair every jet with every top of its event, as flat numpy rows.
+    n_tops = ak.to_numpy(ak.num(top, axis=1))
+    tops_of_jet = n_tops[event_of_jet]
+    jet_row = np.repeat(np.arange(len(event_of_jet)), tops_of_jet)
+    first_top = np.concatenate([[0], np.cumsum(n_tops)])[:-1]  # flat index of each event's first top
+    top_row = first_top[event_of_jet[jet_row]] + np.arange(len(jet_row)) - np.repeat(np.cumsum(tops_of_jet) - tops_of_jet, tops_of_jet)
+    inside = is_t_to_bw[top_row]
+    for parton in (top, b, d1[w], d2[w]):
+        _, eta, phi, _ = pt_eta_phi_mass(*(ak.to_numpy(ak.flatten(particles.p[f][parton])) for f in ("px", "py", "pz", "e")))
+        inside &= delta_r(jet_eta[jet_row], jet_phi[jet_row], eta[top_row], phi[top_row]) < radius
+    matched = np.zeros(len(event_of_jet), dtype=bool)
+    np.logical_or.at(matched, jet_row, inside)
+    return matched
+
+
+def _default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _chunk_sizes(n_jets: int, chunk_size: int) -> list[int]:
+    if n_jets < 1 or chunk_size < 1:
+        msg = f"n_jets and chunk_size must be positive, got {n_jets} and {chunk_size}"
+        raise ValueError(msg)
+    full, rest = divmod(n_jets, chunk_size)
+    return [chunk_size] * full + ([rest] if rest else [])
+
+
+@contextlib.contextmanager
+def _pool(n_workers: int) -> Iterator[ProcessPoolExecutor]:
+    # spawn, not fork: a notebook may already hold torch's threads, which fork can deadlock.
+    executor = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield executor
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown()
+
+
+def generate_jets(
+    process: str,
+    n_jets: int,
+    *,
+    seed: int,
+    chunk_size: int = 500,
+    n_workers: int | None = None,
+    progress: bool = True,
+    selection: JetSelection = JetSelection(),
+) -> Jets:
+    """Generate ``n_jets`` jets of ``process`` ('top' or 'qcd') in memory, on several processes."""
+    sizes = _chunk_sizes(n_jets, chunk_size)
+    n_workers = min(n_workers or _default_workers(), len(sizes))
+    bar = tqdm(total=n_jets, desc=f"{process} jets", unit="jet", disable=not progress)
+    with _pool(n_workers) as pool:
+        futures = [
+            pool.submit(generate_chunk, process, size, seed=chunk_seed(seed, process, i), selection=selection)
+            for i, size in enumerate(sizes)
+        ]
+        batches = []
+        for future in futures:  # in order, so the result does not depend on worker timing
+            batches.append(future.result())
+            bar.update(len(batches[-1]))
+    bar.close()
+    return concatenate(batches)
+
+
+def _write_chunk(process: str, size: int, seed: int, selection: JetSelection, path: Path) -> float:
+    """Worker task: generate one chunk and write it atomically; returns the seconds it took."""
+    start = time.perf_counter()
+    jets = generate_chunk(process, size, seed=seed, selection=selection)
+    seconds = time.perf_counter() - start
+    write_jets(path, jets, provenance={"seconds": seconds})
+    return seconds
+
+
+def generate_jet_file(
+    process: str,
+    n_jets: int,
+    out: str | os.PathLike,
+    *,
+    seed: int,
+    chunk_size: int = 500,
+    n_workers: int | None = None,
+    progress: bool = True,
+    selection: JetSelection = JetSelection(),
+) -> Path:
+    """Generate jets into an HDF5 file; resumable after an interruption.
+
+    If ``out`` already holds these jets (same process, number, seed and
+    settings) nothing is done; if it holds others, :class:`FileExistsError`.
+    """
+    out = Path(out)
+    provenance = {
+        "generator": "Pythia 8 + FastJet",
+        "generator_version": f"pythia8mc {version('pythia8mc')}, fastjet {version('fastjet')}",
+        "process": process,
+        "n_jets_requested": n_jets,
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "pythia_settings": [*COMMON_SETTINGS, *PROCESS_SETTINGS[process], "Random:setSeed = on"],
+        "selection": asdict(selection),
+        "chunk_seeds": "numpy SeedSequence([seed, process index, chunk]) % 900000000 + 1",
+    }
+    identity = {k: provenance[k] for k in ("process", "n_jets_requested", "seed", "chunk_size", "pythia_settings", "selection")}
+    if out.exists():
+        existing = jet_file_info(out)
+        differing = [k for k, v in identity.items() if existing.get(k) != v]
+        if differing:
+            msg = (
+                f"{out} exists and holds other jets (differs in {', '.join(differing)}); "
+                "choose another --out or delete it"
+            )
+            raise FileExistsError(msg)
+        return out
+
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    manifest = parts / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text()) != identity:
+        msg = f"{parts} holds an unfinished run with other settings; delete it or repeat that run's command"
+        raise FileExistsError(msg)
+    manifest.write_text(json.dumps(identity, indent=1))
+    for stale in parts.glob("*.tmp"):  # a chunk that was being written when the run was killed
+        stale.unlink()
+
+    sizes = _chunk_sizes(n_jets, chunk_size)
+    part_paths = [parts / f"chunk_{i:06d}.h5" for i in range(len(sizes))]
+    todo = [i for i, p in enumerate(part_paths) if not p.exists()]
+    done_jets = n_jets - sum(sizes[i] for i in todo)
+    bar = tqdm(total=n_jets, initial=done_jets, desc=f"{process} jets", unit="jet", disable=not progress)
+    if todo:
+        with _pool(min(n_workers or _default_workers(), len(todo))) as pool:
+            futures = {
+                pool.submit(_write_chunk, process, sizes[i], chunk_seed(seed, process, i), selection, part_paths[i]): i
+                for i in todo
+            }
+            for future in as_completed(futures):
+                future.result()
+                bar.update(sizes[futures[future]])
+    bar.close()
+
+    seconds = sum(jet_file_info(p)["seconds"] for p in part_paths)
+    with JetFileWriter(out, provenance=provenance) as writer:
+        for path in part_paths:
+            writer.append(read_jets(path))
+        writer.set_attr("cpu_seconds", seconds)  # summed over chunks, whichever worker and run
+        writer.set_attr("jets_per_cpu_second", n_jets / seconds)
+    shutil.rmtree(parts)
+    return out
+
+
+
+def jet_dataset(
+    n_jets: int, *, seed: int, data_dir: str | os.PathLike = "data/jets", n_workers: int | None = None, progress: bool = True
+) -> dict[str, Path]:
+    """The top and QCD files of ``n_jets`` jets each, generated once and then reused."""
+    return {
+        process: generate_jet_file(
+            process, n_jets, Path(data_dir) / f"{process}_{n_jets}_seed{seed}.h5",
+            seed=seed, n_workers=n_workers, progress=progress,
+        )  # fmt: skip
+        for process in PROCESS_SETTINGS
+    }

@@ -1,0 +1,88 @@
+"""Figures in mplhep style: distributions with ratio panels, jets in the (eta_rel, phi_rel) plane."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mplhep as hep
+import numpy as np
+
+STYLE = hep.style.CMS  # a clean HEP style; no experiment label is drawn
+
+
+def use_style() -> None:
+    """Switch matplotlib to the project's mplhep style."""
+    plt.style.use(STYLE)
+
+
+def compare_distributions(
+    samples: dict[str, np.ndarray],
+    *,
+    bins: int | np.ndarray = 40,
+    xlabel: str = "",
+    reference: str | None = None,
+    density: bool = True,
+    logy: bool = False,
+    ratio_range: tuple[float, float] = (0.0, 2.0),
+):
+    """Histogram several samples of one observable, with a ratio panel to ``reference``.
+
+    Returns the figure.  Error bars are Poisson, propagated to the ratio.
+    """
+    reference = reference or next(iter(samples))
+    finite = np.concatenate([np.asarray(v)[np.isfinite(v)] for v in samples.values()])
+    if np.ndim(bins) == 0:
+        lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, int(bins) + 1)
+    fig, (ax, rax) = plt.subplots(2, 1, figsize=(7, 7), gridspec_kw={"height_ratios": (3, 1)}, sharex=True)
+    counts, errors = {}, {}
+    for name, values in samples.items():
+        h, _ = np.histogram(values, bins=bins)
+        scale = 1.0 / (h.sum() * np.diff(bins)) if density and h.sum() else np.ones(len(h))
+        counts[name], errors[name] = h * scale, np.sqrt(h) * scale
+        hep.histplot(counts[name], bins, yerr=errors[name], ax=ax, label=f"{name} ({len(values)})")
+    ax.set_ylabel("density" if density else "entries")
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    ref, ref_err = counts[reference], errors[reference]
+    for name in samples:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = counts[name] / ref
+            r_err = r * np.hypot(errors[name] / counts[name], ref_err / ref)
+        hep.histplot(np.nan_to_num(r, nan=0.0), bins, yerr=np.nan_to_num(r_err), ax=rax, histtype="errorbar")
+    rax.axhline(1.0, color="grey", lw=1, ls="--")
+    rax.set_ylim(*ratio_range)
+    rax.set_ylabel(f"/ {reference}")
+    rax.set_xlabel(xlabel)
+    fig.tight_layout()
+    return fig
+
+
+def draw_jet(eta_rel, phi_rel, pt, *, ax=None, title: str = "", charge=None, radius: float = 0.8):
+    """One jet in the (eta_rel, phi_rel) plane; marker area grows with pT, colour shows charge."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    pt = np.asarray(pt)
+    sizes = 400 * pt / pt.max() if pt.size else pt
+    colours = "tab:blue" if charge is None else np.where(np.asarray(charge) == 0, "tab:grey", "tab:red")
+    ax.scatter(eta_rel, phi_rel, s=sizes, c=colours, alpha=0.6, edgecolors="k", linewidths=0.3)
+    ax.add_patch(plt.Circle((0, 0), radius, fill=False, ls="--", color="grey"))
+    ax.set_xlim(-radius * 1.1, radius * 1.1)
+    ax.set_ylim(-radius * 1.1, radius * 1.1)
+    ax.set_aspect("equal")
+    ax.set_xlabel(r"$\eta_\mathrm{rel}$")
+    ax.set_ylabel(r"$\phi_\mathrm{rel}$")
+    ax.set_title(title, fontsize="small")
+    return ax
+
+
+def save_figure(fig, output_dir: str | os.PathLike, name: str) -> Path:
+    """Save ``fig`` as ``output_dir/name.png`` and close it; returns the path."""
+    path = Path(output_dir) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
