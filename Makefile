@@ -1,0 +1,31 @@
+# Two entry points on a fresh machine (see README): `make run` and `make test`.
+# Both create the virtual environment first; pip installs torch 2.13.0 (CPU) and
+# everything else from pyproject.toml, the one list of dependencies.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The main job, in order: later issues append their notebooks here.
+NOTEBOOKS := 01_data
+
+.PHONY: install run test lab
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	set -e; for nb in $(NOTEBOOKS); do \
+		$(BIN)/omnijet run-notebook notebooks/$$nb.py --output-dir figures/$$nb; \
+	done
+
+# pytest exits 5 when it collects no test; say so instead of failing obscurely.
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS); code=$$?; \
+	if [ $$code -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$code
+
+lab: install
+	$(BIN)/python -m pip install -e '.[lab]'
+	$(BIN)/jupyter lab notebooks/
