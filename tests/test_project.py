@@ -1,0 +1,45 @@
+"""The documented usage holds: install files agree, README commands exist, CI runs them."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from omnijet_lib.cli import build_parser
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_environment_yml_installs_the_package_dependencies():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "torch==2.13.0" in pyproject["project"]["dependencies"]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    # The conda environment installs this package through pip: one list of dependencies.
+    assert pip_section == ["-e .[dev]"]
+    assert "dev" in pyproject["project"]["optional-dependencies"]
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    minimum = pyproject["project"]["requires-python"].removeprefix(">=")
+    assert tuple(map(int, python.split("=")[1].split("."))) >= tuple(map(int, minimum.split(".")))
+
+
+def test_readme_commands_are_the_makefile_and_ci_commands():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "make run" in readme and "make test" in readme
+    assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    # Every notebook in the repository is part of the main job.
+    main_job = re.search(r"^NOTEBOOKS := (.*)$", makefile, re.M).group(1).split()
+    assert main_job == sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
+
+
+def test_readme_omnijet_commands_parse():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^\.venv/bin/omnijet (.+)$", readme, re.M)
+    assert len(commands) >= 3
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args([a.strip("'") for a in command.split()])
+        assert callable(args.func)

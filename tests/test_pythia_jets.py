@@ -1,0 +1,76 @@
+"""Real Pythia 8 + FastJet jets: physics sanity, reproducibility, resuming after a kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from omnijet_lib.data.jet_files import jet_file_info, read_jets
+from omnijet_lib.data.jets import label_index
+from omnijet_lib.data.pythia_jets import generate_chunk, generate_jet_file, generate_jets
+from omnijet_lib.observables import jet_observables
+
+pytestmark = pytest.mark.slow
+
+
+def test_top_and_qcd_jets_are_physical(pythia_jets):
+    top, qcd = pythia_jets["top"], pythia_jets["qcd"]
+    obs = {p: jet_observables(j.constituents) for p, j in pythia_jets.items()}
+    in_window = {p: np.mean((o["mass"] > 140) & (o["mass"] < 200)) for p, o in obs.items()}
+    assert in_window["top"] > 0.7  # REFERENCE: 85% of top jets
+    assert in_window["qcd"] < 0.25  # and 12.5% of QCD jets
+    assert obs["top"]["tau32"].mean() < obs["qcd"]["tau32"].mean() - 0.15  # three prongs vs one
+    for jets in (top, qcd):
+        assert np.all((jets.pt > 500) & (jets.pt < 1000) & (np.abs(jets.eta) < 2))
+        assert np.all(jets.n_constituents > 0)
+        np.testing.assert_allclose(obs["top" if jets is top else "qcd"]["pt"], jets.pt, rtol=1e-3)
+    assert np.all(top.label == label_index("Tbqq")) and np.all(qcd.label == label_index("QCD"))
+    charges = np.concatenate([j.flat_constituents()["charge"] for j in (top, qcd)])
+    assert set(np.unique(charges)) <= {-1, 0, 1} and 0.3 < np.mean(charges != 0) < 0.9
+
+
+def test_same_seed_same_jets_other_seed_other_jets():
+    a, b = generate_chunk("qcd", 20, seed=5), generate_chunk("qcd", 20, seed=5)
+    np.testing.assert_array_equal(a.pt, b.pt)
+    np.testing.assert_array_equal(a.flat_constituents()["pt"], b.flat_constituents()["pt"])
+    assert not np.array_equal(a.pt, generate_chunk("qcd", 20, seed=6).pt)
+
+
+def _generate_command(out, seed=3):
+    return [sys.executable, "-m", "omnijet_lib.cli", "generate-jets", "--process", "qcd", "--n", "120",
+            "--seed", str(seed), "--out", str(out), "--chunk-size", "20", "--workers", "1"]  # fmt: skip
+
+
+def test_a_killed_generation_resumes_without_losing_or_duplicating_jets(tmp_path):
+    out = tmp_path / "qcd.h5"
+    parts = tmp_path / "qcd.h5.parts"
+    run = subprocess.Popen(_generate_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("chunk_*.h5"))) < 2 and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGKILL)  # as hard as an interruption gets: no cleanup runs
+    run.wait()
+    finished = len(list(parts.glob("chunk_*.h5")))
+    assert 2 <= finished < 6, "the run should have been killed part-way"
+    assert not out.exists(), "no final file before the run completes"
+
+    subprocess.run(_generate_command(out), check=True, capture_output=True)
+    assert out.exists() and not parts.exists()
+    resumed = read_jets(out)
+    uninterrupted = generate_jets("qcd", 120, seed=3, chunk_size=20, n_workers=2, progress=False)
+    assert len(resumed) == 120
+    np.testing.assert_array_equal(resumed.pt, uninterrupted.pt)
+    np.testing.assert_array_equal(resumed.flat_constituents()["eta"], uninterrupted.flat_constituents()["eta"])
+    info = jet_file_info(out)
+    assert info["seed"] == 3 and info["process"] == "qcd" and "pythia8mc" in info["generator_version"]
+    assert "HardQCD:all = on" in info["pythia_settings"] and info["jets_per_cpu_second"] > 0
+
+    # The same command again: nothing to do.  Other settings into the same file: refused.
+    assert generate_jet_file("qcd", 120, out, seed=3, chunk_size=20) == out
+    with pytest.raises(FileExistsError, match="differs in seed"):
+        generate_jet_file("qcd", 120, out, seed=4, chunk_size=20)
