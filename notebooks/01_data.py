@@ -28,18 +28,17 @@ import os
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-
-from omnijet_lib.notebooks import project_root
-
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
 
 from omnijet_lib.data.jet_files import jet_file_info, read_jets
 from omnijet_lib.data.preprocessing import eta_rel, phi_rel, preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
+from omnijet_lib.notebooks import project_root
 from omnijet_lib.observables import jet_observables
 from omnijet_lib.plotting import compare_distributions, draw_jet, save_figure, use_style
 
+os.chdir(project_root())  # relative paths below mean the same here and in a headless run
 use_style()
 
 # %% tags=["parameters"]
@@ -99,9 +98,7 @@ for name, xlabel, bins, logy in (
     ("eta_rel", r"constituent $\eta_\mathrm{rel}$", np.linspace(-1, 1, 41), True),
     ("phi_rel", r"constituent $\phi_\mathrm{rel}$", np.linspace(-1, 1, 41), True),
 ):
-    fig = compare_distributions(
-        {names[p]: constituent[p][name] for p in jets}, bins=bins, xlabel=xlabel, logy=logy
-    )
+    fig = compare_distributions({names[p]: constituent[p][name] for p in jets}, bins=bins, xlabel=xlabel, logy=logy)
     if name == "pt":
         fig.axes[0].set_xscale("log")
     save_figure(fig, output_dir, f"constituent_{name}")
@@ -111,8 +108,6 @@ for name, xlabel, bins, logy in (
 # Marker area ∝ pT; red charged, grey neutral; the dashed circle is the jet radius.
 
 # %%
-import matplotlib.pyplot as plt
-
 fig, axes = plt.subplots(2, n_jets_drawn, figsize=(5 * n_jets_drawn, 10), squeeze=False)
 for row, process in enumerate(jets):
     for col in range(n_jets_drawn):

@@ -1,8 +1,8 @@
 """The ``omnijet`` command: data generation, import, and headless notebooks.
 
-    omnijet generate-jets --process top --n 20000 --seed 1 --out data/jets/top.h5
-    omnijet import-jetclass 'TTBar_*.root' 'ZJetsToNuNu_*.root' --classes Tbqq QCD --out data/jets/jetclass.h5
-    omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
+omnijet generate-jets --process top --n 20000 --seed 1 --out data/jets/top.h5
+omnijet import-jetclass 'TTBar_*.root' 'ZJetsToNuNu_*.root' --classes Tbqq QCD --out data/jets/jetclass.h5
+omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
 """
 
 from __future__ import annotations

@@ -23,11 +23,13 @@ class SchemaError(KeyError):
 
     def __init__(self, missing: str, available: Iterable[str], *, file: str, obj: str = "/"):
         self.missing, self.file, self.obj = missing, file, obj
+        # fmt: off
         self.message = (
             f"not found: {missing!r}\n"
             f"    Available keys: {_choices(missing, available)}\n"
             f"in file {file}, object {obj}"
         )
+        # fmt: on
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
@@ -43,10 +45,7 @@ class UnknownParameterError(KeyError):
 
     def __init__(self, unknown: Iterable[str], available: Iterable[str], *, notebook: str):
         available = list(available)
-        lines = [
-            f"unknown parameter {name!r}; did you mean one of: {_choices(name, available)}"
-            for name in unknown
-        ]
+        lines = [f"unknown parameter {name!r}; did you mean one of: {_choices(name, available)}" for name in unknown]
         self.message = "\n".join(lines) + f"\nin notebook {notebook}"
         super().__init__(self.message)
 

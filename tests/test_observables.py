@@ -33,7 +33,9 @@ def test_tau1_of_two_particles_and_tau2_vanishes():
 def test_three_prongs_have_small_tau32():
     rng = np.random.default_rng(0)
     prongs = [(0.0, 0.0), (0.4, 0.1), (-0.2, 0.4)]
-    three = [(rng.uniform(5, 50), e + rng.normal(0, 0.02), p + rng.normal(0, 0.02)) for e, p in prongs for _ in range(10)]
+    three = [
+        (rng.uniform(5, 50), e + rng.normal(0, 0.02), p + rng.normal(0, 0.02)) for e, p in prongs for _ in range(10)
+    ]
     one = [(rng.uniform(5, 50), rng.normal(0, 0.2), rng.normal(0, 0.2)) for _ in range(30)]
     obs = jet_observables(_jets([three, one]))
     assert obs["tau32"][0] < 0.3 < obs["tau32"][1]

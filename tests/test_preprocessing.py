@@ -71,7 +71,9 @@ def test_nan_and_empty_jets_are_refused():
     nan_jets = type(jets)(jets.pt, jets.eta, jets.phi, jets.mass, jets.label, ak.Array(broken))
     with pytest.raises(BadDataError, match="NaN.*eta.*jet 1.*unit test"):
         check_jets(nan_jets, source="unit test")
-    empty = type(jets)(jets.pt, jets.eta, jets.phi, jets.mass, jets.label, ak.Array([ak.to_list(jets.constituents)[0], []]))
+    empty = type(jets)(
+        jets.pt, jets.eta, jets.phi, jets.mass, jets.label, ak.Array([ak.to_list(jets.constituents)[0], []])
+    )
     with pytest.raises(BadDataError, match="without constituents.*jet 1"):
         check_jets(empty, source="unit test")
     with pytest.raises(BadDataError, match="pT must be > 0"):

@@ -117,8 +117,6 @@ def import_jetclass(
 def _check_schema(path: Path) -> None:
     try:
         file = uproot.open(path)
-    except FileNotFoundError:
-        raise
     except Exception as err:
         msg = f"not a ROOT file (or unreadable): {path}: {err}"
         raise BadDataError(msg) from err
@@ -139,20 +137,6 @@ def _to_jets(arrays: ak.Array, *, source: str) -> Jets:
     flat = {b: ak.to_numpy(ak.flatten(arrays[b])) for b in PARTICLE_BRANCHES}
     pt, eta, phi, _ = pt_eta_phi_mass(flat["part_px"], flat["part_py"], flat["part_pz"], flat["part_energy"])
     charge = np.rint(flat["part_charge"]).astype(np.int8)
-    constituents = ak.unflatten(
-        ak.zip(
-            {
-                "pt": pt.astype(np.float32),
-                "eta": eta.astype(np.float32),
-                "phi": phi.astype(np.float32),
-                "charge": charge,
-                "pdg_id": _pdg_id_from_flags(flat, charge),
-            }
-        ),
-        counts,
-    )
-    constituents = constituents[ak.argsort(constituents.pt, axis=1, ascending=False)]
-
     one_hot = np.stack(
         [ak.to_numpy(arrays[b]) if b in arrays.fields else np.zeros(len(arrays)) for b in LABEL_BRANCHES], axis=1
     )
@@ -165,14 +149,21 @@ def _to_jets(arrays: ak.Array, *, source: str) -> Jets:
     jet_pt, jet_eta, jet_phi, jet_energy = (ak.to_numpy(arrays[b]).astype(np.float64) for b in JET_BRANCHES)
     p = jet_pt * np.cosh(jet_eta)
     mass = np.sqrt(np.clip(jet_energy**2 - p**2, 0.0, None))
-    return Jets(
+    return Jets.from_flat(
+        n_constituents=counts,
+        constituents={
+            "pt": pt.astype(np.float32),
+            "eta": eta.astype(np.float32),
+            "phi": phi.astype(np.float32),
+            "charge": charge,
+            "pdg_id": _pdg_id_from_flags(flat, charge),
+        },
         pt=jet_pt.astype(np.float32),
         eta=jet_eta.astype(np.float32),
         phi=jet_phi.astype(np.float32),
         mass=mass.astype(np.float32),
         label=np.argmax(one_hot, axis=1).astype(np.int8),
-        constituents=constituents,
-    )
+    ).pt_ordered()
 
 
 def _pdg_id_from_flags(flat: dict[str, np.ndarray], charge: np.ndarray) -> np.ndarray:

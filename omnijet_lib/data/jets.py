@@ -8,7 +8,7 @@ jets decoded from tokens all end up here, so every analysis reads them alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import awkward as ak
 import numpy as np
@@ -69,15 +69,18 @@ class Jets:
         return ak.to_numpy(ak.num(self.constituents, axis=1))
 
     @classmethod
-    def from_flat(
-        cls, *, n_constituents: np.ndarray, constituents: dict[str, np.ndarray], **jet_fields
-    ) -> Jets:
+    def from_flat(cls, *, n_constituents: np.ndarray, constituents: dict[str, np.ndarray], **jet_fields) -> Jets:
         """Build from per-jet arrays and flat constituent arrays cut by ``n_constituents``."""
         flat = ak.zip({f: constituents[f] for f in CONSTITUENT_FIELDS}, depth_limit=1)
         return cls(
             **{f: np.asarray(jet_fields[f]) for f in JET_FIELDS},
             constituents=ak.unflatten(flat, np.asarray(n_constituents, dtype=np.int64)),
         )
+
+    def pt_ordered(self) -> Jets:
+        """The same jets with each jet's constituents sorted by pT, descending."""
+        order = ak.argsort(self.constituents.pt, axis=1, ascending=False)
+        return replace(self, constituents=self.constituents[order])
 
     def flat_constituents(self) -> dict[str, np.ndarray]:
         """The constituent fields as flat numpy arrays, jet after jet."""

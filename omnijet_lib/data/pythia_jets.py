@@ -125,28 +125,21 @@ def jets_from_events(events: ak.Array, process: str, selection: JetSelection, pa
     flat = {f: ak.to_numpy(ak.flatten(visible.p[f]))[flat_index] for f in ("px", "py", "pz", "e")}
     flat_id = ak.to_numpy(ak.flatten(visible.id))[flat_index]
     c_pt, c_eta, c_phi, _ = pt_eta_phi_mass(flat["px"], flat["py"], flat["pz"], flat["e"])
-    constituents = ak.unflatten(
-        ak.zip(
-            {
-                "pt": c_pt.astype(np.float32),
-                "eta": c_eta.astype(np.float32),
-                "phi": c_phi.astype(np.float32),
-                "charge": _charges(flat_id, particle_data),
-                "pdg_id": flat_id.astype(np.int32),
-            }
-        ),
-        counts,
-    )
-    constituents = constituents[ak.argsort(constituents.pt, axis=1, ascending=False)]
-    n = int(keep.sum())
-    return Jets(
+    return Jets.from_flat(
+        n_constituents=counts,
+        constituents={
+            "pt": c_pt.astype(np.float32),
+            "eta": c_eta.astype(np.float32),
+            "phi": c_phi.astype(np.float32),
+            "charge": _charges(flat_id, particle_data),
+            "pdg_id": flat_id.astype(np.int32),
+        },
         pt=pt[keep].astype(np.float32),
         eta=eta[keep].astype(np.float32),
         phi=phi[keep].astype(np.float32),
         mass=mass[keep].astype(np.float32),
-        label=np.full(n, PROCESS_LABELS[process], dtype=np.int8),
-        constituents=constituents,
-    )
+        label=np.full(int(keep.sum()), PROCESS_LABELS[process], dtype=np.int8),
+    ).pt_ordered()
 
 
 def _charges(pdg_id: np.ndarray, particle_data) -> np.ndarray:
@@ -175,10 +168,16 @@ def _matched_to_top(particles: ak.Array, event_of_jet: np.ndarray, jet_eta, jet_
     tops_of_jet = n_tops[event_of_jet]
     jet_row = np.repeat(np.arange(len(event_of_jet)), tops_of_jet)
     first_top = np.concatenate([[0], np.cumsum(n_tops)])[:-1]  # flat index of each event's first top
-    top_row = first_top[event_of_jet[jet_row]] + np.arange(len(jet_row)) - np.repeat(np.cumsum(tops_of_jet) - tops_of_jet, tops_of_jet)
+    top_row = (
+        first_top[event_of_jet[jet_row]]
+        + np.arange(len(jet_row))
+        - np.repeat(np.cumsum(tops_of_jet) - tops_of_jet, tops_of_jet)
+    )
     inside = is_t_to_bw[top_row]
     for parton in (top, b, d1[w], d2[w]):
-        _, eta, phi, _ = pt_eta_phi_mass(*(ak.to_numpy(ak.flatten(particles.p[f][parton])) for f in ("px", "py", "pz", "e")))
+        _, eta, phi, _ = pt_eta_phi_mass(
+            *(ak.to_numpy(ak.flatten(particles.p[f][parton])) for f in ("px", "py", "pz", "e"))
+        )
         inside &= delta_r(jet_eta[jet_row], jet_phi[jet_row], eta[top_row], phi[top_row]) < radius
     matched = np.zeros(len(event_of_jet), dtype=bool)
     np.logical_or.at(matched, jet_row, inside)
@@ -273,7 +272,9 @@ def generate_jet_file(
         "selection": asdict(selection),
         "chunk_seeds": "numpy SeedSequence([seed, process index, chunk]) % 900000000 + 1",
     }
-    identity = {k: provenance[k] for k in ("process", "n_jets_requested", "seed", "chunk_size", "pythia_settings", "selection")}
+    identity = {
+        k: provenance[k] for k in ("process", "n_jets_requested", "seed", "chunk_size", "pythia_settings", "selection")
+    }
     if out.exists():
         existing = jet_file_info(out)
         differing = [k for k, v in identity.items() if existing.get(k) != v]
@@ -321,15 +322,23 @@ def generate_jet_file(
     return out
 
 
-
 def jet_dataset(
-    n_jets: int, *, seed: int, data_dir: str | os.PathLike = "data/jets", n_workers: int | None = None, progress: bool = True
+    n_jets: int,
+    *,
+    seed: int,
+    data_dir: str | os.PathLike = "data/jets",
+    n_workers: int | None = None,
+    progress: bool = True,
 ) -> dict[str, Path]:
     """The top and QCD files of ``n_jets`` jets each, generated once and then reused."""
     return {
         process: generate_jet_file(
-            process, n_jets, Path(data_dir) / f"{process}_{n_jets}_seed{seed}.h5",
-            seed=seed, n_workers=n_workers, progress=progress,
+            process,
+            n_jets,
+            Path(data_dir) / f"{process}_{n_jets}_seed{seed}.h5",
+            seed=seed,
+            n_workers=n_workers,
+            progress=progress,
         )  # fmt: skip
         for process in PROCESS_SETTINGS
     }
