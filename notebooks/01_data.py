@@ -67,15 +67,14 @@ names = {"top": "top", "qcd": "QCD"}
 
 # %%
 observables = {process: jet_observables(j.constituents) for process, j in jets.items()}
-axis_labels = {
-    "pt": r"jet $p_\mathrm{T}$ [GeV]",
-    "mass": r"jet mass [GeV]",
-    "multiplicity": "number of constituents",
-    "tau21": r"$\tau_{21}$",
-    "tau32": r"$\tau_{32}$",
+histograms = {  # observable: (axis label, bins)
+    "pt": (r"jet $p_\mathrm{T}$ [GeV]", np.linspace(450, 1050, 41)),
+    "mass": (r"jet mass [GeV]", np.linspace(0, 300, 61)),
+    "multiplicity": ("number of constituents", np.arange(0.5, 201.5, 4)),
+    "tau21": (r"$\tau_{21}$", np.linspace(0, 1.2, 49)),
+    "tau32": (r"$\tau_{32}$", np.linspace(0, 1.2, 49)),
 }
-for name, xlabel in axis_labels.items():
-    bins = np.arange(0.5, 201.5, 4) if name == "multiplicity" else 40
+for name, (xlabel, bins) in histograms.items():
     fig = compare_distributions({names[p]: observables[p][name] for p in jets}, bins=bins, xlabel=xlabel)
     save_figure(fig, output_dir, f"jet_{name}")
 
