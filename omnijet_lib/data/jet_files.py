@@ -10,7 +10,7 @@ Layout (documented for users in ``data/README.md``)::
     /constituents/pdg_id         int32   (M,)
     attrs: schema, schema_version, label_names, and provenance (generator, settings, seed, created, ...)
 
-Files are written to ``<name>.tmp`` and renamed when complete, so a file with
+Files are written to ``<name>.<pid>.tmp`` and renamed when complete, so a file with
 the final name is never half-written.
 """
 
@@ -44,7 +44,8 @@ class JetFileWriter:
     def __init__(self, path: str | os.PathLike, *, provenance: dict | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        # Unique per process: a worker orphaned by a killed run must not share it with the next run.
+        self.tmp_path = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         self._file = h5py.File(self.tmp_path, "w")
         self._file.attrs["schema"] = SCHEMA
         self._file.attrs["schema_version"] = SCHEMA_VERSION

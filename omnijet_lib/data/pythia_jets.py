@@ -16,13 +16,15 @@ chunks, then merges them into ``out``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -196,16 +198,24 @@ def _chunk_sizes(n_jets: int, chunk_size: int) -> list[int]:
     return [chunk_size] * full + ([rest] if rest else [])
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
-def _pool(n_workers: int) -> Iterator[ProcessPoolExecutor]:
-    # spawn, not fork: a notebook may already hold torch's threads, which fork can deadlock.
-    executor = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
+def _pool(n_workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """Worker processes that stop when the block ends, however it ends.
+
+    spawn, not fork: a notebook may already hold torch's threads, which fork can
+    deadlock.  Workers ignore Ctrl-C and are terminated by the main process, so an
+    interrupted run leaves no worker behind to write into the next run's chunks.
+    """
+    pool = multiprocessing.get_context("spawn").Pool(n_workers, initializer=_ignore_sigint)
     try:
-        yield executor
-    except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
-        raise
-    executor.shutdown()
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def generate_jets(
@@ -223,25 +233,27 @@ def generate_jets(
     n_workers = min(n_workers or _default_workers(), len(sizes))
     bar = tqdm(total=n_jets, desc=f"{process} jets", unit="jet", disable=not progress)
     with _pool(n_workers) as pool:
-        futures = [
-            pool.submit(generate_chunk, process, size, seed=chunk_seed(seed, process, i), selection=selection)
-            for i, size in enumerate(sizes)
-        ]
+        tasks = [(process, size, chunk_seed(seed, process, i), selection) for i, size in enumerate(sizes)]
         batches = []
-        for future in futures:  # in order, so the result does not depend on worker timing
-            batches.append(future.result())
-            bar.update(len(batches[-1]))
+        for jets in pool.imap(_generate_chunk_task, tasks):  # in order: independent of worker timing
+            batches.append(jets)
+            bar.update(len(jets))
     bar.close()
     return concatenate(batches)
 
 
-def _write_chunk(process: str, size: int, seed: int, selection: JetSelection, path: Path) -> float:
-    """Worker task: generate one chunk and write it atomically; returns the seconds it took."""
+def _generate_chunk_task(task: tuple) -> Jets:
+    process, size, seed, selection = task
+    return generate_chunk(process, size, seed=seed, selection=selection)
+
+
+def _write_chunk_task(task: tuple) -> int:
+    """Generate one chunk and write it atomically; returns its number of jets."""
+    process, size, seed, selection, path = task
     start = time.perf_counter()
     jets = generate_chunk(process, size, seed=seed, selection=selection)
-    seconds = time.perf_counter() - start
-    write_jets(path, jets, provenance={"seconds": seconds})
-    return seconds
+    write_jets(path, jets, provenance={"seconds": time.perf_counter() - start})
+    return size
 
 
 def generate_jet_file(
@@ -288,38 +300,47 @@ def generate_jet_file(
 
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    manifest = parts / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text()) != identity:
-        msg = f"{parts} holds an unfinished run with other settings; delete it or repeat that run's command"
-        raise FileExistsError(msg)
-    manifest.write_text(json.dumps(identity, indent=1))
-    for stale in parts.glob("*.tmp"):  # a chunk that was being written when the run was killed
-        stale.unlink()
+    with _exclusive(parts / "lock"):  # released before the folder is removed
+        manifest = parts / "manifest.json"
+        if manifest.exists() and json.loads(manifest.read_text()) != identity:
+            msg = f"{parts} holds an unfinished run with other settings; delete it or repeat that run's command"
+            raise FileExistsError(msg)
+        manifest.write_text(json.dumps(identity, indent=1))
+        for stale in parts.glob("*.tmp"):  # chunks that were being written when a run was killed
+            stale.unlink()
 
-    sizes = _chunk_sizes(n_jets, chunk_size)
-    part_paths = [parts / f"chunk_{i:06d}.h5" for i in range(len(sizes))]
-    todo = [i for i, p in enumerate(part_paths) if not p.exists()]
-    done_jets = n_jets - sum(sizes[i] for i in todo)
-    bar = tqdm(total=n_jets, initial=done_jets, desc=f"{process} jets", unit="jet", disable=not progress)
-    if todo:
-        with _pool(min(n_workers or _default_workers(), len(todo))) as pool:
-            futures = {
-                pool.submit(_write_chunk, process, sizes[i], chunk_seed(seed, process, i), selection, part_paths[i]): i
-                for i in todo
-            }
-            for future in as_completed(futures):
-                future.result()
-                bar.update(sizes[futures[future]])
-    bar.close()
+        sizes = _chunk_sizes(n_jets, chunk_size)
+        part_paths = [parts / f"chunk_{i:06d}.h5" for i in range(len(sizes))]
+        todo = [i for i, p in enumerate(part_paths) if not p.exists()]
+        done_jets = n_jets - sum(sizes[i] for i in todo)
+        bar = tqdm(total=n_jets, initial=done_jets, desc=f"{process} jets", unit="jet", disable=not progress)
+        if todo:
+            tasks = [(process, sizes[i], chunk_seed(seed, process, i), selection, part_paths[i]) for i in todo]
+            with _pool(min(n_workers or _default_workers(), len(todo))) as pool:
+                for size in pool.imap_unordered(_write_chunk_task, tasks):
+                    bar.update(size)
+        bar.close()
 
-    seconds = sum(jet_file_info(p)["seconds"] for p in part_paths)
-    with JetFileWriter(out, provenance=provenance) as writer:
-        for path in part_paths:
-            writer.append(read_jets(path))
-        writer.set_attr("cpu_seconds", seconds)  # summed over chunks, whichever worker and run
-        writer.set_attr("jets_per_cpu_second", n_jets / seconds)
+        seconds = sum(jet_file_info(p)["seconds"] for p in part_paths)
+        with JetFileWriter(out, provenance=provenance) as writer:
+            for path in part_paths:
+                writer.append(read_jets(path))
+            writer.set_attr("cpu_seconds", seconds)  # summed over chunks, whichever worker and run
+            writer.set_attr("jets_per_cpu_second", n_jets / seconds)
     shutil.rmtree(parts)
     return out
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path``: two runs must never share a parts folder."""
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"another run is generating into {lock_path.parent}; wait for it or stop it"
+            raise FileExistsError(msg) from None
+        yield
 
 
 def jet_dataset(
