@@ -25,13 +25,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from omnijet_lib.data.jets import CONSTITUENT_FIELDS, JET_FIELDS, JETCLASS_LABELS, Jets, check_jets
+from omnijet_lib.data.jets import (
+    CONSTITUENT_DTYPES,
+    CONSTITUENT_FIELDS,
+    JET_DTYPES,
+    JET_FIELDS,
+    JETCLASS_LABELS,
+    Jets,
+    check_jets,
+)
 from omnijet_lib.errors import BadDataError, SchemaError
 
 SCHEMA = "omnijet-jets"
 SCHEMA_VERSION = 1
-JET_DTYPES = {"pt": "f4", "eta": "f4", "phi": "f4", "mass": "f4", "label": "i1", "n_constituents": "i4"}
-CONSTITUENT_DTYPES = {"pt": "f4", "eta": "f4", "phi": "f4", "charge": "i1", "pdg_id": "i4"}
+JET_DTYPES = {**JET_DTYPES, "n_constituents": "i4"}
 
 
 class JetFileWriter:

@@ -152,17 +152,17 @@ def _to_jets(arrays: ak.Array, *, source: str) -> Jets:
     return Jets.from_flat(
         n_constituents=counts,
         constituents={
-            "pt": pt.astype(np.float32),
-            "eta": eta.astype(np.float32),
-            "phi": phi.astype(np.float32),
+            "pt": pt,
+            "eta": eta,
+            "phi": phi,
             "charge": charge,
             "pdg_id": _pdg_id_from_flags(flat, charge),
         },
-        pt=jet_pt.astype(np.float32),
-        eta=jet_eta.astype(np.float32),
-        phi=jet_phi.astype(np.float32),
-        mass=mass.astype(np.float32),
-        label=np.argmax(one_hot, axis=1).astype(np.int8),
+        pt=jet_pt,
+        eta=jet_eta,
+        phi=jet_phi,
+        mass=mass,
+        label=np.argmax(one_hot, axis=1),
     ).pt_ordered()
 
 

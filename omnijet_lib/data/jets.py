@@ -22,6 +22,9 @@ JETCLASS_LABELS = ("QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbq
 JET_FIELDS = ("pt", "eta", "phi", "mass", "label")  # per jet; n_constituents is derived
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "charge", "pdg_id")
 FLOAT_CONSTITUENT_FIELDS = ("pt", "eta", "phi")
+# Storage types, in memory and on disk: float32 keeps 7 digits, ample for GeV-scale momenta.
+JET_DTYPES = {"pt": "f4", "eta": "f4", "phi": "f4", "mass": "f4", "label": "i1"}
+CONSTITUENT_DTYPES = {"pt": "f4", "eta": "f4", "phi": "f4", "charge": "i1", "pdg_id": "i4"}
 
 
 def label_index(name: str) -> int:
@@ -70,10 +73,15 @@ class Jets:
 
     @classmethod
     def from_flat(cls, *, n_constituents: np.ndarray, constituents: dict[str, np.ndarray], **jet_fields) -> Jets:
-        """Build from per-jet arrays and flat constituent arrays cut by ``n_constituents``."""
-        flat = ak.zip({f: constituents[f] for f in CONSTITUENT_FIELDS}, depth_limit=1)
+        """Build from per-jet arrays and flat constituent arrays cut by ``n_constituents``.
+
+        Values are cast to the storage types (:data:`JET_DTYPES`, :data:`CONSTITUENT_DTYPES`);
+        charges are rounded first, as some sources store them as floats.
+        """
+        constituents = dict(constituents, charge=np.rint(constituents["charge"]))
+        flat = ak.zip({f: np.asarray(constituents[f], dtype=t) for f, t in CONSTITUENT_DTYPES.items()}, depth_limit=1)
         return cls(
-            **{f: np.asarray(jet_fields[f]) for f in JET_FIELDS},
+            **{f: np.asarray(jet_fields[f], dtype=t) for f, t in JET_DTYPES.items()},
             constituents=ak.unflatten(flat, np.asarray(n_constituents, dtype=np.int64)),
         )
 

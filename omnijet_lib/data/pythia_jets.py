@@ -130,25 +130,25 @@ def jets_from_events(events: ak.Array, process: str, selection: JetSelection, pa
     return Jets.from_flat(
         n_constituents=counts,
         constituents={
-            "pt": c_pt.astype(np.float32),
-            "eta": c_eta.astype(np.float32),
-            "phi": c_phi.astype(np.float32),
+            "pt": c_pt,
+            "eta": c_eta,
+            "phi": c_phi,
             "charge": _charges(flat_id, particle_data),
-            "pdg_id": flat_id.astype(np.int32),
+            "pdg_id": flat_id,
         },
-        pt=pt[keep].astype(np.float32),
-        eta=eta[keep].astype(np.float32),
-        phi=phi[keep].astype(np.float32),
-        mass=mass[keep].astype(np.float32),
-        label=np.full(int(keep.sum()), PROCESS_LABELS[process], dtype=np.int8),
+        pt=pt[keep],
+        eta=eta[keep],
+        phi=phi[keep],
+        mass=mass[keep],
+        label=np.full(int(keep.sum()), PROCESS_LABELS[process]),
     ).pt_ordered()
 
 
 def _charges(pdg_id: np.ndarray, particle_data) -> np.ndarray:
     """Electric charge of each particle, looked up once per distinct PDG id."""
     ids, inverse = np.unique(pdg_id, return_inverse=True)
-    table = np.array([particle_data.charge(int(i)) for i in ids], dtype=np.float64)
-    return np.rint(table[inverse]).astype(np.int8)
+    table = np.array([particle_data.charge(int(i)) for i in ids])
+    return table[inverse]
 
 
 def _matched_to_top(particles: ak.Array, event_of_jet: np.ndarray, jet_eta, jet_phi, radius: float) -> np.ndarray:
