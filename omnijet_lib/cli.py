@@ -2,6 +2,7 @@
 
 omnijet generate-jets --process top --n 20000 --seed 1 --out data/jets/top.h5
 omnijet import-jetclass 'TTBar_*.root' 'ZJetsToNuNu_*.root' --classes Tbqq QCD --out data/jets/jetclass.h5
+omnijet tokenize data/jets/top.h5 --tokenizer data/tokenizers/vqvae_conditional_8192.pt --out data/tokens/top.h5
 omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
 """
 
@@ -37,6 +38,14 @@ def _import_jetclass(args: argparse.Namespace) -> None:
     print(f"{path}: {jet_file_info(path)['n_jets']} jets")
 
 
+def _tokenize(args: argparse.Namespace) -> None:
+    from omnijet_lib.data.token_files import read_token_file, tokenize_jet_file
+
+    path = tokenize_jet_file(args.jets, args.tokenizer, args.out, chunk_size=args.chunk_size)
+    tokens = read_token_file(path)
+    print(f"{path}: {len(tokens)} token sequences, mean length {tokens.lengths.mean():.1f} (with START and STOP)")
+
+
 def _run_notebook(args: argparse.Namespace) -> None:
     from omnijet_lib.notebooks import parse_parameter, run_notebook
 
@@ -65,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--max-jets", type=int, default=None)
     imp.add_argument("--step-size", type=int, default=100_000, help="entries read at a time")
     imp.set_defaults(func=_import_jetclass)
+
+    tok = commands.add_parser("tokenize", help="tokenize a jet file once with a saved tokenizer (GPT input)")
+    tok.add_argument("jets", help="jet file (HDF5, the project's schema)")
+    tok.add_argument("--tokenizer", required=True, help="saved tokenizer file (.pt)")
+    tok.add_argument("--out", required=True, help="output token file (HDF5)")
+    tok.add_argument("--chunk-size", type=int, default=20_000, help="jets read and encoded at a time")
+    tok.set_defaults(func=_tokenize)
 
     run = commands.add_parser("run-notebook", help="execute a jupytext notebook headless with papermill")
     run.add_argument("notebook")

@@ -1,0 +1,1 @@
+"""Metrics: token resolution and classifier tests of how much information survives."""

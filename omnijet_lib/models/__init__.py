@@ -1,0 +1,1 @@
+"""Models on padded jet constituents: backbone, heads and the classifiers of the quality tests."""

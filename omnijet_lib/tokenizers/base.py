@@ -1,0 +1,149 @@
+"""The interface every tokenizer speaks, and its one-file save format.
+
+A tokenizer maps a jet's pre-processed constituents ``(N, L, 3)`` with a mask to
+tokens ``(N, L)`` (1..K, ``PAD`` where masked) and back.  ``encode_jets`` and
+``decode_constituents`` add the physical units on either side, through the
+pre-processing of :mod:`omnijet_lib.data.preprocessing` and its inverse.
+
+A saved tokenizer is one file holding its kind, config, weights and the
+pre-processing constants; :func:`load_tokenizer` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import torch
+
+from omnijet_lib.data.jets import Jets
+from omnijet_lib.data.preprocessing import FEATURES, PreprocessingConfig, constituents_from_features, preprocess
+from omnijet_lib.tokenizers.tokens import PAD
+
+FILE_FORMAT = "omnijet-tokenizer"
+FILE_VERSION = 1
+
+
+class Tokenizer(ABC):
+    """Constituents <-> tokens, in pre-processed (scaled) units."""
+
+    kind: str  # name stored in the file, picks the class on load
+    preprocessing: PreprocessingConfig
+
+    @property
+    @abstractmethod
+    def codebook_size(self) -> int:
+        """K: the number of code tokens (the vocabulary adds START and STOP)."""
+
+    @abstractmethod
+    def encode(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(N, L, 3) scaled features + (N, L) mask -> (N, L) tokens in 1..K, PAD where masked."""
+
+    @abstractmethod
+    def decode(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(N, L) tokens + mask -> (N, L, 3) scaled features, 0 where masked."""
+
+    @abstractmethod
+    def state(self) -> dict:
+        """Everything :meth:`from_state` needs, as plain types and tensors."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: dict) -> Tokenizer:
+        """Rebuild a tokenizer from :meth:`state`."""
+
+    # --- shared behaviour -------------------------------------------------
+
+    def reconstruct(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """decode(encode(x)): what survives tokenization."""
+        return self.decode(self.encode(features, mask), mask)
+
+    def encode_jets(self, jets: Jets) -> tuple[np.ndarray, np.ndarray]:
+        """Physical jets -> (tokens, mask), pre-processing with this tokenizer's constants."""
+        pre = preprocess(jets, self.preprocessing)
+        return self.encode(pre.features, pre.mask), pre.mask
+
+    def decode_constituents(
+        self,
+        tokens: np.ndarray,
+        mask: np.ndarray,
+        *,
+        jet_eta: np.ndarray | None = None,
+        jet_phi: np.ndarray | None = None,
+    ) -> ak.Array:
+        """Tokens -> physical constituents (pt, eta, phi).
+
+        Tokens carry only coordinates relative to the jet axis; without ``jet_eta``
+        and ``jet_phi`` (generated jets) the axis is put at eta = phi = 0.
+        """
+        n = len(mask)
+        jet_eta = np.zeros(n) if jet_eta is None else jet_eta
+        jet_phi = np.zeros(n) if jet_phi is None else jet_phi
+        features = self.decode(tokens, mask)
+        return constituents_from_features(features, mask, jet_eta, jet_phi, self.preprocessing)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the tokenizer to one self-describing file (atomically)."""
+        from omnijet_lib.training import save_atomic
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "kind": self.kind,
+            "preprocessing": self.preprocessing.to_dict(),
+            **self.state(),
+        }
+        save_atomic(payload, path)
+        return path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(codebook_size={self.codebook_size})"
+
+
+def check_features(features, mask, *, n_features: int = len(FEATURES)) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the (N, L, F) features / (N, L) mask pair every tokenizer takes."""
+    features, mask = np.asarray(features, dtype=np.float32), np.asarray(mask, dtype=bool)
+    if features.ndim != 3 or features.shape[-1] != n_features or features.shape[:2] != mask.shape:
+        msg = f"expected features (N, L, {n_features}) and mask (N, L); got {features.shape} and {mask.shape}"
+        raise ValueError(msg)
+    if not np.isfinite(features[mask]).all():
+        msg = "features contain NaN or infinite values at unmasked positions"
+        raise ValueError(msg)
+    return features, mask
+
+
+def masked(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Put PAD at masked positions."""
+    return np.where(mask, tokens, PAD)
+
+
+def load_tokenizer(path: str | os.PathLike, *, device: str = "auto") -> Tokenizer:
+    """Load any saved tokenizer; its kind, config and constants come from the file."""
+    from omnijet_lib.tokenizers.binned import BinnedTokenizer
+    from omnijet_lib.tokenizers.vqvae import VQVAETokenizer
+
+    kinds = {cls.kind: cls for cls in (BinnedTokenizer, VQVAETokenizer)}
+    path = Path(path)
+    if not path.exists():
+        msg = f"tokenizer file not found: {path}"
+        raise FileNotFoundError(msg)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        msg = f"not a tokenizer file (torch.load failed): {path}: {err}"
+        raise ValueError(msg) from err
+    if not isinstance(state, dict) or state.get("format") != FILE_FORMAT:
+        msg = f"not an omnijet tokenizer file (no format {FILE_FORMAT!r}): {path}"
+        raise ValueError(msg)
+    if state["kind"] not in kinds:
+        msg = f"unknown tokenizer kind {state['kind']!r} in {path}; known: {sorted(kinds)}"
+        raise ValueError(msg)
+    tokenizer = kinds[state["kind"]].from_state(state)
+    if hasattr(tokenizer, "to"):
+        tokenizer.to(device)
+    return tokenizer

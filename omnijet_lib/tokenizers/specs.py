@@ -1,0 +1,60 @@
+"""Tokenizers named by short specs, so a notebook parameter can choose them.
+
+``"binned-21"``          21 bins per feature (21^3 = 9261 tokens)
+``"unconditional-8192"`` MLP VQ-VAE with 8192 codes
+``"conditional-8192"``   NormFormer VQ-VAE with 8192 codes (the paper's tokenizer)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from omnijet_lib.data.preprocessing import PreprocessedJets, PreprocessingConfig
+from omnijet_lib.tokenizers.base import Tokenizer
+from omnijet_lib.tokenizers.binned import BinnedConfig, BinnedTokenizer
+from omnijet_lib.tokenizers.quantizer import QuantizerConfig
+from omnijet_lib.tokenizers.vqvae import VQVAEConfig, VQVAETokenizer
+
+KINDS = ("binned", "unconditional", "conditional")
+
+
+def parse_spec(spec: str) -> tuple[str, int]:
+    """``"conditional-8192"`` -> ("conditional", 8192), with a clear error for anything else."""
+    kind, _, size = str(spec).partition("-")
+    if kind not in KINDS or not size.isdigit() or int(size) < 1:
+        msg = f"tokenizer spec {spec!r} not understood; use '<kind>-<size>' with kind one of {KINDS}, e.g. 'conditional-8192' or 'binned-21'"
+        raise ValueError(msg)
+    return kind, int(size)
+
+
+def build_tokenizer(
+    spec: str,
+    *,
+    preprocessing: PreprocessingConfig = PreprocessingConfig(),
+    vqvae: VQVAEConfig = VQVAEConfig(),
+    device: str = "auto",
+) -> Tokenizer:
+    """An untrained tokenizer for ``spec``; ``vqvae`` supplies the remaining VQ-VAE settings."""
+    kind, size = parse_spec(spec)
+    if kind == "binned":
+        return BinnedTokenizer(BinnedConfig(bins=(size, size, size)), preprocessing)
+    quantizer: QuantizerConfig = replace(vqvae.quantizer, codebook_size=size)
+    config = replace(vqvae, conditional=kind == "conditional", quantizer=quantizer)
+    return VQVAETokenizer(config, preprocessing, device=device)
+
+
+def fit_tokenizer(
+    tokenizer: Tokenizer,
+    train: PreprocessedJets,
+    val: PreprocessedJets,
+    *,
+    training,
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+) -> Tokenizer:
+    """Fit any tokenizer: a binned grid spans the training data, a VQ-VAE is trained (resumably)."""
+    if isinstance(tokenizer, BinnedTokenizer):
+        return tokenizer.fit(train.features, train.mask)
+    tokenizer.fit((train.features, train.mask), (val.features, val.mask), training, run_dir, progress=progress)
+    return tokenizer

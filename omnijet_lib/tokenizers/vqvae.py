@@ -1,0 +1,258 @@
+"""VQ-VAE tokenizers: unconditional (per-constituent MLP) and conditional (NormFormer over the jet).
+
+The encoder maps each constituent to a 4-d latent, the quantizer replaces it by
+the nearest of K code vectors, the decoder maps codes back to constituents.
+
+- unconditional: encoder and decoder see one constituent at a time, so a token
+  always decodes to the same point (a fixed point in feature space);
+- conditional: encoder and decoder are NormFormer blocks attending over the
+  whole jet, so a token's meaning depends on its context — one token decodes
+  to a "blob" of nearby points (the paper's Fig. 2), and the jet as a whole is
+  reproduced far better for the same K.
+
+Loss (REFERENCE §1): MSE(x, x_hat) over real constituents + alpha * L_commit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnijet_lib.data.preprocessing import FEATURES, PreprocessingConfig
+from omnijet_lib.tokenizers.base import Tokenizer, check_features
+from omnijet_lib.tokenizers.quantizer import QuantizerConfig, VectorQuantizer
+from omnijet_lib.tokenizers.tokens import codes_to_tokens, tokens_to_codes
+
+
+@dataclass(frozen=True)
+class VQVAEConfig:
+    conditional: bool = True  # NormFormer over the whole jet (the paper's choice) or a per-constituent MLP
+    n_features: int = len(FEATURES)  # log_pt, eta_rel, phi_rel
+    hidden_dim: int = 128  # width of encoder and decoder
+    n_layers: int | None = None  # None: the paper's 4 NormFormer blocks (conditional) or 3 hidden layers (MLP)
+    n_heads: int = 8  # attention heads of a NormFormer block
+    alpha: float = 10.0  # weight of the commitment loss against the reconstruction MSE
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    @property
+    def layers(self) -> int:
+        if self.n_layers is not None:
+            return self.n_layers
+        return 4 if self.conditional else 3
+
+    def __post_init__(self):
+        if self.hidden_dim % self.n_heads:
+            msg = f"hidden_dim ({self.hidden_dim}) must be divisible by n_heads ({self.n_heads})"
+            raise ValueError(msg)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VQVAEConfig:
+        return cls(**{**d, "quantizer": QuantizerConfig(**d["quantizer"])})
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, n_layers: int) -> nn.Sequential:
+    """n_layers hidden Linear+ReLU layers of width n_hidden, then a linear output."""
+    layers, width = [], n_in
+    for _ in range(n_layers):
+        layers += [nn.Linear(width, n_hidden), nn.ReLU()]
+        width = n_hidden
+    return nn.Sequential(*layers, nn.Linear(width, n_out))
+
+
+class NormFormerBlock(nn.Module):
+    """LN -> MHA -> LN -> residual; LN -> Linear -> SiLU -> Linear -> residual (REFERENCE §1).
+
+    The extra LayerNorm after attention (NormFormer, Shleifer et al. 2021) keeps
+    the residual stream's scale stable without warm-up tricks.
+    """
+
+    def __init__(self, dim: int, n_heads: int):
+        super().__init__()
+        self.norm_in = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, n_heads, batch_first=True)
+        self.norm_out = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm_in(x)  # (B, N, C)
+        h, _ = self.attention(h, h, h, key_padding_mask=~mask, need_weights=False)
+        x = x + self.norm_out(h)
+        x = x + self.mlp(x)
+        return x * mask.unsqueeze(-1)  # padding stays exactly zero
+
+
+class NormFormer(nn.Module):
+    """Linear in -> NormFormer blocks over the set of constituents -> Linear out."""
+
+    def __init__(self, n_in: int, dim: int, n_out: int, n_blocks: int, n_heads: int):
+        super().__init__()
+        self.project_in = nn.Linear(n_in, dim)
+        self.blocks = nn.ModuleList(NormFormerBlock(dim, n_heads) for _ in range(n_blocks))
+        self.project_out = nn.Linear(dim, n_out)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # A jet with no constituents would leave attention nothing to attend to (NaN);
+        # let it attend to its first (padding) slot instead — its output is masked anyway.
+        attend = mask.clone()
+        attend[:, 0] |= ~mask.any(dim=1)
+        h = self.project_in(x) * attend.unsqueeze(-1)
+        for block in self.blocks:
+            h = block(h, attend)
+        return self.project_out(h)
+
+
+class VQVAEOutput(NamedTuple):
+    reconstruction: torch.Tensor  # (B, N, F), 0 where masked
+    codes: torch.Tensor  # (B, N) long, -1 where masked
+    loss: torch.Tensor  # scalar: reconstruction_loss + alpha * commit_loss
+    reconstruction_loss: torch.Tensor  # MSE over real constituents
+    commit_loss: torch.Tensor
+
+
+class VQVAE(nn.Module):
+    def __init__(self, config: VQVAEConfig):
+        super().__init__()
+        self.config = config
+        c, q = config, config.quantizer
+        if c.conditional:
+            self.encoder = NormFormer(c.n_features, c.hidden_dim, q.code_dim, c.layers, c.n_heads)
+            self.decoder = NormFormer(q.code_dim, c.hidden_dim, c.n_features, c.layers, c.n_heads)
+        else:
+            self.encoder = mlp(c.n_features, c.hidden_dim, q.code_dim, c.layers)
+            self.decoder = mlp(q.code_dim, c.hidden_dim, c.n_features, c.layers)
+        self.quantizer = VectorQuantizer(q)
+
+    def _run(self, net: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = net(x, mask) if self.config.conditional else net(x)
+        return out * mask.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> VQVAEOutput:
+        z = self._run(self.encoder, x, mask)  # (B, N, D)
+        q = self.quantizer(z, mask)
+        x_hat = self._run(self.decoder, q.quantized, mask)  # (B, N, F)
+        mse = F.mse_loss(x_hat[mask], x[mask])
+        return VQVAEOutput(x_hat, q.codes, mse + self.config.alpha * q.commit_loss, mse, q.commit_loss)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, N, F) -> (B, N) code indices, -1 where masked."""
+        return self.quantizer(self._run(self.encoder, x, mask), mask).codes
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, N) code indices -> (B, N, F) features, 0 where masked."""
+        z_q = self.quantizer.lookup(codes.clamp(min=0)) * mask.unsqueeze(-1)
+        return self._run(self.decoder, z_q, mask)
+
+
+def vqvae_loss(model: VQVAE, batch: tuple[torch.Tensor, ...]):
+    """The training loop's loss function: (features, mask) batch -> loss and logged parts."""
+    from omnijet_lib.training import StepOutput
+
+    features, mask = batch
+    out = model(features, mask)
+    metrics = {"mse": out.reconstruction_loss.item(), "commit": out.commit_loss.item()}
+    return StepOutput(out.loss, metrics)
+
+
+class VQVAETokenizer(Tokenizer):
+    kind = "vqvae"
+
+    def __init__(
+        self,
+        config: VQVAEConfig = VQVAEConfig(),
+        preprocessing: PreprocessingConfig = PreprocessingConfig(),
+        *,
+        device: str = "auto",
+        batch_size: int = 1024,  # jets per forward pass when encoding or decoding
+    ):
+        from omnijet_lib.training import pick_device
+
+        self.config = config
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.device = pick_device(device)
+        self.model = VQVAE(config).to(self.device)
+        self.history: list[dict] = []
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.quantizer.codebook_size
+
+    def to(self, device: str) -> VQVAETokenizer:
+        from omnijet_lib.training import pick_device
+
+        self.device = pick_device(device)
+        self.model.to(self.device)
+        return self
+
+    def fit(self, train, val, training, run_dir: str | os.PathLike, *, progress: bool = True):
+        """Train on pre-processed jets ``train`` / ``val`` = (features, mask).
+
+        Uses the project's training loop (best checkpoint by validation loss,
+        resumable); the tokenizer keeps the best weights.  Returns the loop's result.
+        """
+        from omnijet_lib.training import load_checkpoint
+        from omnijet_lib.training import train as run_training
+
+        train, val = (tuple(torch.as_tensor(np.asarray(a)) for a in check_features(*pair)) for pair in (train, val))
+        val_features, val_mask = val
+
+        def utilisation(model: VQVAE) -> dict[str, float]:
+            codes = self._batched(lambda x, m: model.encode(x, m), val_features, val_mask, dtype=torch.long)
+            return {"codebook_utilisation": model.quantizer.utilisation(codes)}
+
+        result = run_training(
+            self.model, train, val, vqvae_loss, training, run_dir,
+            evaluate=utilisation, describe=self._describe(), progress=progress,
+        )  # fmt: skip
+        self.model.load_state_dict(load_checkpoint(result.best_checkpoint, map_location=self.device)["model"])
+        self.model.to(self.device)
+        self.history = result.history
+        return result
+
+    def _describe(self) -> dict:
+        return {"kind": self.kind, "config": asdict(self.config), "preprocessing": self.preprocessing.to_dict()}
+
+    def _batched(self, fn, x: torch.Tensor, mask: torch.Tensor, *, dtype) -> torch.Tensor:
+        """Apply ``fn`` in batches of jets on the tokenizer's device; results come back on the CPU."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = [
+                fn(x[i : i + self.batch_size].to(self.device), mask[i : i + self.batch_size].to(self.device)).cpu()
+                for i in range(0, len(x), self.batch_size)
+            ]
+        finally:
+            self.model.train(was_training)
+        return torch.cat(out).to(dtype) if out else torch.empty((0, *x.shape[1:2]), dtype=dtype)
+
+    def encode(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        features, mask = check_features(features, mask, n_features=self.config.n_features)
+        codes = self._batched(self.model.encode, torch.from_numpy(features), torch.from_numpy(mask), dtype=torch.long)
+        return codes_to_tokens(codes.numpy(), mask)
+
+    def decode(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(mask, dtype=bool)
+        codes = torch.from_numpy(tokens_to_codes(tokens, mask, self.codebook_size))
+        out = self._batched(self.model.decode, codes, torch.from_numpy(mask), dtype=torch.float32)
+        return out.reshape(*mask.shape, self.config.n_features).numpy()
+
+    def state(self) -> dict:
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        return {"config": asdict(self.config), "state_dict": weights, "history": self.history}
+
+    @classmethod
+    def from_state(cls, state: dict) -> VQVAETokenizer:
+        tokenizer = cls(
+            VQVAEConfig.from_dict(state["config"]), PreprocessingConfig(**state["preprocessing"]), device="cpu"
+        )
+        tokenizer.model.load_state_dict(state["state_dict"])
+        tokenizer.history = list(state.get("history", []))
+        return tokenizer

@@ -1,0 +1,231 @@
+"""Tokenizers: token conventions, binned round trips, VQ-VAE shapes and training, save/load, token files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from omnijet_lib.data.jet_files import write_jets
+from omnijet_lib.data.jets import concatenate
+from omnijet_lib.data.preprocessing import preprocess
+from omnijet_lib.data.token_files import read_token_file, tokenize_jet_file
+from omnijet_lib.errors import BadDataError, SchemaError
+from omnijet_lib.tokenizers import (
+    PAD,
+    START,
+    BinnedConfig,
+    BinnedTokenizer,
+    QuantizerConfig,
+    VQVAEConfig,
+    VQVAETokenizer,
+    load_tokenizer,
+    stop_token,
+)
+from omnijet_lib.tokenizers.specs import build_tokenizer, parse_spec
+from omnijet_lib.tokenizers.tokens import from_sequences, to_sequences
+from omnijet_lib.training import TrainingConfig
+
+SMALL_VQ = VQVAEConfig(hidden_dim=32, n_heads=4, n_layers=2, quantizer=QuantizerConfig(codebook_size=64))
+
+
+@pytest.fixture(scope="module")
+def real(pythia_jets):
+    """Pre-processed real top + QCD jets, split 80/20."""
+    pre = preprocess(concatenate([pythia_jets["top"], pythia_jets["qcd"]]))
+    order = np.random.default_rng(0).permutation(len(pre))
+    n_train = int(0.8 * len(order))
+    return (pre.features[order[:n_train]], pre.mask[order[:n_train]]), (
+        pre.features[order[n_train:]],
+        pre.mask[order[n_train:]],
+    )
+
+
+def assert_valid_tokens(tokens, mask, codebook_size):
+    assert tokens.shape == mask.shape
+    assert np.all(tokens[~mask] == PAD)
+    assert tokens[mask].min() >= 1 and tokens[mask].max() <= codebook_size
+
+
+# --- token conventions ---------------------------------------------------
+
+
+def test_sequences_round_trip():
+    mask = np.array([[True, True, False], [True, False, False], [True, True, True]])
+    tokens = np.where(mask, [[5, 1, 0], [9, 0, 0], [2, 3, 4]], PAD)
+    seq = to_sequences(tokens, mask, codebook_size=9)
+    assert seq[0].tolist() == [START, 5, 1, stop_token(9), PAD]
+    assert seq[2].tolist() == [START, 2, 3, 4, stop_token(9)]
+    back, back_mask = from_sequences(seq, 9, max_length=3)
+    np.testing.assert_array_equal(back, tokens)
+    np.testing.assert_array_equal(back_mask, mask)
+
+
+def test_sequence_without_stop_and_bad_sequences():
+    tokens, mask = from_sequences(np.array([[START, 3, 4, 5]]), 9, max_length=3)  # ran to the length limit
+    assert tokens.tolist() == [[3, 4, 5]] and mask.all()
+    with pytest.raises(ValueError, match="more than max_length"):
+        from_sequences(np.array([[START, 3, 4, 5]]), 9, max_length=2)
+    with pytest.raises(ValueError, match="1..9"):
+        from_sequences(np.array([[START, 3, START, 5]]), 9, max_length=3)  # START inside a sequence
+    with pytest.raises(ValueError, match="begin with the START"):
+        from_sequences(np.array([[3, 4]]), 9, max_length=3)
+
+
+# --- binned ----------------------------------------------------------------
+
+
+def test_binned_round_trip(real):
+    (features, mask), _ = real
+    tok = BinnedTokenizer(BinnedConfig(bins=(21, 21, 21))).fit(features, mask)
+    assert tok.codebook_size == 21**3
+    tokens = tok.encode(features, mask)
+    assert_valid_tokens(tokens, mask, tok.codebook_size)
+    decoded = tok.decode(tokens, mask)
+    width = (np.asarray(tok.config.high) - np.asarray(tok.config.low)) / 21
+    assert np.all(np.abs(decoded[mask] - features[mask]) <= width / 2 + 1e-5)  # within half a bin
+    assert np.all(decoded[~mask] == 0)
+    np.testing.assert_array_equal(tok.encode(decoded, mask), tokens)  # cell centres encode to themselves
+
+
+def test_binned_errors():
+    with pytest.raises(ValueError, match="bins must be 3"):
+        BinnedConfig(bins=(10, 10))
+    with pytest.raises(RuntimeError, match="call fit"):
+        BinnedTokenizer().encode(np.zeros((1, 2, 3)), np.ones((1, 2), bool))
+    tok = BinnedTokenizer(BinnedConfig((4, 4, 4), (-1, -1, -1), (1, 1, 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        tok.encode(np.full((1, 2, 3), np.nan), np.ones((1, 2), bool))
+    with pytest.raises(ValueError, match="1..64"):
+        tok.decode(np.array([[65]]), np.array([[True]]))
+
+
+# --- VQ-VAE ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_vqvae_shapes_ranges_and_padding(real, conditional):
+    (features, mask), _ = real
+    torch.manual_seed(0)
+    tok = VQVAETokenizer(dataclasses.replace(SMALL_VQ, conditional=conditional), device="cpu")
+    tokens = tok.encode(features[:20], mask[:20])
+    assert_valid_tokens(tokens, mask[:20], 64)
+    decoded = tok.decode(tokens, mask[:20])
+    assert decoded.shape == features[:20].shape and np.all(decoded[~mask[:20]] == 0)
+    noisy = features[:20].copy()
+    noisy[~mask[:20]] = 7.0  # whatever sits in the padding must not matter
+    np.testing.assert_array_equal(tok.encode(noisy, mask[:20]), tokens)
+
+
+def reconstruction_mse(tok, features, mask):
+    return float(np.mean((tok.reconstruct(features, mask)[mask] - features[mask]) ** 2))
+
+
+@pytest.mark.slow
+def test_trained_vqvae_beats_untrained_and_saves(real, tmp_path):
+    train, val = real
+    torch.manual_seed(0)
+    tok = VQVAETokenizer(SMALL_VQ, device="cpu")
+    untrained = reconstruction_mse(tok, *val)
+    result = tok.fit(train, val, TrainingConfig(epochs=4, batch_size=32, seed=3), tmp_path / "run", progress=False)
+    trained = reconstruction_mse(tok, *val)
+    assert trained < 0.2 * untrained, (trained, untrained)
+    assert result.history[-1]["codebook_utilisation"] > 0.3
+
+    loaded = load_tokenizer(tok.save(tmp_path / "tok.pt"))
+    assert isinstance(loaded, VQVAETokenizer) and loaded.config == tok.config
+    np.testing.assert_array_equal(loaded.encode(*val), tok.encode(*val))
+    np.testing.assert_array_equal(loaded.reconstruct(*val), tok.reconstruct(*val))
+
+
+def test_vqvae_fit_resumes_to_the_same_weights(real, tmp_path):
+    """One epoch, stop, then a second: the same tokenizer as two epochs in one go."""
+    train, val = real
+    train = (train[0][:120], train[1][:120])
+    config = TrainingConfig(epochs=2, batch_size=32, seed=5)
+
+    def trained(run_dir, epochs_first=None):
+        torch.manual_seed(1)
+        tok = VQVAETokenizer(SMALL_VQ, device="cpu")
+        if epochs_first:
+            tok.fit(train, val, dataclasses.replace(config, epochs=epochs_first), run_dir, progress=False)
+            torch.manual_seed(1)
+            tok = VQVAETokenizer(SMALL_VQ, device="cpu")  # a fresh process would start from scratch too
+        tok.fit(train, val, config, run_dir, progress=False)
+        return tok.model.state_dict()
+
+    once, resumed = trained(tmp_path / "a"), trained(tmp_path / "b", epochs_first=1)
+    for name in once:
+        torch.testing.assert_close(resumed[name], once[name], rtol=0, atol=0, msg=name)
+
+
+def test_save_load_binned_and_bad_files(real, tmp_path):
+    (features, mask), _ = real
+    tok = build_tokenizer("binned-8").fit(features, mask)
+    loaded = load_tokenizer(tok.save(tmp_path / "binned.pt"))
+    assert isinstance(loaded, BinnedTokenizer) and loaded.config == tok.config
+    np.testing.assert_array_equal(loaded.encode(features, mask), tok.encode(features, mask))
+    with pytest.raises(FileNotFoundError, match="tokenizer file not found"):
+        load_tokenizer(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an omnijet tokenizer"):
+        load_tokenizer(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a tokenizer file"):
+        load_tokenizer(tmp_path / "text.pt")
+
+
+def test_specs():
+    assert parse_spec("conditional-8192") == ("conditional", 8192)
+    tok = build_tokenizer("unconditional-128", device="cpu")
+    assert tok.codebook_size == 128 and not tok.config.conditional and tok.config.layers == 3
+    assert build_tokenizer("binned-40").codebook_size == 64_000
+    for bad in ("conditional", "vq-512", "binned-x", "conditional-0"):
+        with pytest.raises(ValueError, match="not understood"):
+            parse_spec(bad)
+
+
+# --- token files -------------------------------------------------------------
+
+
+def test_tokenize_jet_file(pythia_jets, tmp_path):
+    jets = concatenate([pythia_jets["top"][:50], pythia_jets["qcd"][:50]])
+    jet_path = write_jets(tmp_path / "jets.h5", jets)
+    pre = preprocess(jets)
+    tok = BinnedTokenizer(BinnedConfig((10, 10, 10))).fit(pre.features, pre.mask)
+    tok_path = tok.save(tmp_path / "tok.pt")
+    out = tokenize_jet_file(jet_path, tok_path, tmp_path / "tokens.h5", chunk_size=30, progress=False)
+
+    stored = read_token_file(out)
+    assert len(stored) == 100 and stored.codebook_size == 1000
+    np.testing.assert_array_equal(stored.label, jets.label)
+    tokens, mask = stored.tokens(max_length=128)
+    np.testing.assert_array_equal(mask, pre.mask)
+    np.testing.assert_array_equal(tokens, tok.encode(pre.features, pre.mask))
+    np.testing.assert_array_equal(stored.lengths, pre.mask.sum(1) + 2)
+
+    with pytest.raises(SchemaError, match="not found: 'sequences'"):
+        read_token_file(jet_path)  # a jet file is not a token file
+    with pytest.raises(FileNotFoundError):
+        read_token_file(tmp_path / "nope.h5")
+    (tmp_path / "junk.h5").write_text("junk")
+    with pytest.raises(BadDataError, match="not an HDF5"):
+        read_token_file(tmp_path / "junk.h5")
+
+
+def test_cli_tokenize(pythia_jets, tmp_path, capsys):
+    from omnijet_lib.cli import main
+
+    jets = pythia_jets["top"][:20]
+    jet_path = write_jets(tmp_path / "jets.h5", jets)
+    pre = preprocess(jets)
+    tok_path = BinnedTokenizer(BinnedConfig((5, 5, 5))).fit(pre.features, pre.mask).save(tmp_path / "tok.pt")
+    code = main(["tokenize", str(jet_path), "--tokenizer", str(tok_path), "--out", str(tmp_path / "t.h5")])
+    assert code == 0 and "20 token sequences" in capsys.readouterr().out
+    assert (
+        main(["tokenize", str(jet_path), "--tokenizer", str(tmp_path / "none.pt"), "--out", str(tmp_path / "u.h5")])
+        == 2
+    )
+    assert "tokenizer file not found" in capsys.readouterr().err
