@@ -129,3 +129,89 @@ def overlay_residuals(
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def plot_token_blobs(
+    blobs: dict[str, np.ndarray],
+    tokens,
+    *,
+    background: dict[str, dict[str, np.ndarray]] | None = None,
+    title: str = "",
+):
+    """Where tokens decode to: eta_rel vs phi_rel and both against pT, one colour per token.
+
+    ``blobs`` is :func:`omnijet_lib.metrics.token_quality.token_blobs` output;
+    ``background`` maps a label to fixed points (e.g. every unconditional or
+    binned token), drawn small and grey-toned behind the blobs.
+    """
+    pairs = (("eta_rel", "phi_rel"), ("eta_rel", "pt"), ("phi_rel", "pt"))
+    labels = {"eta_rel": r"$\eta_\mathrm{rel}$", "phi_rel": r"$\phi_\mathrm{rel}$", "pt": r"$p_\mathrm{T}$ [GeV]"}
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6))
+    for (name, points), colour in zip((background or {}).items(), ("0.75", "0.45")):
+        for ax, (x, y) in zip(axes, pairs):
+            ax.scatter(points[x], points[y], s=2, color=colour, label=name, rasterized=True)
+    for i, token in enumerate(np.atleast_1d(tokens)):
+        for ax, (x, y) in zip(axes, pairs):
+            ax.scatter(blobs[x][i], blobs[y][i], s=4, alpha=0.5, label=f"token {token}", rasterized=True)
+    for ax, (x, y) in zip(axes, pairs):
+        ax.set_xlabel(labels[x])
+        ax.set_ylabel(labels[y])
+        if y == "pt":
+            ax.set_yscale("log")
+    axes[0].set_xlim(-0.8, 0.8)
+    axes[0].set_ylim(-0.8, 0.8)
+    axes[0].legend(fontsize="x-small", markerscale=3, loc="upper right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def token_explorer(tokenizers: dict, *, context_pool, default_tokens, n_contexts: int = 500, context_size: int = 50):
+    """JupyterLab widget: pick a tokenizer and token numbers, see their reconstructions in context.
+
+    Needs ipywidgets (installed with the project); imported here so that
+    headless use of the plotting module never requires it.
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError as err:  # pragma: no cover - ipywidgets is a dependency
+        msg = "the token explorer needs ipywidgets: pip install ipywidgets"
+        raise ImportError(msg) from err
+    from IPython.display import display
+
+    from omnijet_lib.metrics.token_quality import fixed_points, token_blobs
+
+    choice = widgets.Dropdown(options=list(tokenizers), description="tokenizer")
+    numbers = widgets.Text(value=" ".join(str(t) for t in default_tokens), description="tokens")
+    button = widgets.Button(description="draw")
+    output = widgets.Output()
+
+    def draw(_=None):
+        tokenizer = tokenizers[choice.value]
+        try:
+            tokens = [int(t) for t in numbers.value.replace(",", " ").split()]
+            if not all(1 <= t <= tokenizer.codebook_size for t in tokens):
+                raise ValueError
+        except ValueError:
+            with output:
+                output.clear_output()
+                print(f"tokens must be integers in 1..{tokenizer.codebook_size}, separated by spaces")
+            return
+        blobs = token_blobs(
+            tokenizer, tokens, context_pool=context_pool[choice.value], n_contexts=n_contexts, context_size=context_size
+        )
+        background = {
+            f"{n} fixed points": fixed_points(t)
+            for n, t in tokenizers.items()
+            if n != choice.value and not getattr(getattr(t, "config", None), "conditional", False)
+        }
+        with output:
+            output.clear_output(wait=True)
+            fig = plot_token_blobs(blobs, tokens, background=background, title=choice.value)
+            display(fig)
+            plt.close(fig)
+
+    button.on_click(draw)
+    display(widgets.VBox([widgets.HBox([choice, numbers, button]), output]))
+    draw()

@@ -11,9 +11,20 @@ from omnijet_lib.notebooks import notebook_parameters, run_notebook
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.py"))
 
 # Tiny parameters per notebook; a notebook missing here fails test_every_notebook_is_tested.
+TINY_VQ = ["binned-5", "unconditional-32", "conditional-32"]
 TINY = {
     "01_data": {"n_jets": 40, "n_jets_drawn": 2},
+    "02_tokenization_quality": {
+        "n_jets": 60,
+        "tokenizers": TINY_VQ,
+        "epochs": 2,
+        "hidden_dim": 16,
+        "classifier_epochs": 1,
+    },
+    "03_token_space": {"n_jets": 60, "tokenizers": TINY_VQ, "n_contexts": 40, "n_tokens_shown": 3},
 }
+# Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
+REQUIRES = {"03_token_space": "02_tokenization_quality"}
 
 
 def test_every_notebook_is_tested():
@@ -34,17 +45,38 @@ def test_unknown_parameter_is_refused(tmp_path):
     assert not list(tmp_path.iterdir()), "nothing runs with a bad parameter"
 
 
+@pytest.fixture(scope="module")
+def headless(tmp_path_factory):
+    """Run a notebook (and what it requires, once) with TINY parameters; return its output folder."""
+    shared = tmp_path_factory.mktemp("notebooks")
+    done = {}
+
+    def run(stem: str) -> Path:
+        if stem in REQUIRES:
+            run(REQUIRES[stem])
+        if stem not in done:
+            notebook = next(nb for nb in NOTEBOOKS if nb.stem == stem)
+            parameters = dict(TINY[stem])
+            names = notebook_parameters(notebook)
+            for name, folder in (("data_dir", "data"), ("tokenizer_dir", "tokenizers"), ("run_dir", "runs")):
+                if name in names:
+                    parameters[name] = str(shared / folder)
+            out = shared / "out" / stem
+            executed = run_notebook(notebook, parameters=parameters, output_dir=out, progress=False)
+            assert executed.exists()
+            done[stem] = out
+        return done[stem]
+
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_headless(notebook, tmp_path):
-    parameters = dict(TINY[notebook.stem])
-    if "data_dir" in notebook_parameters(notebook):
-        parameters["data_dir"] = str(tmp_path / "data")
-    executed = run_notebook(notebook, parameters=parameters, output_dir=tmp_path / "out", progress=False)
-    assert executed.exists()
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+def test_notebook_runs_headless(notebook, headless):
+    out = headless(notebook.stem)
+    metrics = json.loads((out / "metrics.json").read_text())
     for figure in metrics["figures"]:
-        assert (tmp_path / "out" / figure).stat().st_size > 10_000
+        assert (out / figure).stat().st_size > 10_000
     CHECKS[notebook.stem](metrics)
 
 
@@ -56,4 +88,31 @@ def _check_01_data(metrics):
     assert all(rate > 0 for rate in metrics["generation_jets_per_cpu_second"].values())
 
 
-CHECKS = {"01_data": _check_01_data}
+def _check_02_tokenization_quality(metrics):
+    assert set(metrics["top_mass_sigma"]) == set(TINY_VQ)
+    assert all(sigma > 0 for sigma in metrics["top_mass_sigma"].values())
+    assert metrics["codebook_size"] == {"binned-5": 125, "unconditional-32": 32, "conditional-32": 32}
+    assert all(0 < u <= 1 for u in metrics["codebook_utilisation"].values())
+    observables = {row["observable"] for row in metrics["resolution"]}
+    assert {"pt", "eta_rel", "phi_rel", "jet_mass", "jet_pt", "jet_tau21", "jet_tau32"} <= observables
+    assert {"resolution_top_jet_mass.png", "resolution_QCD_eta_rel.png"} <= set(metrics["figures"])
+    assert set(metrics["lost_information"]) == {f"{t}/{m}" for t in TINY_VQ for m in ("deepsets", "transformer")}
+    for path in metrics["tokenizer_files"].values():
+        assert Path(path).exists()
+
+
+def _check_03_token_space(metrics):
+    assert set(metrics["tokens_shown"]) == set(TINY_VQ)
+    assert all(len(tokens) == 3 for tokens in metrics["tokens_shown"].values())
+    # context-free tokens decode to one point; conditional ones spread into blobs
+    for spec in ("binned-5", "unconditional-32"):
+        assert max(metrics["blob_spread"][spec].values()) < 1e-5
+    assert metrics["blob_spread"]["conditional-32"]["eta_rel"] > 1e-4
+    assert len(metrics["figures"]) == 3
+
+
+CHECKS = {
+    "01_data": _check_01_data,
+    "02_tokenization_quality": _check_02_tokenization_quality,
+    "03_token_space": _check_03_token_space,
+}

@@ -7,7 +7,7 @@ with 8192 codes; the paper needed 40^3 = 64 000 to match the conditional VQ-VAE.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -21,6 +21,9 @@ class BinnedConfig:
     bins: tuple[int, int, int] = (21, 21, 21)  # per feature: log_pt, eta_rel, phi_rel
     low: tuple[float, float, float] | None = None  # lower edges; None: fitted to data (``fit``)
     high: tuple[float, float, float] | None = None  # upper edges; values beyond fall into the edge bins
+    # fitted edges: these quantiles of the training data, so that a few extreme constituents
+    # (Pythia has photons at pT ~ 1e-9 GeV) do not stretch every bin of the grid
+    range_quantiles: tuple[float, float] = (0.001, 0.999)
 
     def __post_init__(self):
         if len(self.bins) != len(FEATURES) or min(self.bins) < 1:
@@ -52,15 +55,15 @@ class BinnedTokenizer(Tokenizer):
         return self.config.low is not None
 
     def fit(self, features: np.ndarray, mask: np.ndarray) -> BinnedTokenizer:
-        """Set the grid to span the data's range in each feature."""
+        """Set the grid to span the data in each feature, between ``config.range_quantiles``."""
         features, mask = check_features(features, mask)
         real = features[mask]  # (M, 3)
         if len(real) == 0:
             msg = "cannot fit a binned tokenizer on jets without constituents"
             raise ValueError(msg)
-        low, high = real.min(axis=0).astype(float), real.max(axis=0).astype(float)
+        low, high = np.quantile(real.astype(float), self.config.range_quantiles, axis=0)
         high = np.where(high > low, high, low + 1.0)  # a constant feature still gets a valid range
-        self.config = BinnedConfig(self.config.bins, tuple(low.tolist()), tuple(high.tolist()))
+        self.config = replace(self.config, low=tuple(low.tolist()), high=tuple(high.tolist()))
         return self
 
     def _grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,208 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 — Tokenization quality: binned, unconditional and conditional VQ-VAE
+#
+# A GPT needs integers, so each constituent (log pT, η_rel, φ_rel) becomes a token.
+# How much of the jet survives that step? This notebook trains the tokenizers chosen
+# in the parameters, then measures (paper section III.1, appendix A.1–A.2):
+#
+# - the **resolution** of every constituent feature and of jet mass, pT, τ21, τ32
+#   (reconstructed − original, with a fitted Gaussian σ and its shift μ), per class;
+# - the **information lost**, as the accuracy drop of a top-vs-QCD classifier
+#   trained on reconstructed instead of original constituents;
+# - the **codebook utilisation**.
+#
+# The conditional VQ-VAE decodes each token in the context of the whole jet, which
+# is why it should resolve jet-level quantities like the top mass best.
+
+# %%
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from omnijet_lib.data.jet_files import read_jets
+from omnijet_lib.data.jets import concatenate, label_index
+from omnijet_lib.data.preprocessing import preprocess
+from omnijet_lib.data.pythia_jets import jet_dataset
+from omnijet_lib.metrics.classifier_test import lost_information
+from omnijet_lib.metrics.resolution import resolution_table
+from omnijet_lib.metrics.token_quality import codebook_utilisation, token_residuals
+from omnijet_lib.notebooks import project_root
+from omnijet_lib.plotting import overlay_residuals, save_figure, use_style
+from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
+from omnijet_lib.tokenizers.specs import build_tokenizer, fit_tokenizer
+from omnijet_lib.training import TrainingConfig
+
+os.chdir(project_root())  # relative paths below mean the same here and in a headless run
+use_style()
+
+# %% tags=["parameters"]
+n_jets = 10_000  # jets per class (top, QCD), from notebook 01's generator; split 60/20/20
+seed = 1  # data, training and evaluation seed
+n_workers = None  # Pythia processes if the jets must be generated first
+data_dir = "data/jets"
+tokenizers = ["binned-20", "unconditional-8192", "conditional-8192"]  # '<kind>-<size>'; binned size = bins per feature
+hidden_dim = 64  # VQ-VAE width (paper: 128)
+n_blocks = 2  # conditional VQ-VAE NormFormer blocks in encoder and decoder (paper: 4)
+n_heads = 4  # attention heads (paper: 8)
+mlp_layers = 3  # unconditional VQ-VAE hidden layers (paper: 3)
+epochs = 12  # VQ-VAE epochs (the paper trains far longer on 10^7 jets; use a GPU for that)
+batch_size = 64
+learning_rate = 1e-3
+device = "auto"  # cpu, cuda, mps or auto
+classifiers = ["deepsets", "transformer"]  # lost-information test; [] skips it
+classifier_epochs = 8
+tokenizer_dir = "data/tokenizers"  # trained tokenizers are saved here as '<spec>_seed<seed>.pt' for notebooks 03, 04
+run_dir = "runs/02_tokenization_quality"  # training checkpoints: a rerun resumes or reuses them
+output_dir = "figures/02_tokenization_quality"
+
+# %%
+output_dir, run_dir, tokenizer_dir = Path(output_dir), Path(run_dir), Path(tokenizer_dir)
+output_dir.mkdir(parents=True, exist_ok=True)
+paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
+jets = concatenate([read_jets(paths["top"]), read_jets(paths["qcd"])])
+data = preprocess(jets)
+class_names = {label_index("Tbqq"): "top", label_index("QCD"): "QCD"}
+
+order = np.random.default_rng(seed).permutation(len(jets))
+n_train, n_val = int(0.6 * len(order)), int(0.2 * len(order))
+split = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+
+
+def subset(pre, index):
+    return replace(pre, **{f: getattr(pre, f)[index] for f in ("features", "mask", "jet_eta", "jet_phi", "n_dropped")})
+
+
+train, val, test = (subset(data, split[s]) for s in ("train", "val", "test"))
+test_labels = jets.label[split["test"]]
+print({s: len(i) for s, i in split.items()}, "jets;", f"{data.mask.sum(1).mean():.1f} constituents per jet")
+
+# %% [markdown]
+# ## Train the tokenizers
+# A binned tokenizer only fits its grid to the training data; a VQ-VAE trains with
+# the project's loop (best epoch by validation loss; an interrupted run resumes).
+
+# %%
+vqvae = VQVAEConfig(hidden_dim=hidden_dim, n_heads=n_heads, quantizer=QuantizerConfig())
+training = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device)
+trained, seconds = {}, {}
+for spec in tokenizers:
+    start = time.perf_counter()
+    kind = spec.partition("-")[0]
+    layers = n_blocks if kind == "conditional" else mlp_layers
+    tokenizer = build_tokenizer(spec, vqvae=replace(vqvae, n_layers=layers), device=device)
+    trained[spec] = fit_tokenizer(tokenizer, train, val, training=training, run_dir=run_dir / spec)
+    trained[spec].save(tokenizer_dir / f"{spec}_seed{seed}.pt")
+    seconds[spec] = time.perf_counter() - start
+    print(f"{spec}: {trained[spec].codebook_size} tokens, {seconds[spec]:.0f} s")
+
+# %% [markdown]
+# ## Resolution
+# Residuals are reconstructed − original on the test jets; σ comes from a Gaussian
+# fitted to the core (5–95% quantiles) so that rare large misses do not dominate it.
+
+# %%
+residuals = {spec: token_residuals(tok, test, test_labels, class_names) for spec, tok in trained.items()}
+rows = []
+for name in class_names.values():
+    for row in resolution_table({spec: residuals[spec][name] for spec in trained}):
+        rows.append({"class": name, **row})
+
+units = {"pt": "GeV", "jet_mass": "GeV", "jet_pt": "GeV"}
+print(f"{'class':5} {'observable':10} " + " ".join(f"{spec:>26}" for spec in trained))
+for name in class_names.values():
+    for observable in residuals[tokenizers[0]][name]:
+        cells = [r for r in rows if r["class"] == name and r["observable"] == observable]
+        text = " ".join(f"{'σ %.4g  μ %+.3g' % (r['sigma'], r['shift']):>26}" for r in cells)
+        print(f"{name:5} {observable:10} {text}  {units.get(observable, '')}")
+
+# %%
+labels = {
+    "pt": r"constituent $p_\mathrm{T}$: reco $-$ orig [GeV]",
+    "eta_rel": r"$\eta_\mathrm{rel}$: reco $-$ orig",
+    "phi_rel": r"$\phi_\mathrm{rel}$: reco $-$ orig",
+    "jet_mass": r"jet mass: reco $-$ orig [GeV]",
+    "jet_pt": r"jet $p_\mathrm{T}$: reco $-$ orig [GeV]",
+    "jet_tau21": r"$\tau_{21}$: reco $-$ orig",
+    "jet_tau32": r"$\tau_{32}$: reco $-$ orig",
+}
+figures = []
+for name in class_names.values():
+    for observable, xlabel in labels.items():
+        fig = overlay_residuals(
+            {spec: residuals[spec][name][observable] for spec in trained}, xlabel=f"{name} jets, {xlabel}"
+        )
+        figures.append(save_figure(fig, output_dir, f"resolution_{name}_{observable}").name)
+
+# %% [markdown]
+# ## Codebook utilisation and lost information
+# Each classifier trains once on the original and once on the reconstructed test-set
+# constituents (its own 60/20/20 split of them); the accuracy gap is what the tokens lost.
+
+# %%
+utilisation = {
+    spec: codebook_utilisation(tok.encode(test.features, test.mask), test.mask, tok.codebook_size)
+    for spec, tok in trained.items()
+}
+binary_labels = (test_labels == label_index("Tbqq")).astype(np.int64)
+lost = {}
+classifier_training = TrainingConfig(
+    epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=seed, device=device
+)
+for spec, tok in trained.items():
+    reconstructed = tok.reconstruct(test.features, test.mask)
+    for model in classifiers:
+        lost[f"{spec}/{model}"] = lost_information(
+            test.features, reconstructed, test.mask, test.mask, binary_labels,
+            model=model, training=classifier_training, run_dir=run_dir / "classifiers" / spec / model, split_seed=seed,
+        )  # fmt: skip
+for spec in trained:
+    print(f"{spec:22} utilisation {utilisation[spec]:.1%}", end="")
+    for model in classifiers:
+        r = lost[f"{spec}/{model}"]
+        print(f"  {model}: acc orig {r['accuracy_original']:.3f} reco {r['accuracy_reconstructed']:.3f}", end="")
+    print()
+
+# %% [markdown]
+# ## The headline: top-jet mass resolution
+
+# %%
+top_mass_sigma = {r["tokenizer"]: r["sigma"] for r in rows if r["class"] == "top" and r["observable"] == "jet_mass"}
+for spec, sigma in sorted(top_mass_sigma.items(), key=lambda kv: kv[1]):
+    print(f"top-jet mass σ  {spec:22} {sigma:6.2f} GeV")
+
+metrics = {
+    "n_jets": {"train": len(train), "val": len(val), "test": len(test)},
+    "budget": {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "hidden_dim": hidden_dim,
+        "n_blocks": n_blocks,
+        "device": str(device),
+    },
+    "train_seconds": seconds,
+    "codebook_size": {spec: tok.codebook_size for spec, tok in trained.items()},
+    "codebook_utilisation": utilisation,
+    "resolution": rows,
+    "top_mass_sigma": top_mass_sigma,
+    "lost_information": lost,
+    "tokenizer_files": {spec: str(tokenizer_dir / f"{spec}_seed{seed}.pt") for spec in trained},
+    "figures": figures,
+}
+(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
