@@ -21,21 +21,13 @@ import time
 
 import torch
 
+from omnijet_lib.training import pick_device
+
 METHODS = {  # name -> estimated working memory in bytes per (vector x code) pair, float32
     "nearest_code (ours)": 0,  # bounded by the block (2**24 distances), not by N x K
     "torch.cdist + argmin": 4,  # one (N, K) distance matrix
     "vector-quantize-pytorch": 16,  # (N, K) distances, their negation, an int64 and a float one-hot
 }
-
-
-def pick_device(name: str) -> str:
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def synchronize(device: str) -> None:
@@ -96,7 +88,7 @@ def main() -> None:
     parser.add_argument("--max-gb", type=float, default=8.0, help="skip a method whose estimated memory exceeds this")
     parser.add_argument("--measure", nargs=2, metavar=("METHOD", "K"), help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args()
-    args.device = pick_device(args.device)
+    args.device = pick_device(args.device).type
 
     if args.measure:
         print(json.dumps(measure(args.measure[0], int(args.measure[1]), args)))
