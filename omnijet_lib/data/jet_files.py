@@ -25,6 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from omnijet_lib.atomic import temporary_path
 from omnijet_lib.data.jets import (
     CONSTITUENT_DTYPES,
     CONSTITUENT_FIELDS,
@@ -51,8 +52,7 @@ class JetFileWriter:
     def __init__(self, path: str | os.PathLike, *, provenance: dict | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Unique per process: a worker orphaned by a killed run must not share it with the next run.
-        self.tmp_path = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        self.tmp_path = temporary_path(self.path)
         self._file = h5py.File(self.tmp_path, "w")
         self._file.attrs["schema"] = SCHEMA
         self._file.attrs["schema_version"] = SCHEMA_VERSION
@@ -111,17 +111,23 @@ def write_jets(path: str | os.PathLike, jets: Jets, *, provenance: dict | None =
     return Path(path)
 
 
-def open_jet_file(path: str | os.PathLike) -> h5py.File:
-    """Open a jet file for reading and check its schema, with errors naming the file."""
+def open_hdf5(path: str | os.PathLike, *, what: str) -> h5py.File:
+    """Open an HDF5 file for reading; a missing or non-HDF5 file is an error naming ``what`` and the path."""
     path = Path(path)
     if not path.exists():
-        msg = f"jet file not found: {path}"
+        msg = f"{what} not found: {path}"
         raise FileNotFoundError(msg)
     try:
-        file = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as err:
         msg = f"not an HDF5 file (or unreadable): {path}: {err}"
         raise BadDataError(msg) from err
+
+
+def open_jet_file(path: str | os.PathLike) -> h5py.File:
+    """Open a jet file for reading and check its schema, with errors naming the file."""
+    path = Path(path)
+    file = open_hdf5(path, what="jet file")
     try:
         for group, fields in (("jets", JET_DTYPES), ("constituents", CONSTITUENT_DTYPES)):
             if group not in file or not isinstance(file[group], h5py.Group):

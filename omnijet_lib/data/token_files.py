@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from omnijet_lib.atomic import atomic_path
-from omnijet_lib.data.jet_files import iter_jets, jet_file_info
+from omnijet_lib.data.jet_files import iter_jets, jet_file_info, open_hdf5
 from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.errors import BadDataError, SchemaError
@@ -114,15 +114,7 @@ def tokenize_jet_file(
 def read_token_file(path: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> TokenSequences:
     """Read sequences ``start:stop`` of a token file, checking its schema."""
     path = Path(path)
-    if not path.exists():
-        msg = f"token file not found: {path}"
-        raise FileNotFoundError(msg)
-    try:
-        file = h5py.File(path, "r")
-    except OSError as err:
-        msg = f"not an HDF5 file (or unreadable): {path}: {err}"
-        raise BadDataError(msg) from err
-    with file:
+    with open_hdf5(path, what="token file") as file:
         for name in DATASETS:
             if name not in file:
                 raise SchemaError(name, file.keys(), file=str(path), obj="/")
