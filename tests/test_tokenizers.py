@@ -234,3 +234,30 @@ def test_cli_tokenize(pythia_jets, tmp_path, capsys):
         == 2
     )
     assert "tokenizer file not found" in capsys.readouterr().err
+
+
+# --- token space -------------------------------------------------------------
+
+
+def test_token_blobs_and_fixed_points(real):
+    from omnijet_lib.metrics.token_quality import codebook_utilisation, fixed_points, token_blobs
+
+    (features, mask), _ = real
+    binned = BinnedTokenizer(BinnedConfig((6, 6, 6))).fit(features, mask)
+    tokens = binned.encode(features, mask)
+    assert 0 < codebook_utilisation(tokens, mask, 216) <= 1
+    points = fixed_points(binned)
+    assert all(v.shape == (216,) for v in points.values())
+    blobs = token_blobs(binned, [tokens[0, 0]], context_pool=tokens[mask], n_contexts=30, context_size=10)
+    assert blobs["eta_rel"].shape == (1, 30) and np.ptp(blobs["eta_rel"]) == 0  # a binned token is a fixed point
+    assert blobs["pt"][0, 0] == pytest.approx(points["pt"][tokens[0, 0] - 1])
+
+    torch.manual_seed(0)
+    conditional = VQVAETokenizer(SMALL_VQ, device="cpu")
+    pool = conditional.encode(features, mask)[mask]
+    blobs = token_blobs(conditional, [pool[0]], context_pool=pool, n_contexts=30, context_size=10)
+    assert np.ptp(blobs["eta_rel"]) > 0  # the context moves a conditional token
+    with pytest.raises(ValueError, match="context_pool is empty"):
+        token_blobs(binned, [1], context_pool=np.array([], dtype=int))
+    with pytest.raises(ValueError, match="context_size"):
+        token_blobs(binned, [1], context_pool=tokens[mask], context_size=500)
