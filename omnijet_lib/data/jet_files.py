@@ -4,7 +4,7 @@ Layout (documented for users in ``data/README.md``)::
 
     /jets/pt, eta, phi, mass     float32 (N,)   jet four-vector [GeV]
     /jets/n_constituents         int32   (N,)   multiplicity; offsets are its cumsum
-    /jets/label                  int8    (N,)   index into attrs["label_names"]
+    /jets/label                  int8    (N,)   index into attrs["label_names"]; -1: unlabelled (generated)
     /constituents/pt, eta, phi   float32 (M,)   all constituents, jet after jet, pT-ordered
     /constituents/charge         int8    (M,)
     /constituents/pdg_id         int32   (M,)

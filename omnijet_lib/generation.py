@@ -1,0 +1,176 @@
+"""Autoregressive generation with a :class:`~omnijet_lib.models.gpt.GPT`, and decoding generated jets.
+
+Every sequence starts at START and draws one token per step from the model's
+softmax until it draws STOP or reaches ``max_length``.  What makes it fast
+(REFERENCE §2 "Speed"; ``benchmarks/generation.py`` measures it):
+
+* a key/value cache: each step runs the model on one new token per sequence,
+  not on the whole sequence again;
+* finished sequences leave the batch: once an eighth of the rows in the cache
+  have stopped, the cache is compacted, and the output layer and sampling only
+  ever run for unfinished rows;
+* sampling by inverse transform -- one uniform number per sequence, a
+  cumulative sum and a binary search -- instead of ``torch.multinomial``,
+  which dominates a step at a vocabulary of 65 538.
+
+START is never sampled (its probability is set to 0).  A seed fixes the draws:
+the same seed, model and batch size give the same sequences on a device.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from omnijet_lib.data.jets import UNLABELLED, Jets
+from omnijet_lib.models.gpt import GPT, KVCache
+from omnijet_lib.observables import jet_kinematics
+from omnijet_lib.tokenizers.base import Tokenizer
+from omnijet_lib.tokenizers.tokens import PAD, START, from_sequences
+
+# Compact the cache once this fraction of its rows has stopped: compacting copies
+# the cache, so doing it at every stop would cost more than the dead rows do.
+COMPACT_FRACTION = 1 / 8
+
+
+def sample_tokens(
+    logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None
+) -> Tensor:
+    """One token per row of ``logits`` ``(B, V)``, drawn from softmax(logits / temperature).
+
+    ``top_k`` keeps only the k most likely tokens.  START (index 0) is never drawn.
+    Inverse-transform sampling: the first token whose cumulative probability
+    exceeds u * total, with u uniform in [0, 1); a token of probability 0 is
+    never chosen.
+    """
+    if temperature <= 0:
+        msg = f"temperature must be > 0, got {temperature}"
+        raise ValueError(msg)
+    logits = logits.float().clone() if temperature == 1.0 else logits.float() / temperature  # never edit the caller's
+    logits[:, START] = -torch.inf
+    candidates = None
+    if top_k is not None:
+        if not 1 <= top_k < logits.shape[-1]:
+            msg = f"top_k must be in 1..{logits.shape[-1] - 1} (or None for the full vocabulary), got {top_k}"
+            raise ValueError(msg)
+        logits, candidates = logits.topk(top_k, dim=-1)
+    cumulative = logits.softmax(dim=-1).cumsum_(dim=-1)
+    u = torch.rand(len(logits), 1, generator=generator, device=logits.device, dtype=cumulative.dtype)
+    choice = torch.searchsorted(cumulative, u * cumulative[:, -1:], right=True)
+    # Searching u * total, not u, keeps the draw exact when rounding makes the total differ from 1;
+    # u * total can round up to total itself, and the last token is then meant.
+    choice = choice.clamp_(max=logits.shape[-1] - 1).squeeze(1)
+    return choice if candidates is None else candidates.gather(1, choice[:, None]).squeeze(1)
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: GPT,
+    batch_size: int,
+    *,
+    max_length: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``batch_size`` sequences ``(B, max_length)``: START, tokens, STOP, then PAD.
+
+    A sequence that reaches ``max_length`` without drawing STOP ends there (no
+    STOP).  Runs on the model's device.
+    """
+    config = model.config
+    max_length = config.max_length if max_length is None else max_length
+    if not 2 <= max_length <= config.max_length:
+        msg = f"max_length must be in 2..{config.max_length} (the model's), got {max_length}"
+        raise ValueError(msg)
+    model.eval()
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    sequences = torch.full((batch_size, max_length), PAD, dtype=torch.long, device=device)
+    sequences[:, 0] = START
+    cache = KVCache(config, batch_size, device=device, dtype=dtype)
+    rows = torch.arange(batch_size, device=device)  # output row of each cache row
+    live = torch.ones(batch_size, dtype=torch.bool, device=device)  # cache rows still generating
+    hidden = model.backbone(sequences[:, :1], cache)[:, -1]  # (B, D)
+    for position in range(1, max_length):
+        live_rows = live.nonzero().squeeze(1)
+        logits = model.head(hidden[live_rows])  # the output layer only for unfinished rows
+        tokens = sample_tokens(logits, temperature=temperature, top_k=top_k, generator=generator)
+        sequences[rows[live_rows], position] = tokens
+        live[live_rows[tokens == config.stop_token]] = False
+        if position == max_length - 1 or not live.any():
+            break
+        # Rows that have stopped but still sit in the cache get a dummy token; their output is never read.
+        step = torch.full((cache.batch_size,), config.stop_token, dtype=torch.long, device=device)
+        step[live_rows] = tokens
+        if (~live).sum() >= COMPACT_FRACTION * cache.batch_size:
+            keep = live.nonzero().squeeze(1)
+            cache.keep(keep)
+            rows, live, step = rows[keep], live[keep], step[keep]
+        hidden = model.backbone(step[:, None], cache)[:, -1]
+    return sequences
+
+
+def generate_sequences(
+    model: GPT,
+    n: int,
+    *,
+    batch_size: int = 256,
+    max_length: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """``n`` sequences ``(n, max_length)`` (int64, PAD after the end), in batches, on the model's device.
+
+    The same seed, model, device and ``batch_size`` give the same sequences.
+    """
+    if n < 1 or batch_size < 1:
+        msg = f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}"
+        raise ValueError(msg)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    batches = []
+    with tqdm(total=n, desc="generating", unit="seq", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            size = min(batch_size, n - start)
+            batch = generate_batch(
+                model, size, max_length=max_length, temperature=temperature, top_k=top_k, generator=generator
+            )
+            batches.append(batch.cpu())
+            bar.update(size)
+    return torch.cat(batches).numpy()
+
+
+def decode_generated_jets(
+    sequences: np.ndarray, tokenizer: Tokenizer, *, label: int = UNLABELLED, max_constituents: int = 128
+) -> tuple[Jets, np.ndarray]:
+    """Generated sequences -> physical jets (axis at eta = phi = 0), and which sequences they came from.
+
+    A sequence that stopped at once holds no constituent and makes no jet: it is
+    left out, and the returned indices of the kept sequences show how many were.
+    Constituents are sorted by pT as in real jets; charge and PDG id are unknown
+    to the tokens and set to 0.  ``label`` is a JetClass index, or ``UNLABELLED``
+    for a model trained on several classes.
+    """
+    tokens, mask = from_sequences(sequences, tokenizer.codebook_size, max_length=max_constituents)
+    kept = np.flatnonzero(mask.any(axis=1))
+    constituents = tokenizer.decode_constituents(tokens[kept], mask[kept])
+    kinematics = jet_kinematics(constituents)
+    counts = kinematics["multiplicity"]
+    flat = {f: ak.to_numpy(ak.flatten(constituents[f], axis=1)) for f in ("pt", "eta", "phi")}
+    flat |= {"charge": np.zeros(counts.sum()), "pdg_id": np.zeros(counts.sum(), dtype=np.int32)}
+    jets = Jets.from_flat(
+        n_constituents=counts,
+        constituents=flat,
+        pt=kinematics["pt"],
+        eta=kinematics["eta"],
+        phi=kinematics["phi"],
+        mass=kinematics["mass"],
+        label=np.full(len(kept), label),
+    )
+    return jets.pt_ordered(), kept

@@ -1,0 +1,220 @@
+"""The GPT backbone of OmniJet-alpha, its heads, and a key/value cache for generation.
+
+Paper (arXiv:2403.05618, sec. II.3 and A.3): token embedding of width 256, three
+blocks of 8-head causal self-attention, a feed-forward network of width 1024 with
+ReLU, no dropout and *no positional encoding* -- the constituents of a jet are a
+set; the causal order alone tells a token where it stands.  The block is the
+paper's post-norm layout::
+
+    x = LN(x + MHA(x))
+    x = LN(x + Linear(ReLU(Linear(x))))
+
+:class:`Backbone` maps tokens to hidden states; heads are separate modules that
+read them: :class:`GenerativeHead` here (next-token logits), the classification
+head of the transfer-learning study elsewhere.  :class:`GPT` is backbone plus
+generative head.
+
+Padding.  Sequences are right-padded (``START t1 .. tn STOP PAD ..``), so under
+the causal mask a real token only ever attends to real tokens before it:
+padding cannot reach a real position's output, and :func:`next_token_loss`
+leaves padded targets out of the loss.  Padded inputs are embedded as START
+(any valid index would do) only so that the embedding lookup is defined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omnijet_lib.tokenizers.tokens import PAD, START
+from omnijet_lib.training import StepOutput
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    codebook_size: int = 8192  # K code tokens; the vocabulary adds START (0) and STOP (K + 1)
+    embed_dim: int = 256  # width of the token embedding and of every block
+    n_heads: int = 8
+    n_blocks: int = 3
+    ffn_dim: int = 1024  # hidden width of the feed-forward network
+    max_length: int = 130  # longest sequence, START and STOP included (128 constituents)
+
+    def __post_init__(self):
+        if self.embed_dim % self.n_heads:
+            msg = f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}"
+            raise ValueError(msg)
+        for name in ("codebook_size", "embed_dim", "n_heads", "n_blocks", "ffn_dim", "max_length"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                msg = f"GPTConfig.{name} must be an integer >= 1, got {value!r}"
+                raise ValueError(msg)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.codebook_size + 2
+
+    @property
+    def stop_token(self) -> int:
+        return self.codebook_size + 1
+
+
+class KVCache:
+    """Keys and values of every block for the positions generated so far.
+
+    Pre-allocated to ``max_length`` so that a step writes in place instead of
+    concatenating (which would copy the whole cache every token).  ``keep(rows)``
+    drops finished sequences: the rows are compacted, so later steps no longer
+    compute them.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, *, device, dtype=torch.float32):
+        shape = (config.n_blocks, batch_size, config.n_heads, config.max_length, config.embed_dim // config.n_heads)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0  # positions filled
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys.shape[1]
+
+    def update(self, block: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new positions' keys and values of one block; return all of them so far."""
+        end = self.length + k.shape[2]
+        if end > self.keys.shape[3]:
+            msg = f"sequence longer than the cache (max_length={self.keys.shape[3]})"
+            raise ValueError(msg)
+        self.keys[block, :, :, self.length : end] = k
+        self.values[block, :, :, self.length : end] = v
+        return self.keys[block, :, :, :end], self.values[block, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        """Called once all blocks have stored ``n`` new positions."""
+        self.length += n
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the sequences ``rows`` (indices into the current batch)."""
+        self.keys = self.keys[:, rows]
+        self.values = self.values[:, rows]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, block_index: int):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.block_index = block_index  # which slot of a KVCache is ours
+        self.scale = (config.embed_dim // config.n_heads) ** -0.5
+        self.qkv = nn.Linear(config.embed_dim, 3 * config.embed_dim)
+        self.out = nn.Linear(config.embed_dim, config.embed_dim)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        batch, length, width = x.shape
+        q, k, v = (
+            t.view(batch, length, self.n_heads, width // self.n_heads).transpose(1, 2)
+            for t in self.qkv(x).split(width, dim=2)
+        )  # (B, H, T, d) each
+        if cache is None or cache.length == 0:
+            # Training, or the first step of generation: attend causally within x.
+            if cache is not None:
+                cache.update(self.block_index, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            # One new position per step: it may attend to everything cached, so no mask.
+            if length != 1:
+                msg = "with a filled cache the model takes one new token per sequence at a time"
+                raise ValueError(msg)
+            k, v = cache.update(self.block_index, k, v)
+            # Plain matmuls: for a single query, scaled_dot_product_attention's CPU kernel
+            # was several times slower here (benchmarks/generation.py).
+            weights = (q @ k.transpose(-2, -1)) * self.scale
+            y = weights.softmax(dim=-1) @ v
+        return self.out(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class Block(nn.Module):
+    """Post-norm transformer block of the paper: residual, then LayerNorm."""
+
+    def __init__(self, config: GPTConfig, block_index: int):
+        super().__init__()
+        self.attention = CausalSelfAttention(config, block_index)
+        self.norm_attention = nn.LayerNorm(config.embed_dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(config.embed_dim, config.ffn_dim), nn.ReLU(), nn.Linear(config.ffn_dim, config.embed_dim)
+        )
+        self.norm_ffn = nn.LayerNorm(config.embed_dim)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        x = self.norm_attention(x + self.attention(x, cache))
+        return self.norm_ffn(x + self.ffn(x))
+
+
+class Backbone(nn.Module):
+    """Tokens ``(B, T)`` -> hidden states ``(B, T, embed_dim)``; PAD may appear after a sequence's end."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_blocks))
+
+    def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+        if tokens.ndim != 2:
+            msg = f"tokens must be (batch, length), got shape {tuple(tokens.shape)}"
+            raise ValueError(msg)
+        start = 0 if cache is None else cache.length
+        if start + tokens.shape[1] > self.config.max_length:
+            msg = f"sequence of {start + tokens.shape[1]} tokens exceeds max_length={self.config.max_length}"
+            raise ValueError(msg)
+        x = self.embedding(tokens.masked_fill(tokens == PAD, START))
+        for block in self.blocks:
+            x = block(x, cache)
+        if cache is not None:
+            cache.advance(tokens.shape[1])
+        return x
+
+
+class GenerativeHead(nn.Module):
+    """Hidden states -> logits over the vocabulary (START, codes, STOP)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.linear = nn.Linear(config.embed_dim, config.vocab_size)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.linear(hidden)
+
+
+class GPT(nn.Module):
+    """Backbone + generative head: next-token logits ``(B, T, vocab_size)``."""
+
+    def __init__(self, config: GPTConfig = GPTConfig()):
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config)
+        self.head = GenerativeHead(config)
+
+    def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+        return self.head(self.backbone(tokens, cache))
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
+    """Cross-entropy of predicting token t+1 from tokens 0..t, over real targets only.
+
+    ``batch`` is ``(sequences,)`` with sequences ``(B, T)`` right-padded with PAD.
+    The batch is cut to its longest sequence first: the padding columns after it
+    would cost compute and change nothing.
+    """
+    (sequences,) = batch
+    longest = int((sequences != PAD).sum(dim=1).max())
+    sequences = sequences[:, :longest]
+    inputs, targets = sequences[:, :-1], sequences[:, 1:]
+    logits = model(inputs)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
+    real = targets != PAD
+    accuracy = (logits.argmax(dim=-1) == targets)[real].float().mean().item()
+    return StepOutput(loss, {"token_accuracy": accuracy})
