@@ -40,6 +40,7 @@ from omnijet_lib.data.jet_files import read_jets
 from omnijet_lib.data.jets import concatenate, label_index
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
+from omnijet_lib.data.splits import split_indices
 from omnijet_lib.metrics.classifier_test import lost_information
 from omnijet_lib.metrics.resolution import resolution_table
 from omnijet_lib.metrics.token_quality import codebook_utilisation, token_residuals
@@ -80,9 +81,7 @@ jets = concatenate([read_jets(paths["top"]), read_jets(paths["qcd"])])
 data = preprocess(jets)
 class_names = {label_index("Tbqq"): "top", label_index("QCD"): "QCD"}
 
-order = np.random.default_rng(seed).permutation(len(jets))
-n_train, n_val = int(0.6 * len(order)), int(0.2 * len(order))
-split = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+split = dict(zip(("train", "val", "test"), split_indices(len(jets), seed=seed)))  # the same split in notebook 04
 
 
 def subset(pre, index):

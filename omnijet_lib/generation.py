@@ -26,10 +26,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from omnijet_lib.data.jets import UNLABELLED, Jets
+from omnijet_lib.data.preprocessing import constituents_from_features
 from omnijet_lib.models.gpt import GPT, KVCache
 from omnijet_lib.observables import jet_kinematics
 from omnijet_lib.tokenizers.base import Tokenizer
-from omnijet_lib.tokenizers.tokens import PAD, START, from_sequences
+from omnijet_lib.tokenizers.tokens import PAD, START
 
 # Compact the cache once this fraction of its rows has stopped: compacting copies
 # the cache, so doing it at every stop would cost more than the dead rows do.
@@ -146,20 +147,18 @@ def generate_sequences(
     return torch.cat(batches).numpy()
 
 
-def decode_generated_jets(
-    sequences: np.ndarray, tokenizer: Tokenizer, *, label: int = UNLABELLED, max_constituents: int = 128
-) -> tuple[Jets, np.ndarray]:
+def decode_generated_jets(sequences: np.ndarray, tokenizer: Tokenizer, *, label=UNLABELLED) -> tuple[Jets, np.ndarray]:
     """Generated sequences -> physical jets (axis at eta = phi = 0), and which sequences they came from.
 
     A sequence that stopped at once holds no constituent and makes no jet: it is
     left out, and the returned indices of the kept sequences show how many were.
     Constituents are sorted by pT as in real jets; charge and PDG id are unknown
-    to the tokens and set to 0.  ``label`` is a JetClass index, or ``UNLABELLED``
-    for a model trained on several classes.
+    to the tokens and set to 0.  ``label`` (a JetClass index per sequence or one
+    for all) defaults to ``UNLABELLED``, right for a model trained on several classes.
     """
-    tokens, mask = from_sequences(sequences, tokenizer.codebook_size, max_length=max_constituents)
-    kept = np.flatnonzero(mask.any(axis=1))
-    constituents = tokenizer.decode_constituents(tokens[kept], mask[kept])
+    features, mask, kept = tokenizer.decode_sequences(sequences)
+    zeros = np.zeros(len(kept))
+    constituents = constituents_from_features(features, mask, zeros, zeros, tokenizer.preprocessing)
     kinematics = jet_kinematics(constituents)
     counts = kinematics["multiplicity"]
     flat = {f: ak.to_numpy(ak.flatten(constituents[f], axis=1)) for f in ("pt", "eta", "phi")}
@@ -167,10 +166,7 @@ def decode_generated_jets(
     jets = Jets.from_flat(
         n_constituents=counts,
         constituents=flat,
-        pt=kinematics["pt"],
-        eta=kinematics["eta"],
-        phi=kinematics["phi"],
-        mass=kinematics["mass"],
-        label=np.full(len(kept), label),
+        **{f: kinematics[f] for f in ("pt", "eta", "phi", "mass")},
+        label=np.broadcast_to(np.asarray(label), (len(sequences),))[kept],
     )
     return jets.pt_ordered(), kept

@@ -71,7 +71,7 @@ def test_bad_shapes_are_refused(model):
 
 
 def test_split_indices_are_disjoint_and_cover_everything():
-    from omnijet_lib.metrics.classifier_test import split_indices
+    from omnijet_lib.data.splits import split_indices
 
     train, val, test = split_indices(101, fractions=(0.6, 0.2, 0.2), seed=3)
     assert (len(train), len(val), len(test)) == (61, 20, 20)

@@ -22,9 +22,19 @@ TINY = {
         "classifier_epochs": 1,
     },
     "03_token_space": {"n_jets": 60, "tokenizers": TINY_VQ, "n_contexts": 40, "n_tokens_shown": 3},
+    "04_generation": {
+        "n_jets": 60,
+        "tokenizer": "conditional-32",
+        "embed_dim": 16,
+        "n_heads": 2,
+        "n_blocks": 1,
+        "ffn_dim": 32,
+        "epochs": 2,
+        "classifier_epochs": 2,
+    },
 }
 # Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
-REQUIRES = {"03_token_space": "02_tokenization_quality"}
+REQUIRES = {"03_token_space": "02_tokenization_quality", "04_generation": "02_tokenization_quality"}
 
 
 def test_every_notebook_is_tested():
@@ -58,9 +68,17 @@ def headless(tmp_path_factory):
             notebook = next(nb for nb in NOTEBOOKS if nb.stem == stem)
             parameters = dict(TINY[stem])
             names = notebook_parameters(notebook)
-            for name, folder in (("data_dir", "data"), ("tokenizer_dir", "tokenizers"), ("run_dir", "runs")):
+            folders = {
+                "data_dir": "data",
+                "tokenizer_dir": "tokenizers",
+                "token_dir": "tokens",
+                "generated_dir": "generated",
+            }
+            for name, folder in folders.items():
                 if name in names:
                     parameters[name] = str(shared / folder)
+            if "run_dir" in names:
+                parameters["run_dir"] = str(shared / "runs" / stem)
             out = shared / "out" / stem
             executed = run_notebook(notebook, parameters=parameters, output_dir=out, progress=False)
             assert executed.exists()
@@ -111,8 +129,24 @@ def _check_03_token_space(metrics):
     assert len(metrics["figures"]) == 3
 
 
+def _check_04_generation(metrics):
+    from omnijet_lib.data.jet_files import read_jets
+    from omnijet_lib.metrics.generation_quality import OBSERVABLES
+
+    assert metrics["n_jets"] == {"train": 72, "val": 24, "test": 24, "generated": 24}
+    assert set(metrics["wasserstein"]) == set(OBSERVABLES)
+    assert all(w >= 0 for w in metrics["wasserstein"].values())
+    assert 0 <= metrics["classifier"]["auc"] <= 1
+    assert metrics["generation"]["ms_per_token"] > 0
+    generated = read_jets(metrics["generated_file"])
+    assert len(generated) == 24 - metrics["generation"]["n_empty_dropped"]
+    assert (generated.n_constituents <= 128).all()
+    assert {"learning_curve.png", "distribution_jet_mass.png", "generated_jets.png"} <= set(metrics["figures"])
+
+
 CHECKS = {
     "01_data": _check_01_data,
     "02_tokenization_quality": _check_02_tokenization_quality,
     "03_token_space": _check_03_token_space,
+    "04_generation": _check_04_generation,
 }

@@ -12,6 +12,7 @@ Layout (documented for users in ``data/README.md``)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -109,6 +110,30 @@ def tokenize_jet_file(
                 bar.update(len(jets))
         file.attrs["n_jets"] = done
     return Path(out_path)
+
+
+def tokenized(
+    jet_path: str | os.PathLike,
+    tokenizer_file: str | os.PathLike,
+    token_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+) -> Path:
+    """The token file of ``jet_path`` under the saved tokenizer ``tokenizer_file``; tokenized now if not yet.
+
+    Kept as ``token_dir/<tokenizer>-<digest>/<jet file>.h5``, where the digest is
+    the start of the tokenizer file's SHA-256: a retrained tokenizer of the same
+    name gets new token files instead of stale ones.
+    """
+    tokenizer_file = Path(tokenizer_file)
+    if not tokenizer_file.exists():
+        msg = f"tokenizer file not found: {tokenizer_file}"
+        raise FileNotFoundError(msg)
+    digest = hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()[:12]
+    out_path = Path(token_dir) / f"{tokenizer_file.stem}-{digest}" / f"{Path(jet_path).stem}.h5"
+    if not out_path.exists():
+        tokenize_jet_file(jet_path, tokenizer_file, out_path, progress=progress)
+    return out_path
 
 
 def read_token_file(path: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> TokenSequences:

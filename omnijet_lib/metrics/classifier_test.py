@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from omnijet_lib.data.splits import split_indices
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.models.classifiers import (
     DeepSets,
@@ -48,25 +49,6 @@ class ClassifierResult(NamedTuple):
     test_scores: np.ndarray  # (n_test, n_classes) softmax probabilities
     test_labels: np.ndarray  # (n_test,) true labels
     best_epoch: int  # the epoch whose weights were scored (lowest validation loss)
-
-
-def split_indices(
-    n: int, *, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle 0..n-1 and cut it into disjoint (train, val, test) index arrays covering all of it.
-
-    Each part is sorted; the test part takes what rounding leaves over.
-    """
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        msg = f"fractions must be three positive numbers summing to 1 (train, val, test); got {fractions}"
-        raise ValueError(msg)
-    n_train, n_val = int(round(fractions[0] * n)), int(round(fractions[1] * n))
-    if n_train < 1 or n_val < 1 or n - n_train - n_val < 1:
-        msg = f"{n} samples are too few to split into {fractions} with every part non-empty"
-        raise ValueError(msg)
-    order = np.random.default_rng(seed).permutation(n)
-    parts = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
-    return tuple(np.sort(p) for p in parts)
 
 
 def _as_tensors(x, mask, labels) -> tuple[Tensor, Tensor, Tensor]:

@@ -23,14 +23,16 @@ leaves padded targets out of the loss.  Padded inputs are embedded as START
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnijet_lib.tokenizers.tokens import PAD, START
-from omnijet_lib.training import StepOutput
+from omnijet_lib.training import StepOutput, TrainingConfig, TrainingResult, load_checkpoint, pick_device, train
 
 
 @dataclass(frozen=True)
@@ -218,3 +220,67 @@ def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
     real = targets != PAD
     accuracy = (logits.argmax(dim=-1) == targets)[real].float().mean().item()
     return StepOutput(loss, {"token_accuracy": accuracy})
+
+
+# ----------------------------------------------------------------------------- training and loading
+
+
+def fit_gpt(
+    config: GPTConfig,
+    train_sequences,
+    val_sequences,
+    training: TrainingConfig,
+    run_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+) -> tuple[GPT, TrainingResult]:
+    """Train a GPT on next-token prediction; returns the best-validation model and the run's result.
+
+    Sequences are ``(N, T)`` integer arrays as stored in a token file (START ..
+    STOP, PAD after).  The run lives in ``run_dir`` and resumes from there; its
+    checkpoints carry the GPTConfig, so :func:`load_gpt` needs nothing else.
+    """
+    train_sequences, val_sequences = (
+        _check_sequences(s, config, name) for s, name in ((train_sequences, "train"), (val_sequences, "validation"))
+    )
+    torch.manual_seed(training.seed)  # the initial weights
+    model = GPT(config)
+    describe = {"model": "GPT", "gpt_config": asdict(config)}
+    result = train(
+        model, (train_sequences,), (val_sequences,), next_token_loss, training, run_dir,
+        describe=describe, progress=progress,
+    )  # fmt: skip
+    return load_gpt(result.best_checkpoint, device=training.device), result
+
+
+def load_gpt(path: str | os.PathLike, *, device: str = "auto") -> GPT:
+    """A GPT from any checkpoint :func:`fit_gpt` wrote (``best.pt`` or ``last.pt``), in eval mode."""
+    checkpoint = load_checkpoint(path)
+    describe = checkpoint.get("describe") or {}
+    if "gpt_config" not in describe:
+        msg = f"{path} is not a GPT checkpoint (no 'gpt_config' in its description: {sorted(describe)})"
+        raise ValueError(msg)
+    model = GPT(GPTConfig(**describe["gpt_config"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(pick_device(device)).eval()
+
+
+def _check_sequences(sequences, config: GPTConfig, name: str) -> Tensor:
+    sequences = torch.as_tensor(np.asarray(sequences), dtype=torch.long)
+    if sequences.ndim != 2 or len(sequences) == 0:
+        msg = f"{name} sequences must be a non-empty (N, T) array, got shape {tuple(sequences.shape)}"
+        raise ValueError(msg)
+    if sequences.shape[1] > config.max_length:
+        msg = f"{name} sequences are {sequences.shape[1]} long, more than GPTConfig.max_length={config.max_length}"
+        raise ValueError(msg)
+    real = sequences[sequences != PAD]
+    if real.min() < 0 or real.max() >= config.vocab_size:
+        msg = (
+            f"{name} sequences hold tokens {int(real.min())}..{int(real.max())}, outside the vocabulary "
+            f"0..{config.vocab_size - 1} of codebook_size={config.codebook_size}: a token file of another tokenizer?"
+        )
+        raise ValueError(msg)
+    if (sequences[:, 0] != START).any():
+        msg = f"{name} sequences must begin with START (0)"
+        raise ValueError(msg)
+    return sequences

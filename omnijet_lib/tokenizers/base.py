@@ -21,7 +21,7 @@ import torch
 
 from omnijet_lib.data.jets import Jets
 from omnijet_lib.data.preprocessing import FEATURES, PreprocessingConfig, constituents_from_features, preprocess
-from omnijet_lib.tokenizers.tokens import PAD
+from omnijet_lib.tokenizers.tokens import PAD, from_sequences
 
 FILE_FORMAT = "omnijet-tokenizer"
 FILE_VERSION = 1
@@ -84,6 +84,16 @@ class Tokenizer(ABC):
         jet_phi = np.zeros(n) if jet_phi is None else jet_phi
         features = self.decode(tokens, mask)
         return constituents_from_features(features, mask, jet_eta, jet_phi, self.preprocessing)
+
+    def decode_sequences(self, sequences: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """GPT sequences (START .. STOP, PAD) -> ``(features (n, L, 3), mask, kept)``, scaled units.
+
+        A sequence without any constituent (STOP right after START) makes no jet:
+        it is left out, and ``kept`` indexes the sequences that remain.
+        """
+        tokens, mask = from_sequences(sequences, self.codebook_size, max_length=self.preprocessing.max_constituents)
+        kept = np.flatnonzero(mask.any(axis=1))
+        return self.decode(tokens[kept], mask[kept]), mask[kept], kept
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokenizer to one self-describing file (atomically)."""

@@ -1,0 +1,228 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 — Generating jets with a GPT on tokens
+#
+# The generative half of OmniJet-α (paper section II.3, III.2, appendices A.3, A.5).
+# Each jet becomes a sentence `START t1 … tn STOP` in the tokens of notebook 02's
+# tokenizer; a GPT learns to predict the next token; sampling it token by token from
+# START until it says STOP writes new jets, which the tokenizer decodes back to
+# constituents.
+#
+# Generated jets are compared with **reconstructed** real test jets (real jets through
+# the same tokenizer), so that what we measure is the GPT, not the tokenizer:
+# distributions with ratio panels and their Wasserstein distances, and a classifier
+# that tries to tell the two apart (AUC 0.5: it cannot; paper: 0.54 for top + QCD).
+
+# %%
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from omnijet_lib.data.jet_files import write_jets
+from omnijet_lib.data.pythia_jets import jet_dataset
+from omnijet_lib.data.splits import split_indices
+from omnijet_lib.data.token_files import read_token_file, tokenized
+from omnijet_lib.generation import decode_generated_jets, generate_sequences
+from omnijet_lib.metrics.generation_quality import (
+    OBSERVABLES,
+    generated_vs_real_auc,
+    jet_distributions,
+    wasserstein_distances,
+)
+from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+from omnijet_lib.notebooks import project_root
+from omnijet_lib.plotting import compare_distributions, draw_jet, save_figure, use_style
+from omnijet_lib.tokenizers import load_tokenizer
+from omnijet_lib.tokenizers.tokens import PAD
+from omnijet_lib.training import TrainingConfig, pick_device
+
+os.chdir(project_root())  # relative paths below mean the same here and in a headless run
+use_style()
+
+# %% tags=["parameters"]
+n_jets = 10_000  # jets per class (top, QCD): notebook 02's data and split (60/20/20)
+seed = 1  # data and tokenizer seed of notebook 02; also seeds training, generation and the classifier
+n_workers = None  # Pythia processes if the jets must be generated first
+data_dir = "data/jets"
+tokenizer = "conditional-8192"  # trained by notebook 02: <tokenizer_dir>/<tokenizer>_seed<seed>.pt
+tokenizer_dir = "data/tokenizers"
+token_dir = "data/tokens"  # the jet files tokenized once, for this and later notebooks
+embed_dim = 256  # GPT width (paper: 256)
+n_heads = 8  # (paper: 8)
+n_blocks = 3  # (paper: 3)
+ffn_dim = 1024  # feed-forward width (paper: 1024)
+epochs = 10  # (paper: 30 epochs on millions of jets; use a GPU for that)
+batch_size = 64  # (paper: 256)
+learning_rate = 1e-3  # AdamW (paper: 1e-3)
+n_generated = None  # jets to generate; None: as many as there are test jets
+generation_batch_size = 256
+temperature = 1.0
+top_k = None  # None samples the full vocabulary, as the paper does
+classifier_epochs = 30  # generated-vs-real DeepSets (paper: 100)
+device = "auto"  # cpu, cuda, mps or auto
+run_dir = "runs/04_generation"  # checkpoints: a rerun resumes or reuses them
+generated_dir = "data/generated"  # generated jets, in the jet file schema
+output_dir = "figures/04_generation"
+
+# %%
+output_dir, run_dir = Path(output_dir), Path(run_dir)
+output_dir.mkdir(parents=True, exist_ok=True)
+tokenizer_file = Path(tokenizer_dir) / f"{tokenizer}_seed{seed}.pt"
+if not tokenizer_file.exists():
+    msg = f"tokenizer file not found: {tokenizer_file}; run notebook 02_tokenization_quality with tokenizers=[{tokenizer!r}] and seed={seed} first"
+    raise FileNotFoundError(msg)
+tok = load_tokenizer(tokenizer_file, device=device)
+paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
+
+# Tokenize each jet file once; the token files are reused on the next run.
+token_files = {name: tokenized(path, tokenizer_file, token_dir) for name, path in paths.items()}
+tokens = [read_token_file(token_files[name]) for name in ("top", "qcd")]  # notebook 02's order: top, then QCD
+sequences = np.concatenate([t.sequences for t in tokens])
+labels = np.concatenate([t.label for t in tokens])
+train_idx, val_idx, test_idx = split_indices(len(sequences), seed=seed)  # notebook 02's split
+lengths = (sequences != PAD).sum(axis=1) - 2
+print(f"{len(sequences)} jets: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test;")
+print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet (max {lengths.max()})")
+
+# %% [markdown]
+# ## Train the GPT
+# Next-token cross-entropy on top and QCD jets together, padding left out of the loss;
+# best epoch by validation loss. An interrupted run continues where it stopped.
+
+# %%
+config = GPTConfig(
+    codebook_size=tok.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
+    max_length=sequences.shape[1],
+)  # fmt: skip
+training = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device)
+start = time.perf_counter()
+model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], training, run_dir / "gpt")
+train_seconds = time.perf_counter() - start
+print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
+
+fig, ax = plt.subplots(figsize=(7, 5))
+epochs_done = [r["epoch"] + 1 for r in result.history]
+ax.plot(epochs_done, [r["train_loss"] for r in result.history], "o-", label="train")
+ax.plot(epochs_done, [r["val_loss"] for r in result.history], "s-", label="validation")
+ax.set_xlabel("epoch")
+ax.set_ylabel("next-token cross-entropy")
+ax.legend()
+figures = [save_figure(fig, output_dir, "learning_curve").name]
+
+# %% [markdown]
+# ## Generate
+# Batched sampling with a key/value cache from START until STOP (or 128 constituents);
+# the jets are written in the same HDF5 schema as real ones.
+
+# %%
+n_generate = len(test_idx) if n_generated is None else n_generated
+start = time.perf_counter()
+generated = generate_sequences(
+    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=seed
+)
+generation_seconds = time.perf_counter() - start
+n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tokens: all but START
+no_stop = int(((generated[:, -1] != PAD) & (generated[:, -1] != config.stop_token)).sum())  # hit the length limit
+gen_jets, kept = decode_generated_jets(generated, tok)
+generated_file = write_jets(
+    Path(generated_dir) / f"04_generation_{tokenizer}_seed{seed}.h5",
+    gen_jets,
+    provenance={
+        "generator": "omnijet GPT", "tokenizer": str(tokenizer_file), "checkpoint": str(result.best_checkpoint),
+        "seed": seed, "temperature": temperature, "top_k": -1 if top_k is None else top_k,
+        "n_sequences": n_generate, "n_empty_dropped": n_generate - len(kept),
+    },
+)  # fmt: skip
+speed = {
+    "device": str(pick_device(device)),
+    "batch_size": generation_batch_size,
+    "seconds": generation_seconds,
+    "jets_per_second": n_generate / generation_seconds,
+    "ms_per_token": 1e3 * generation_seconds / n_tokens_generated,
+}
+print(
+    f"{n_generate} jets in {generation_seconds:.1f} s ({speed['jets_per_second']:.0f} jets/s, "
+    f"{speed['ms_per_token']:.3f} ms per token); {n_generate - len(kept)} empty (dropped), "
+    f"{no_stop} reached the length limit; written to {generated_file}"
+)
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
+for i, ax in enumerate(axes):
+    jet = gen_jets.constituents[i]
+    draw_jet(np.asarray(jet.eta), np.asarray(jet.phi), np.asarray(jet.pt), ax=ax, title=f"generated jet {i}")
+figures.append(save_figure(fig, output_dir, "generated_jets").name)
+
+# %% [markdown]
+# ## Generated vs reconstructed real jets
+
+# %%
+real_jets, _ = decode_generated_jets(sequences[test_idx], tok, label=labels[test_idx])  # decoded exactly alike
+reference = jet_distributions(real_jets.constituents)
+sample = jet_distributions(gen_jets.constituents)
+wasserstein = wasserstein_distances(sample, reference)
+for name, xlabel in OBSERVABLES.items():
+    fig = compare_distributions(
+        {"reconstructed real": reference[name], "generated": sample[name]},
+        xlabel=xlabel, logy=name == "pt", reference="reconstructed real",
+    )  # fmt: skip
+    figures.append(save_figure(fig, output_dir, f"distribution_{name}").name)
+print("1-D Wasserstein distance, generated vs reconstructed real:")
+for name, value in wasserstein.items():
+    print(f"  {name:14} {value:.4g}")
+
+# %% [markdown]
+# ## Classifier test
+# A DeepSets (particle MLP 10-10-10) learns generated (1) vs reconstructed real (0)
+# from equal numbers of each, split 60/20/20, best epoch by validation loss.
+
+# %%
+gen_features, gen_mask, _ = tok.decode_sequences(generated)
+real_features, real_mask, _ = tok.decode_sequences(sequences[test_idx])
+classifier = generated_vs_real_auc(
+    (gen_features, gen_mask), (real_features, real_mask),
+    training=TrainingConfig(epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=seed, device=device),
+    run_dir=run_dir / "classifier", split_seed=seed,
+)  # fmt: skip
+print(
+    f"generated vs reconstructed real: AUC {classifier['auc']:.3f} (paper: 0.54), accuracy {classifier['accuracy']:.3f}"
+)
+
+# %%
+metrics = {
+    "tokenizer": str(tokenizer_file),
+    "n_jets": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx), "generated": n_generate},
+    "gpt": {**asdict(config), "parameters": model.n_parameters()},
+    "training": {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "device": str(pick_device(device)),
+        "seconds": train_seconds,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+    },  # fmt: skip
+    "generation": {**speed, "n_empty_dropped": n_generate - len(kept), "n_reached_length_limit": no_stop},
+    "generated_file": str(generated_file),
+    "classifier": classifier,
+    "wasserstein": wasserstein,
+    "figures": figures,
+}
+(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))

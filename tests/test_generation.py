@@ -1,0 +1,149 @@
+"""Generation: sampling draws the right distribution, sequences stop and pad, seeds reproduce, jets decode."""
+
+import numpy as np
+import pytest
+import torch
+
+from omnijet_lib import generation
+from omnijet_lib.data.jet_files import read_jets, write_jets
+from omnijet_lib.data.jets import UNLABELLED
+from omnijet_lib.generation import decode_generated_jets, generate_batch, generate_sequences, sample_tokens
+from omnijet_lib.models.gpt import GPT, GPTConfig
+from omnijet_lib.tokenizers.binned import BinnedConfig, BinnedTokenizer
+from omnijet_lib.tokenizers.tokens import PAD, START
+
+CONFIG = GPTConfig(codebook_size=30, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=20)
+
+
+def model_with_stop_bias(stop_bias: float, seed: int = 0) -> GPT:
+    """A random small GPT whose STOP logit is shifted: large -> stops at once, -inf -> never stops."""
+    torch.manual_seed(seed)
+    model = GPT(CONFIG).eval()
+    with torch.no_grad():
+        model.head.linear.bias[CONFIG.stop_token] += stop_bias
+    return model
+
+
+def check_structure(sequences: np.ndarray, stop: int) -> np.ndarray:
+    """START, then tokens, then at most one STOP, then only PAD; returns the number of drawn tokens."""
+    assert (sequences[:, 0] == START).all()
+    body = sequences[:, 1:]
+    assert not (body == START).any(), "START is never sampled"
+    drawn = (body != PAD).sum(axis=1)
+    for row, n in zip(body, drawn):
+        assert (row[:n] != PAD).all() and (row[n:] == PAD).all(), "PAD only after the end"
+        stops = np.flatnonzero(row == stop)
+        assert stops.size <= 1 and (stops.size == 0 or stops[0] == n - 1), "a STOP ends the sequence"
+    return drawn
+
+
+def test_sampling_follows_the_softmax_and_never_draws_start():
+    logits = torch.tensor([[5.0, 0.3, 1.2, -0.5, 0.8, 0.0]])  # START would dominate if it could be drawn
+    draws = sample_tokens(logits.repeat(100_000, 1), generator=torch.Generator().manual_seed(0))
+    expected = torch.softmax(logits[0, 1:], dim=0)
+    observed = torch.bincount(draws, minlength=6).float() / len(draws)
+    assert observed[0] == 0
+    assert torch.allclose(observed[1:], expected, atol=0.005)
+    assert torch.equal(logits, torch.tensor([[5.0, 0.3, 1.2, -0.5, 0.8, 0.0]])), "the caller's logits are untouched"
+
+
+def test_top_k_and_temperature():
+    logits = torch.tensor([[0.0, 3.0, 2.0, 1.0, 0.5]]).repeat(20_000, 1)
+    g = torch.Generator().manual_seed(1)
+    assert set(sample_tokens(logits, top_k=2, generator=g).tolist()) == {1, 2}
+    assert set(sample_tokens(logits, top_k=1, generator=g).tolist()) == {1}
+    cold = sample_tokens(logits, temperature=0.05, generator=g)
+    assert (cold == 1).float().mean() > 0.999
+    with pytest.raises(ValueError, match="temperature"):
+        sample_tokens(logits, temperature=0)
+    with pytest.raises(ValueError, match="top_k"):
+        sample_tokens(logits, top_k=5)
+
+
+def test_a_sure_stop_ends_every_sequence_at_once():
+    sequences = generate_sequences(model_with_stop_bias(100.0), 7, batch_size=3, progress=False)
+    assert sequences.shape == (7, CONFIG.max_length)
+    assert (sequences[:, 1] == CONFIG.stop_token).all() and (sequences[:, 2:] == PAD).all()
+
+
+def test_without_stop_sequences_run_to_the_length_limit():
+    sequences = generate_sequences(model_with_stop_bias(-torch.inf), 5, max_length=12, progress=False)
+    assert sequences.shape == (5, 12)
+    assert (check_structure(sequences, CONFIG.stop_token) == 11).all()
+    assert not (sequences == CONFIG.stop_token).any()
+
+
+def test_sequences_stop_at_different_lengths_and_pad():
+    sequences = generate_sequences(model_with_stop_bias(2.5), 64, batch_size=16, progress=False)
+    drawn = check_structure(sequences, CONFIG.stop_token)
+    assert len(set(drawn.tolist())) > 5, "lengths vary, so rows leave the batch at different steps"
+
+
+def test_same_seed_same_sequences():
+    model = model_with_stop_bias(2.0)
+    a = generate_sequences(model, 20, batch_size=8, seed=3, progress=False)
+    b = generate_sequences(model, 20, batch_size=8, seed=3, progress=False)
+    c = generate_sequences(model, 20, batch_size=8, seed=4, progress=False)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def greedy_without_cache(model: GPT, max_length: int) -> list[int]:
+    """The reference: recompute the whole sequence each step and take the most likely token."""
+    sequence = [START]
+    with torch.no_grad():
+        while len(sequence) < max_length:
+            logits = model(torch.tensor([sequence]))[0, -1]
+            logits[START] = -torch.inf
+            sequence.append(int(logits.argmax()))
+            if sequence[-1] == CONFIG.stop_token:
+                break
+    return sequence
+
+
+def test_cached_generation_equals_recomputation():
+    # top_k=1 makes sampling greedy, so cached generation must reproduce token for
+    # token what full recomputation of the sequence at every step gives.
+    lengths = []
+    for seed in range(12):
+        model = model_with_stop_bias(1.5, seed=seed)
+        batch = generate_batch(model, 2, top_k=1).numpy()
+        expected = greedy_without_cache(model, CONFIG.max_length)
+        for row in batch:  # greedy from START: every row is the same sequence
+            assert row[: len(expected)].tolist() == expected
+            assert (row[len(expected) :] == PAD).all()
+        lengths.append(len(expected))
+    assert len(set(lengths)) > 2
+
+
+@pytest.mark.parametrize("fraction", [1e-9, 2.0])  # compact at every stop / never
+def test_dropping_finished_rows_changes_no_sequence(monkeypatch, fraction):
+    # Each step draws one number per unfinished row whether or not the cache is
+    # compacted, so the same seed must give the same sequences either way.
+    model = model_with_stop_bias(2.5)
+    default = generate_batch(model, 32, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(generation, "COMPACT_FRACTION", fraction)
+    other = generate_batch(model, 32, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(default, other)
+    assert len(set(((default != PAD).sum(dim=1)).tolist())) > 5
+
+
+def test_generated_jets_decode_and_are_written_in_the_jet_schema(tmp_path):
+    tokenizer = BinnedTokenizer(BinnedConfig(bins=(3, 3, 3), low=(-1.0, -2.0, -2.0), high=(4.0, 2.0, 2.0)))  # 27 codes
+    assert tokenizer.codebook_size == 27
+    stop = 28
+    sequences = np.array(
+        [
+            [START, 5, 27, 1, stop, PAD],
+            [START, stop, PAD, PAD, PAD, PAD],  # empty: no jet
+            [START, 14, 14, 3, 9, 2],  # reached the length limit
+        ]
+    )
+    jets, kept = decode_generated_jets(sequences, tokenizer)
+    assert kept.tolist() == [0, 2]
+    assert jets.n_constituents.tolist() == [3, 5]
+    assert (jets.label == UNLABELLED).all()
+    pts = [np.asarray(c) for c in jets.constituents.pt]
+    assert all((np.diff(pt) <= 0).all() for pt in pts), "pT-ordered like real jets"
+    path = write_jets(tmp_path / "generated.h5", jets)
+    back = read_jets(path)
+    assert np.allclose(back.mass, jets.mass) and back.n_constituents.tolist() == [3, 5]

@@ -1,0 +1,154 @@
+"""The GPT backbone: the cache reproduces full recomputation, padding is invisible, training learns."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from omnijet_lib.models.gpt import GPT, GPTConfig, KVCache, fit_gpt, load_gpt, next_token_loss
+from omnijet_lib.tokenizers.tokens import PAD, START
+from omnijet_lib.training import CHECKPOINT_KEYS, TrainingConfig
+
+SMALL = GPTConfig(codebook_size=40, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=24)
+
+
+def small_gpt(seed: int = 0, config: GPTConfig = SMALL) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(config).eval()
+
+
+def random_sequences(n: int, length: int, config: GPTConfig = SMALL, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    body = torch.randint(1, config.codebook_size + 1, (n, length - 1), generator=g)
+    return torch.cat([torch.zeros(n, 1, dtype=torch.long), body], dim=1)
+
+
+def test_config_checks_and_vocabulary():
+    assert SMALL.vocab_size == 42 and SMALL.stop_token == 41
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(embed_dim=30, n_heads=4)
+    with pytest.raises(ValueError, match="n_blocks"):
+        GPTConfig(n_blocks=0)
+
+
+def test_paper_size_parameter_count():
+    # 3 blocks of (4 d^2 + 2 d f) weights plus embedding and head over 8194 tokens
+    model = GPT(GPTConfig())
+    d, f, v = 256, 1024, 8194
+    weights = 3 * (4 * d * d + 2 * d * f) + 2 * v * d
+    assert weights < model.n_parameters() < weights + 20_000  # + biases and LayerNorms
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_cached_logits_equal_full_recomputation(trial):
+    rng = np.random.default_rng(trial)
+    model = small_gpt(trial)
+    batch, length = int(rng.integers(1, 6)), int(rng.integers(2, SMALL.max_length + 1))
+    prefix = int(rng.integers(1, length))  # first call fills the cache with several tokens at once
+    sequences = random_sequences(batch, length, seed=trial)
+    with torch.no_grad():
+        full = model(sequences)
+        cache = KVCache(SMALL, batch, device="cpu")
+        steps = [model(sequences[:, :prefix], cache)]
+        steps += [model(sequences[:, t : t + 1], cache) for t in range(prefix, length)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_cache_keeps_only_chosen_rows():
+    model = small_gpt()
+    sequences = random_sequences(5, 12)
+    keep = torch.tensor([0, 3, 4])
+    with torch.no_grad():
+        full = model(sequences[keep])
+        cache = KVCache(SMALL, 5, device="cpu")
+        first = model(sequences[:, :6], cache)[keep]
+        cache.keep(keep)
+        rest = [model(sequences[keep, t : t + 1], cache) for t in range(6, 12)]
+    assert torch.allclose(torch.cat([first, *rest], dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_cache_refuses_several_new_tokens_and_overflow():
+    model = small_gpt()
+    cache = KVCache(SMALL, 2, device="cpu")
+    with torch.no_grad():
+        model(random_sequences(2, 3), cache)
+        with pytest.raises(ValueError, match="one new token"):
+            model(random_sequences(2, 2), cache)
+        with pytest.raises(ValueError, match="max_length"):
+            model(random_sequences(1, SMALL.max_length + 1))
+
+
+def test_padding_never_changes_real_positions():
+    model = small_gpt()
+    sequences = random_sequences(3, 16)
+    lengths = [16, 9, 4]
+    padded = sequences.clone()
+    other = sequences.clone()
+    for row, n in enumerate(lengths):
+        padded[row, n:] = PAD
+        other[row, n:] = torch.randint(1, 41, (16 - n,))  # anything at all after the end
+    with torch.no_grad():
+        a, b = model(padded), model(other)
+    for row, n in enumerate(lengths):
+        assert torch.allclose(a[row, :n], b[row, :n], atol=1e-6)
+
+
+def test_loss_counts_only_real_targets():
+    model = small_gpt()
+    sequences = random_sequences(2, 12)
+    sequences[1, 7:] = PAD
+    with torch.no_grad():
+        batch_loss = next_token_loss(model, (sequences,)).loss
+        # the same mean, one real target at a time
+        per_token = []
+        for row, n in ((0, 12), (1, 7)):
+            logits = model(sequences[row : row + 1, : n - 1])[0]
+            per_token.append(torch.nn.functional.cross_entropy(logits, sequences[row, 1:n], reduction="none"))
+    assert torch.isclose(batch_loss, torch.cat(per_token).mean(), atol=1e-6)
+
+
+def markov_sequences(n: int, config: GPTConfig, seed: int) -> np.ndarray:
+    """Sequences with structure to learn: each code follows its predecessor (+1 mod K) 80% of the time."""
+    rng = np.random.default_rng(seed)
+    k = config.codebook_size
+    sequences = np.full((n, config.max_length), PAD)
+    sequences[:, 0] = START
+    for row in range(n):
+        length = rng.integers(3, config.max_length - 1)
+        code = rng.integers(k)
+        for t in range(1, length + 1):
+            sequences[row, t] = code + 1
+            code = (code + 1) % k if rng.random() < 0.8 else rng.integers(k)
+        sequences[row, length + 1] = config.stop_token
+    return sequences
+
+
+def test_short_training_lowers_validation_loss_and_loads_back(tmp_path):
+    train, val = markov_sequences(400, SMALL, 0), markov_sequences(100, SMALL, 1)
+    training = TrainingConfig(epochs=3, batch_size=32, learning_rate=3e-3, seed=0, device="cpu")
+    untrained = small_gpt(0)
+    with torch.no_grad():
+        before = next_token_loss(untrained, (torch.as_tensor(val),)).loss.item()
+    model, result = fit_gpt(SMALL, train, val, training, tmp_path / "run", progress=False)
+    assert before > 0.9 * math.log(SMALL.vocab_size)  # untrained: close to uniform
+    assert result.best_val_loss < 0.6 * before
+    loaded = load_gpt(result.best_checkpoint, device="cpu")
+    probe = torch.as_tensor(val[:4])
+    with torch.no_grad():
+        assert torch.equal(loaded(probe), model.to("cpu")(probe))
+
+
+def test_fit_refuses_tokens_outside_the_vocabulary(tmp_path):
+    bad = markov_sequences(20, SMALL, 0)
+    bad[0, 1] = SMALL.vocab_size  # a token file of a bigger tokenizer
+    training = TrainingConfig(epochs=1, batch_size=8, device="cpu")
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        fit_gpt(SMALL, bad, bad, training, tmp_path / "run", progress=False)
+
+
+def test_load_gpt_refuses_other_checkpoints(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({key: 0 for key in CHECKPOINT_KEYS} | {"describe": {"classifier": "DeepSets"}}, path)
+    with pytest.raises(ValueError, match="not a GPT checkpoint"):
+        load_gpt(path)
