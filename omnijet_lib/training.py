@@ -142,8 +142,19 @@ class TrainingResult:
 # ----------------------------------------------------------------------------- batches
 
 
+# With lengths given, batches are formed inside windows of this many batches, sorted by length.
+LENGTH_WINDOW = 50
+
+
 def epoch_batches(
-    n: int, batch_size: int, seed: int, epoch: int, *, rank: int = 0, world_size: int = 1
+    n: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    lengths: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """The sample indices of every batch of one epoch, for process ``rank`` of ``world_size``.
 
@@ -162,6 +173,12 @@ def epoch_batches(
     ``join()`` (for the uneven last batch); ``rank``/``world_size`` passed here; the
     loss and metric sums all-reduced before they are logged or compared for early
     stopping; checkpoints, history.json and progress bars written by rank 0 only.
+
+    ``lengths`` (one per sample, e.g. tokens per sequence) groups samples of
+    similar length into a batch, so that a model that cuts the batch to its
+    longest sample computes little padding: the shard is cut into windows of
+    ``LENGTH_WINDOW`` batches, each window is sorted by length and split into
+    batches, and the batches are shuffled.  Still a function of (seed, epoch).
     """
     if not (_is_int(batch_size) and batch_size >= 1):
         msg = f"batch_size must be an integer >= 1, got {batch_size!r}"
@@ -171,8 +188,17 @@ def epoch_batches(
         raise ValueError(msg)
     # SeedSequence mixes (seed, epoch) into one well-spread 64-bit seed: no two pairs share a stream.
     mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(mixed))
-    return list(perm[rank::world_size].split(batch_size))
+    generator = torch.Generator().manual_seed(mixed)
+    shard = torch.randperm(n, generator=generator)[rank::world_size]
+    if lengths is None:
+        return list(shard.split(batch_size))
+    if len(lengths) != n:
+        msg = f"lengths has {len(lengths)} entries for {n} samples"
+        raise ValueError(msg)
+    lengths = torch.as_tensor(lengths)
+    windows = shard.split(LENGTH_WINDOW * batch_size)
+    batches = [b for w in windows for b in w[lengths[w].argsort(stable=True)].split(batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -430,6 +456,7 @@ def train(
     optimizer: torch.optim.Optimizer | None = None,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    lengths: torch.Tensor | None = None,
 ) -> TrainingResult:
     """Train ``model`` on ``train_data``, or continue the run saved in ``run_dir``.
 
@@ -440,7 +467,8 @@ def train(
     numbers join the epoch's record.  ``describe`` is stored in every checkpoint.  ``optimizer``
     defaults to AdamW with the config's learning rate and weight decay; the
     config's values are ignored for any other.  ``on_step(global_step)`` is called
-    after each optimizer step.
+    after each optimizer step.  ``lengths`` (per training sample) makes batches of
+    similar lengths (:func:`epoch_batches`) for a ``loss_fn`` that trims padding.
 
     If ``run_dir/last.pt`` exists the run continues from it: model, optimizer, RNG
     and position inside the epoch.  A run that has finished (or stopped early)
@@ -491,7 +519,7 @@ def train(
                 print(f"{run_dir}: resuming at epoch {state.epoch + 1}, batch {state.step_in_epoch}")
             state = _train_epochs(
                 model, train_data, n_train, val_data, loss_fn, config, run_dir, state, device, optimizer,
-                evaluate=evaluate, describe=describe, progress=progress, on_step=on_step,
+                evaluate=evaluate, describe=describe, progress=progress, on_step=on_step, lengths=lengths,
             )  # fmt: skip
 
     return TrainingResult(
@@ -519,6 +547,7 @@ def _train_epochs(
     describe: dict,
     progress: bool,
     on_step: Callable[[int], None] | None,
+    lengths: torch.Tensor | None,
 ) -> _RunState:
     """The loop of :func:`train` from ``state`` on; returns the final state."""
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -528,7 +557,7 @@ def _train_epochs(
     model.train()
     try:
         for epoch in range(state.epoch, config.epochs):
-            batches = epoch_batches(n_train, config.batch_size, config.seed, epoch)
+            batches = epoch_batches(n_train, config.batch_size, config.seed, epoch, lengths=lengths)
             started = time.perf_counter() - state.seconds
             bar = tqdm(
                 total=len(batches),

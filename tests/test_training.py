@@ -249,6 +249,20 @@ def test_bad_input(tmp_path):
         train(TinyMLP(), (TRAIN[0], VAL[1]), VAL, mse, config(), tmp_path, progress=False)
 
 
+def test_epoch_batches_by_length_group_similar_samples():
+    lengths = torch.randint(1, 200, (1000,), generator=torch.Generator().manual_seed(0))
+    batches = epoch_batches(1000, 10, seed=0, epoch=2, lengths=lengths)
+    assert torch.equal(torch.cat(batches).sort().values, torch.arange(1000)), "every sample once"
+    assert all(torch.equal(a, b) for a, b in zip(batches, epoch_batches(1000, 10, seed=0, epoch=2, lengths=lengths)))
+    spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in batches])
+    random_spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in epoch_batches(1000, 10, 0, 2)])
+    assert spread.mean() < 0.2 * random_spread.mean()
+    first_lengths = [float(lengths[b].float().mean()) for b in batches[:20]]
+    assert first_lengths != sorted(first_lengths), "the batches themselves come in random order"
+    with pytest.raises(ValueError, match="lengths"):
+        epoch_batches(999, 10, seed=0, epoch=0, lengths=lengths)
+
+
 def test_epoch_batches_cover_every_sample_once():
     batches = epoch_batches(37, 8, seed=0, epoch=3)
     assert [len(b) for b in batches] == [8, 8, 8, 8, 5]  # the last partial batch is kept

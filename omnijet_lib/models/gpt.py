@@ -246,9 +246,12 @@ def fit_gpt(
     torch.manual_seed(training.seed)  # the initial weights
     model = GPT(config)
     describe = {"model": "GPT", "gpt_config": asdict(config)}
+    # Batches of similar lengths, which next_token_loss trims to their longest: far less padding computed.
+    lengths = (train_sequences != PAD).sum(dim=1)
+    val_sequences = val_sequences[(val_sequences != PAD).sum(dim=1).argsort(stable=True)]
     result = train(
         model, (train_sequences,), (val_sequences,), next_token_loss, training, run_dir,
-        describe=describe, progress=progress,
+        describe=describe, progress=progress, lengths=lengths,
     )  # fmt: skip
     return load_gpt(result.best_checkpoint, device=training.device), result
 
