@@ -2,10 +2,12 @@
 
 ``os.replace`` within one directory is atomic on POSIX and Windows, so a reader
 (or a run resumed after ``kill -9``) never sees half a jet file or checkpoint.
+:func:`file_digest` names a file's content, for caches that must not go stale.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,3 +33,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def file_digest(path: str | os.PathLike, length: int = 12) -> str:
+    """The first ``length`` hex digits of the SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]

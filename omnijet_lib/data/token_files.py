@@ -12,7 +12,6 @@ Layout (documented for users in ``data/README.md``)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from omnijet_lib.atomic import atomic_path
+from omnijet_lib.atomic import atomic_path, file_digest
 from omnijet_lib.data.jet_files import iter_jets, jet_file_info, open_hdf5
 from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.preprocessing import preprocess
@@ -129,8 +128,7 @@ def tokenized(
     if not tokenizer_file.exists():
         msg = f"tokenizer file not found: {tokenizer_file}"
         raise FileNotFoundError(msg)
-    digest = hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()[:12]
-    out_path = Path(token_dir) / f"{tokenizer_file.stem}-{digest}" / f"{Path(jet_path).stem}.h5"
+    out_path = Path(token_dir) / f"{tokenizer_file.stem}-{file_digest(tokenizer_file)}" / f"{Path(jet_path).stem}.h5"
     if not out_path.exists():
         tokenize_jet_file(jet_path, tokenizer_file, out_path, progress=progress)
     return out_path

@@ -1,0 +1,266 @@
+"""Transfer learning from jet generation to top tagging (paper sec. III.3, A.4).
+
+Three strategies train the same :class:`~omnijet_lib.models.token_classifier.TokenClassifier`:
+
+- ``scratch``: every weight random;
+- ``finetune``: the backbone starts from a generative checkpoint, all weights train;
+- ``frozen``: the backbone starts from the checkpoint and stays fixed; only the head trains.
+
+AdamW (lr 1e-4, weight decay 0.01, constant), early stopping with a patience
+that depends on the training size (:func:`patience_for`), best epoch by
+validation loss; validation and test sets are fixed and shared by every run.
+
+:func:`run_scan` trains every (size, strategy, seed) cell and keeps one row per
+cell in ``results.csv``; a scan that is interrupted continues with the cells it
+has not finished (an interrupted cell resumes from its own checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from omnijet_lib.atomic import atomic_path, file_digest
+from omnijet_lib.metrics.tagging import tagging_metrics
+from omnijet_lib.models.gpt import GPTConfig
+from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig, tagging_step
+from omnijet_lib.tokenizers.tokens import PAD
+from omnijet_lib.training import TrainingConfig, load_checkpoint, pick_device, train
+
+STRATEGIES = ("scratch", "finetune", "frozen")
+RESULT_FIELDS = (
+    "size", "strategy", "seed", "accuracy", "auc", "rejection_30", "rejection_50",
+    "best_epoch", "epochs_trained", "seconds",
+)  # fmt: skip
+
+
+def patience_for(n_train: int) -> int:
+    """Early-stopping patience in epochs: 20 up to 10k training jets, 10 up to 1M, 5 beyond (paper A.4)."""
+    return 20 if n_train <= 10_000 else 10 if n_train <= 1_000_000 else 5
+
+
+def load_backbone(model: TokenClassifier, checkpoint_path: str | os.PathLike) -> list[str]:
+    """Copy the backbone weights of a generative checkpoint (:func:`~omnijet_lib.models.gpt.fit_gpt`) into ``model``.
+
+    Returns the names of the loaded tensors.  Refuses, naming what differs, a
+    checkpoint that is not a GPT's, whose backbone config differs from the
+    classifier's, or that lacks any backbone weight: nothing is loaded halfway.
+    """
+    checkpoint = load_checkpoint(checkpoint_path)
+    describe = checkpoint.get("describe") or {}
+    if "gpt_config" not in describe:
+        msg = f"{checkpoint_path} is not a generative GPT checkpoint (no 'gpt_config' in its description)"
+        raise ValueError(msg)
+    stored = GPTConfig(**describe["gpt_config"])
+    if stored != model.config.gpt:
+        differ = {
+            k: (v, getattr(model.config.gpt, k)) for k, v in asdict(stored).items() if v != getattr(model.config.gpt, k)
+        }
+        msg = f"the backbone in {checkpoint_path} has another config than the classifier's; (checkpoint, classifier): {differ}"
+        raise ValueError(msg)
+    weights = {k.removeprefix("backbone."): v for k, v in checkpoint["model"].items() if k.startswith("backbone.")}
+    expected = set(model.backbone.state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    if missing or unexpected:
+        msg = f"backbone weights of {checkpoint_path} do not match: missing {missing}, unexpected {unexpected}"
+        raise ValueError(msg)
+    model.backbone.load_state_dict(weights)
+    return sorted(f"backbone.{k}" for k in weights)
+
+
+def build_tagger(
+    config: TokenClassifierConfig,
+    strategy: str,
+    *,
+    pretrained: str | os.PathLike | None = None,
+    seed: int = 0,
+    learning_rate: float = 1e-4,
+    weight_decay: float = 0.01,
+) -> tuple[TokenClassifier, torch.optim.Optimizer, list[str]]:
+    """A classifier ready to train with ``strategy``, its AdamW over the trainable weights, and the loaded names."""
+    if strategy not in STRATEGIES:
+        msg = f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}"
+        raise ValueError(msg)
+    if strategy != "scratch" and pretrained is None:
+        msg = f"strategy {strategy!r} needs a pretrained generative checkpoint"
+        raise ValueError(msg)
+    torch.manual_seed(seed)  # the head (and, from scratch, the backbone) start from this seed
+    model = TokenClassifier(config)
+    loaded = load_backbone(model, pretrained) if strategy != "scratch" else []
+    if strategy == "frozen":
+        model.backbone.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=weight_decay)
+    return model, optimizer, loaded
+
+
+@dataclass(frozen=True)
+class TaggingData:
+    """Token sequences and 0/1 labels (1 = signal, top) of the training pool and the fixed val and test sets."""
+
+    train_sequences: np.ndarray
+    train_labels: np.ndarray
+    val_sequences: np.ndarray
+    val_labels: np.ndarray
+    test_sequences: np.ndarray
+    test_labels: np.ndarray
+
+    def __post_init__(self):
+        for part in ("train", "val", "test"):
+            sequences, labels = getattr(self, f"{part}_sequences"), getattr(self, f"{part}_labels")
+            if len(sequences) != len(labels):
+                msg = f"{part}: {len(sequences)} sequences but {len(labels)} labels"
+                raise ValueError(msg)
+            if set(np.unique(labels).tolist()) != {0, 1}:
+                msg = f"{part} labels must hold both classes 0 and 1, got {np.unique(labels).tolist()}"
+                raise ValueError(msg)
+
+    def training_subset(self, size: int, seed: int) -> np.ndarray:
+        """``size`` indices into the training pool, half of each class (the odd one signal), drawn by ``seed``."""
+        by_class = [np.flatnonzero(self.train_labels == c) for c in (0, 1)]
+        wanted = (size // 2, size - size // 2)
+        if any(n > len(pool) for n, pool in zip(wanted, by_class)):
+            msg = f"training size {size} needs {wanted} jets of classes (0, 1); the pool holds {[len(p) for p in by_class]}"
+            raise ValueError(msg)
+        rng = np.random.default_rng([seed, size])
+        return np.sort(np.concatenate([rng.choice(pool, n, replace=False) for n, pool in zip(wanted, by_class)]))
+
+
+@torch.no_grad()
+def predict_scores(model: TokenClassifier, sequences: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Signal probability of each sequence, batched by length (less padding), in the input order."""
+    model.eval()
+    device = next(model.parameters()).device
+    sequences = torch.as_tensor(sequences, dtype=torch.long)
+    order = (sequences != PAD).sum(dim=1).argsort()
+    scores = torch.empty(len(sequences))
+    for idx in order.split(batch_size):
+        scores[idx] = model(sequences[idx].to(device)).softmax(dim=-1)[:, 1].cpu()
+    return scores.numpy()
+
+
+def train_tagger(
+    data: TaggingData,
+    config: TokenClassifierConfig,
+    *,
+    size: int,
+    strategy: str,
+    seed: int,
+    pretrained: str | os.PathLike | None,
+    training: TrainingConfig,
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+) -> dict:
+    """Train one cell of the scan and score it on the test set; returns its result row.
+
+    ``training`` gives epochs (the most), batch size, learning rate, weight decay and
+    device; seed and patience are the cell's.
+    """
+    start = time.perf_counter()
+    subset = data.training_subset(size, seed)
+    cell_training = TrainingConfig(**{**asdict(training), "seed": seed, "patience": patience_for(size)})
+    model, optimizer, loaded = build_tagger(
+        config, strategy, pretrained=pretrained, seed=seed,
+        learning_rate=cell_training.learning_rate, weight_decay=cell_training.weight_decay,
+    )  # fmt: skip
+
+    def tensors(sequences, labels):
+        return torch.as_tensor(sequences, dtype=torch.long), torch.as_tensor(labels, dtype=torch.long)
+
+    train_part = tensors(data.train_sequences[subset], data.train_labels[subset])
+    result = train(
+        model, train_part, tensors(data.val_sequences, data.val_labels), tagging_step, cell_training, run_dir,
+        optimizer=optimizer, progress=progress, lengths=(train_part[0] != PAD).sum(dim=1),
+        describe={"classifier": "TokenClassifier", "config": asdict(config), "strategy": strategy,
+                  "pretrained": str(pretrained or ""), "loaded": loaded, "size": size},
+    )  # fmt: skip
+    model.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
+    model.to(pick_device(training.device))
+    scores = predict_scores(model, data.test_sequences, batch_size=max(256, training.batch_size))
+    return {
+        "size": size, "strategy": strategy, "seed": seed,
+        **tagging_metrics(data.test_labels, scores),
+        "best_epoch": result.best_epoch, "epochs_trained": len(result.history),
+        "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+
+
+def _read_results(path: Path) -> list[dict]:
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    types = {"size": int, "seed": int, "best_epoch": int, "epochs_trained": int, "strategy": str}
+    return [{k: types.get(k, float)(v) for k, v in row.items()} for row in rows]
+
+
+def _write_results(rows: list[dict], path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=RESULT_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_scan(
+    data: TaggingData,
+    config: TokenClassifierConfig,
+    *,
+    sizes: list[int],
+    strategies: list[str],
+    seeds: list[int],
+    pretrained: str | os.PathLike | None,
+    training: TrainingConfig,
+    scan_dir: str | os.PathLike,
+    progress: bool = True,
+) -> list[dict]:
+    """Train every (size, strategy, seed) cell not yet in ``scan_dir/results.csv``; return all rows.
+
+    The scan's settings (classifier config, training, data sizes, pretrained
+    checkpoint and its digest) are kept in ``scan_dir/scan.json``; continuing a
+    scan with other settings is refused rather than mixed into one table.
+    """
+    unknown = sorted(set(strategies) - set(STRATEGIES))
+    if unknown:
+        msg = f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}"
+        raise ValueError(msg)
+    scan_dir = Path(scan_dir)
+    scan_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "config": asdict(config),
+        "training": {k: v for k, v in asdict(training).items() if k not in ("device", "checkpoint_every", "epochs")},
+        "n_train_pool": len(data.train_labels), "n_val": len(data.val_labels), "n_test": len(data.test_labels),
+        "pretrained": str(pretrained or ""),
+        "pretrained_digest": file_digest(pretrained, length=64) if pretrained else "",
+    }  # fmt: skip
+    settings_path = scan_dir / "scan.json"
+    if settings_path.exists():
+        stored = json.loads(settings_path.read_text())
+        if stored != json.loads(json.dumps(settings)):
+            differ = sorted(k for k in settings if stored.get(k) != json.loads(json.dumps(settings[k])))
+            msg = f"{scan_dir} holds a scan with other settings ({', '.join(differ)}); choose another scan_dir"
+            raise ValueError(msg)
+    else:
+        with atomic_path(settings_path) as tmp:
+            Path(tmp).write_text(json.dumps(settings, indent=2))
+
+    results_path = scan_dir / "results.csv"
+    rows = _read_results(results_path) if results_path.exists() else []
+    done = {(r["size"], r["strategy"], r["seed"]) for r in rows}
+    cells = [(n, s, seed) for n in sizes for s in strategies for seed in seeds]
+    todo = [cell for cell in cells if cell not in done]
+    if progress and len(todo) < len(cells):
+        print(f"{scan_dir}: {len(cells) - len(todo)} of {len(cells)} cells done; continuing")
+    for size, strategy, seed in tqdm(todo, desc="scan", unit="cell", disable=not progress):
+        row = train_tagger(
+            data, config, size=size, strategy=strategy, seed=seed, pretrained=pretrained, training=training,
+            run_dir=scan_dir / f"{strategy}_n{size}_seed{seed}", progress=False,
+        )  # fmt: skip
+        rows.append(row)
+        _write_results(rows, results_path)
+    return rows
