@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from omnijet_lib.data.jets import Jets, label_index
+from omnijet_lib.tokenizers.tokens import PAD, START
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +50,19 @@ def make_jets(n_constituents, *, seed: int = 0, jet_phi=None, spread: float = 0.
         label=np.where(rng.random(n) < 0.5, label_index("QCD"), label_index("Tbqq")).astype(np.int8),
         constituents=constituents,
     )
+
+
+def markov_sequences(n: int, config, seed: int) -> np.ndarray:
+    """Sequences with structure to learn: each code follows its predecessor (+1 mod K) 80% of the time."""
+    rng = np.random.default_rng(seed)
+    k = config.codebook_size
+    sequences = np.full((n, config.max_length), PAD)
+    sequences[:, 0] = START
+    for row in range(n):
+        length = rng.integers(3, config.max_length - 1)
+        code = rng.integers(k)
+        for t in range(1, length + 1):
+            sequences[row, t] = code + 1
+            code = (code + 1) % k if rng.random() < 0.8 else rng.integers(k)
+        sequences[row, length + 1] = config.stop_token
+    return sequences

@@ -5,9 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import markov_sequences
 
 from omnijet_lib.models.gpt import GPT, GPTConfig, KVCache, fit_gpt, load_gpt, next_token_loss
-from omnijet_lib.tokenizers.tokens import PAD, START
+from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import CHECKPOINT_KEYS, TrainingConfig
 
 SMALL = GPTConfig(codebook_size=40, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=24)
@@ -106,22 +107,6 @@ def test_loss_counts_only_real_targets():
             logits = model(sequences[row : row + 1, : n - 1])[0]
             per_token.append(torch.nn.functional.cross_entropy(logits, sequences[row, 1:n], reduction="none"))
     assert torch.isclose(batch_loss, torch.cat(per_token).mean(), atol=1e-6)
-
-
-def markov_sequences(n: int, config: GPTConfig, seed: int) -> np.ndarray:
-    """Sequences with structure to learn: each code follows its predecessor (+1 mod K) 80% of the time."""
-    rng = np.random.default_rng(seed)
-    k = config.codebook_size
-    sequences = np.full((n, config.max_length), PAD)
-    sequences[:, 0] = START
-    for row in range(n):
-        length = rng.integers(3, config.max_length - 1)
-        code = rng.integers(k)
-        for t in range(1, length + 1):
-            sequences[row, t] = code + 1
-            code = (code + 1) % k if rng.random() < 0.8 else rng.integers(k)
-        sequences[row, length + 1] = config.stop_token
-    return sequences
 
 
 def test_short_training_lowers_validation_loss_and_loads_back(tmp_path):
