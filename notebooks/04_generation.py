@@ -142,7 +142,7 @@ n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tok
 no_stop = int(((generated[:, -1] != PAD) & (generated[:, -1] != config.stop_token)).sum())  # hit the length limit
 gen_jets, kept = decode_generated_jets(generated, tok)
 generated_file = write_jets(
-    Path(generated_dir) / f"04_generation_{tokenizer}_seed{seed}.h5",
+    Path(generated_dir) / f"{run_dir.name}_{tokenizer}_seed{seed}.h5",  # one file per run_dir
     gen_jets,
     provenance={
         "generator": "omnijet GPT", "tokenizer": str(tokenizer_file), "checkpoint": str(result.best_checkpoint),

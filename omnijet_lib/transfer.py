@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.atomic import atomic_path, file_digest
 from omnijet_lib.metrics.tagging import tagging_metrics
-from omnijet_lib.models.gpt import GPTConfig
+from omnijet_lib.models.gpt import read_gpt_checkpoint
 from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig, tagging_step
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig, load_checkpoint, pick_device, train
@@ -54,19 +54,14 @@ def load_backbone(model: TokenClassifier, checkpoint_path: str | os.PathLike) ->
     checkpoint that is not a GPT's, whose backbone config differs from the
     classifier's, or that lacks any backbone weight: nothing is loaded halfway.
     """
-    checkpoint = load_checkpoint(checkpoint_path)
-    describe = checkpoint.get("describe") or {}
-    if "gpt_config" not in describe:
-        msg = f"{checkpoint_path} is not a generative GPT checkpoint (no 'gpt_config' in its description)"
-        raise ValueError(msg)
-    stored = GPTConfig(**describe["gpt_config"])
+    stored, checkpoint_weights = read_gpt_checkpoint(checkpoint_path)
     if stored != model.config.gpt:
         differ = {
             k: (v, getattr(model.config.gpt, k)) for k, v in asdict(stored).items() if v != getattr(model.config.gpt, k)
         }
         msg = f"the backbone in {checkpoint_path} has another config than the classifier's; (checkpoint, classifier): {differ}"
         raise ValueError(msg)
-    weights = {k.removeprefix("backbone."): v for k, v in checkpoint["model"].items() if k.startswith("backbone.")}
+    weights = {k.removeprefix("backbone."): v for k, v in checkpoint_weights.items() if k.startswith("backbone.")}
     expected = set(model.backbone.state_dict())
     missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
     if missing or unexpected:

@@ -256,15 +256,21 @@ def fit_gpt(
     return load_gpt(result.best_checkpoint, device=training.device), result
 
 
-def load_gpt(path: str | os.PathLike, *, device: str = "auto") -> GPT:
-    """A GPT from any checkpoint :func:`fit_gpt` wrote (``best.pt`` or ``last.pt``), in eval mode."""
+def read_gpt_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict]:
+    """The GPTConfig and the model weights of a checkpoint :func:`fit_gpt` wrote; refuses any other."""
     checkpoint = load_checkpoint(path)
     describe = checkpoint.get("describe") or {}
     if "gpt_config" not in describe:
         msg = f"{path} is not a GPT checkpoint (no 'gpt_config' in its description: {sorted(describe)})"
         raise ValueError(msg)
-    model = GPT(GPTConfig(**describe["gpt_config"]))
-    model.load_state_dict(checkpoint["model"])
+    return GPTConfig(**describe["gpt_config"]), checkpoint["model"]
+
+
+def load_gpt(path: str | os.PathLike, *, device: str = "auto") -> GPT:
+    """A GPT from any checkpoint :func:`fit_gpt` wrote (``best.pt`` or ``last.pt``), in eval mode."""
+    config, weights = read_gpt_checkpoint(path)
+    model = GPT(config)
+    model.load_state_dict(weights)
     return model.to(pick_device(device)).eval()
 
 
