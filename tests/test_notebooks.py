@@ -32,9 +32,22 @@ TINY = {
         "epochs": 2,
         "classifier_epochs": 2,
     },
+    "05_transfer_learning": {
+        "n_jets": 60,
+        "tokenizer": "conditional-32",
+        "sizes": [10, 20],
+        "seeds": [0],
+        "max_epochs": 2,
+        "n_val": 20,
+        "n_test": 24,
+    },
 }
 # Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
-REQUIRES = {"03_token_space": "02_tokenization_quality", "04_generation": "02_tokenization_quality"}
+REQUIRES = {
+    "03_token_space": "02_tokenization_quality",
+    "04_generation": "02_tokenization_quality",
+    "05_transfer_learning": "04_generation",
+}
 
 
 def test_every_notebook_is_tested():
@@ -77,8 +90,11 @@ def headless(tmp_path_factory):
             for name, folder in folders.items():
                 if name in names:
                     parameters[name] = str(shared / folder)
-            if "run_dir" in names:
-                parameters["run_dir"] = str(shared / "runs" / stem)
+            for name in ("run_dir", "scan_dir"):
+                if name in names:
+                    parameters[name] = str(shared / "runs" / stem)
+            if "pretrained" in names:  # notebook 04's generative checkpoint
+                parameters["pretrained"] = str(shared / "runs" / "04_generation" / "gpt" / "best.pt")
             out = shared / "out" / stem
             executed = run_notebook(notebook, parameters=parameters, output_dir=out, progress=False)
             assert executed.exists()
@@ -144,9 +160,18 @@ def _check_04_generation(metrics):
     assert {"learning_curve.png", "distribution_jet_mass.png", "generated_jets.png"} <= set(metrics["figures"])
 
 
+def _check_05_transfer_learning(metrics):
+    cells = {(r["size"], r["strategy"], r["seed"]) for r in metrics["results"]}
+    assert cells == {(n, s, 0) for n in (10, 20) for s in ("scratch", "finetune", "frozen")}
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["auc"] <= 1 for r in metrics["results"])
+    assert metrics["n_jets"] == {"train_pool": 72, "val": 20, "test": 24}
+    assert set(metrics["figures"]) == {"accuracy_vs_size.png", "rejection_50_vs_size.png", "rejection_30_vs_size.png"}
+
+
 CHECKS = {
     "01_data": _check_01_data,
     "02_tokenization_quality": _check_02_tokenization_quality,
     "03_token_space": _check_03_token_space,
     "04_generation": _check_04_generation,
+    "05_transfer_learning": _check_05_transfer_learning,
 }
