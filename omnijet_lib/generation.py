@@ -92,7 +92,7 @@ def generate_batch(
     dtype = next(model.parameters()).dtype
     sequences = torch.full((batch_size, max_length), PAD, dtype=torch.long, device=device)
     sequences[:, 0] = START
-    cache = KVCache(config, batch_size, device=device, dtype=dtype)
+    cache = KVCache(config, batch_size, device=device, dtype=dtype, max_length=max_length)
     rows = torch.arange(batch_size, device=device)  # output row of each cache row
     live = torch.ones(batch_size, dtype=torch.bool, device=device)  # cache rows still generating
     hidden = model.backbone(sequences[:, :1], cache)[:, -1]  # (B, D)

@@ -72,8 +72,11 @@ class KVCache:
     compute them.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, *, device, dtype=torch.float32):
-        shape = (config.n_blocks, batch_size, config.n_heads, config.max_length, config.embed_dim // config.n_heads)
+    def __init__(
+        self, config: GPTConfig, batch_size: int, *, device, dtype=torch.float32, max_length: int | None = None
+    ):
+        length = config.max_length if max_length is None else max_length
+        shape = (config.n_blocks, batch_size, config.n_heads, length, config.embed_dim // config.n_heads)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0  # positions filled
