@@ -139,7 +139,9 @@ generated = generate_sequences(
 )
 generation_seconds = time.perf_counter() - start
 n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tokens: all but START
-no_stop = int(((generated[:, -1] != PAD) & (generated[:, -1] != config.stop_token)).sum())  # hit the length limit
+full = int(
+    ((generated[:, -2] != PAD) & (generated[:, -2] != config.stop_token)).sum()
+)  # 128 constituents: STOP was set, not drawn, as for truncated real jets
 gen_jets, kept = decode_generated_jets(generated, tok)
 generated_file = write_jets(
     Path(generated_dir) / f"{run_dir.name}_{tokenizer}_seed{seed}.h5",  # one file per run_dir
@@ -160,7 +162,7 @@ speed = {
 print(
     f"{n_generate} jets in {generation_seconds:.1f} s ({speed['jets_per_second']:.0f} jets/s, "
     f"{speed['ms_per_token']:.3f} ms per token); {n_generate - len(kept)} empty (dropped), "
-    f"{no_stop} reached the length limit; written to {generated_file}"
+    f"{full} reached the length limit; written to {generated_file}"
 )
 
 # %%
@@ -219,7 +221,7 @@ metrics = {
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
     },  # fmt: skip
-    "generation": {**speed, "n_empty_dropped": n_generate - len(kept), "n_reached_length_limit": no_stop},
+    "generation": {**speed, "n_empty_dropped": n_generate - len(kept), "n_reached_length_limit": full},
     "generated_file": str(generated_file),
     "classifier": classifier,
     "wasserstein": wasserstein,

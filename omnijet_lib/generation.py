@@ -79,8 +79,10 @@ def generate_batch(
 ) -> Tensor:
     """``batch_size`` sequences ``(B, max_length)``: START, tokens, STOP, then PAD.
 
-    A sequence that reaches ``max_length`` without drawing STOP ends there (no
-    STOP).  Runs on the model's device.
+    ``max_length`` counts START and STOP, as the token files do.  A sequence
+    that has not drawn STOP when only the last position is left gets STOP there,
+    just as a real jet truncated to ``max_length - 2`` constituents ends in the
+    token files.  Runs on the model's device.
     """
     config = model.config
     max_length = config.max_length if max_length is None else max_length
@@ -98,11 +100,14 @@ def generate_batch(
     hidden = model.backbone(sequences[:, :1], cache)[:, -1]  # (B, D)
     for position in range(1, max_length):
         live_rows = live.nonzero().squeeze(1)
+        if position == max_length - 1:  # full: nothing but STOP fits
+            sequences[rows[live_rows], position] = config.stop_token
+            break
         logits = model.head(hidden[live_rows])  # the output layer only for unfinished rows
         tokens = sample_tokens(logits, temperature=temperature, top_k=top_k, generator=generator)
         sequences[rows[live_rows], position] = tokens
         live[live_rows[tokens == config.stop_token]] = False
-        if position == max_length - 1 or not live.any():
+        if not live.any():
             break
         # Rows that have stopped but still sit in the cache get a dummy token; their output is never read.
         step = torch.full((cache.batch_size,), config.stop_token, dtype=torch.long, device=device)

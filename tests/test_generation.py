@@ -12,7 +12,7 @@ from omnijet_lib.models.gpt import GPT, GPTConfig
 from omnijet_lib.tokenizers.binned import BinnedConfig, BinnedTokenizer
 from omnijet_lib.tokenizers.tokens import PAD, START
 
-CONFIG = GPTConfig(codebook_size=30, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=20)
+CONFIG = GPTConfig(codebook_size=27, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=20)
 
 
 def model_with_stop_bias(stop_bias: float, seed: int = 0) -> GPT:
@@ -66,11 +66,16 @@ def test_a_sure_stop_ends_every_sequence_at_once():
     assert (sequences[:, 1] == CONFIG.stop_token).all() and (sequences[:, 2:] == PAD).all()
 
 
-def test_without_stop_sequences_run_to_the_length_limit():
+def test_without_stop_sequences_fill_up_and_end_in_stop():
+    # as a jet truncated to 128 constituents ends in the token files: 128 tokens, then STOP
     sequences = generate_sequences(model_with_stop_bias(-torch.inf), 5, max_length=12, progress=False)
     assert sequences.shape == (5, 12)
     assert (check_structure(sequences, CONFIG.stop_token) == 11).all()
-    assert not (sequences == CONFIG.stop_token).any()
+    assert (sequences[:, -1] == CONFIG.stop_token).all() and not (sequences[:, 1:-1] == CONFIG.stop_token).any()
+    jets, kept = decode_generated_jets(
+        generate_sequences(model_with_stop_bias(-torch.inf), 3, progress=False), binned()
+    )
+    assert (jets.n_constituents == CONFIG.max_length - 2).all()
 
 
 def test_sequences_stop_at_different_lengths_and_pad():
@@ -127,8 +132,13 @@ def test_dropping_finished_rows_changes_no_sequence(monkeypatch, fraction):
     assert len(set(((default != PAD).sum(dim=1)).tolist())) > 5
 
 
+def binned() -> BinnedTokenizer:
+    """27 codes: for decoding, any tokenizer does."""
+    return BinnedTokenizer(BinnedConfig(bins=(3, 3, 3), low=(-1.0, -2.0, -2.0), high=(4.0, 2.0, 2.0)))
+
+
 def test_generated_jets_decode_and_are_written_in_the_jet_schema(tmp_path):
-    tokenizer = BinnedTokenizer(BinnedConfig(bins=(3, 3, 3), low=(-1.0, -2.0, -2.0), high=(4.0, 2.0, 2.0)))  # 27 codes
+    tokenizer = binned()
     assert tokenizer.codebook_size == 27
     stop = 28
     sequences = np.array(
