@@ -29,33 +29,42 @@ def compare_distributions(
 ):
     """Histogram several samples of one observable, with a ratio panel to ``reference``.
 
-    Returns the figure.  Error bars are Poisson, propagated to the ratio.
+    Returns the figure.  Error bars are Poisson, propagated to the ratio.  Integer
+    samples (multiplicities) get bins centred on whole numbers.
     """
     reference = reference or next(iter(samples))
     finite = np.concatenate([np.asarray(v)[np.isfinite(v)] for v in samples.values()])
     if np.ndim(bins) == 0:
         lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
-        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, int(bins) + 1)
+        if finite.size and np.all(finite == np.round(finite)):  # counts: one bin per integer, or a whole number of them
+            width = max(1, int(np.ceil((hi - lo + 1) / int(bins))))
+            bins = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + width + 0.5, width)
+        else:
+            bins = np.linspace(lo, hi if hi > lo else lo + 1.0, int(bins) + 1)
     fig, (ax, rax) = plt.subplots(2, 1, figsize=(7, 7), gridspec_kw={"height_ratios": (3, 1)}, sharex=True)
     counts, errors = {}, {}
     for name, values in samples.items():
         h, _ = np.histogram(values, bins=bins)
         scale = 1.0 / (h.sum() * np.diff(bins)) if density and h.sum() else np.ones(len(h))
         counts[name], errors[name] = h * scale, np.sqrt(h) * scale
-        hep.histplot(counts[name], bins, yerr=errors[name], ax=ax, label=f"{name} ({len(values)})")
+        tag = ", reference" if name == reference else ""
+        hep.histplot(counts[name], bins, yerr=errors[name], ax=ax, label=f"{name} ({len(values)}{tag})")
     ax.set_ylabel("density" if density else "entries")
     if logy:
         ax.set_yscale("log")
-    ax.legend()
+    ax.set_ylim(top=ax.get_ylim()[1] * (10 if logy else 1.35))  # headroom for the legend
+    ax.legend(fontsize="small")
     ref, ref_err = counts[reference], errors[reference]
     for name in samples:
         with np.errstate(divide="ignore", invalid="ignore"):
             r = counts[name] / ref
             r_err = r * np.hypot(errors[name] / counts[name], ref_err / ref)
-        hep.histplot(np.nan_to_num(r, nan=0.0), bins, yerr=np.nan_to_num(r_err), ax=rax, histtype="errorbar")
+        # where the reference is empty the ratio is undefined: drawn at 0 (outside the window's interest)
+        drawable = np.isfinite(r)
+        hep.histplot(np.where(drawable, r, 0.0), bins, yerr=np.where(drawable, r_err, 0.0), ax=rax, histtype="errorbar")
     rax.axhline(1.0, color="grey", lw=1, ls="--")
     rax.set_ylim(*ratio_range)
-    rax.set_ylabel(f"/ {reference}")
+    rax.set_ylabel("ratio")
     rax.set_xlabel(xlabel)
     fig.tight_layout()
     return fig
