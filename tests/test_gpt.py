@@ -7,7 +7,15 @@ import pytest
 import torch
 from conftest import markov_sequences
 
-from omnijet_lib.models.gpt import GPT, GPTConfig, KVCache, fit_gpt, load_gpt, next_token_loss
+from omnijet_lib.models.gpt import (
+    GPT,
+    GPTConfig,
+    KVCache,
+    chunked_cross_entropy,
+    fit_gpt,
+    load_gpt,
+    next_token_loss,
+)
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import CHECKPOINT_KEYS, TrainingConfig
 
@@ -107,6 +115,26 @@ def test_loss_counts_only_real_targets():
             logits = model(sequences[row : row + 1, : n - 1])[0]
             per_token.append(torch.nn.functional.cross_entropy(logits, sequences[row, 1:n], reduction="none"))
     assert torch.isclose(batch_loss, torch.cat(per_token).mean(), atol=1e-6)
+
+
+def test_chunked_loss_equals_the_whole_in_value_and_gradient():
+    # A shower vocabulary cannot hold batch x length x vocab logits at once; chunks
+    # under checkpointing must give the same loss and the same gradients.
+    model = small_gpt().train()
+    hidden = torch.randn(50, SMALL.embed_dim, requires_grad=True)
+    targets = torch.randint(0, SMALL.vocab_size, (50,))
+    results = []
+    for max_elements in (10**9, 7 * SMALL.vocab_size):  # one chunk; eight chunks of 7 rows
+        model.zero_grad()
+        hidden.grad = None
+        loss, correct = chunked_cross_entropy(model.head, hidden, targets, max_elements=max_elements)
+        loss.backward()
+        results.append((loss.detach(), correct, hidden.grad.clone(), model.head.linear.weight.grad.clone()))
+    (loss_a, correct_a, grad_a, weight_a), (loss_b, correct_b, grad_b, weight_b) = results
+    assert correct_a == correct_b
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5)
+    assert torch.allclose(grad_a, grad_b, atol=1e-6) and torch.allclose(weight_a, weight_b, atol=1e-5)
+    assert torch.isclose(loss_a, torch.nn.functional.cross_entropy(model.head(hidden), targets, reduction="sum"))
 
 
 def test_short_training_lowers_validation_loss_and_loads_back(tmp_path):

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from omnijet_lib.tokenizers.tokens import PAD, START
 from omnijet_lib.training import StepOutput, TrainingConfig, TrainingResult, load_checkpoint, pick_device, train
@@ -207,22 +208,57 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+# Logits are computed this many (position x vocabulary) elements at a time: 2^26 float32
+# are 256 MB.  A jet batch (64 x 129 x 8194) fits in one chunk; a shower batch
+# (72 x 1701 x 65 538 = 8e9 elements, 32 GB) would not fit in memory at once.
+LOGITS_CHUNK_ELEMENTS = 2**26
+
+
 def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
     """Cross-entropy of predicting token t+1 from tokens 0..t, over real targets only.
 
     ``batch`` is ``(sequences,)`` with sequences ``(B, T)`` right-padded with PAD.
     The batch is cut to its longest sequence first: the padding columns after it
-    would cost compute and change nothing.
+    would cost compute and change nothing.  Only real positions reach the output
+    layer, in chunks (:func:`chunked_cross_entropy`), so the full
+    batch x length x vocabulary logits never exist at once.
     """
     (sequences,) = batch
     longest = int((sequences != PAD).sum(dim=1).max())
     sequences = sequences[:, :longest]
     inputs, targets = sequences[:, :-1], sequences[:, 1:]
-    logits = model(inputs)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
     real = targets != PAD
-    accuracy = (logits.argmax(dim=-1) == targets)[real].float().mean().item()
-    return StepOutput(loss, {"token_accuracy": accuracy})
+    hidden = model.backbone(inputs)[real]  # (n_real, embed_dim)
+    loss_sum, n_correct = chunked_cross_entropy(model.head, hidden, targets[real])
+    n_real = int(real.sum())
+    return StepOutput(loss_sum / n_real, {"token_accuracy": n_correct / n_real})
+
+
+def chunked_cross_entropy(
+    head: nn.Module, hidden: Tensor, targets: Tensor, *, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> tuple[Tensor, int]:
+    """Summed cross-entropy of ``head(hidden)`` against ``targets`` and the number of correct argmaxes.
+
+    ``hidden`` is ``(n, embed_dim)``.  When the logits ``(n, vocab)`` exceed
+    ``max_elements`` they are made chunk by chunk under activation checkpointing:
+    backward recomputes each chunk's logits instead of keeping them, so memory
+    holds one chunk, not all -- at the cost of running the output layer twice.
+    """
+    rows = max(1, max_elements // head.linear.out_features)
+    if len(hidden) <= rows:
+        return _cross_entropy_sum(head, hidden, targets)
+    loss_sum, n_correct = hidden.new_zeros(()), 0
+    for start in range(0, len(hidden), rows):
+        chunk = slice(start, start + rows)
+        loss, correct = checkpoint(_cross_entropy_sum, head, hidden[chunk], targets[chunk], use_reentrant=False)
+        loss_sum, n_correct = loss_sum + loss, n_correct + correct
+    return loss_sum, n_correct
+
+
+def _cross_entropy_sum(head: nn.Module, hidden: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+    logits = head(hidden)
+    correct = int((logits.detach().argmax(dim=-1) == targets).sum())
+    return F.cross_entropy(logits, targets, reduction="sum"), correct
 
 
 # ----------------------------------------------------------------------------- training and loading
