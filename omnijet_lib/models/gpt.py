@@ -250,7 +250,10 @@ def chunked_cross_entropy(
     loss_sum, n_correct = hidden.new_zeros(()), 0
     for start in range(0, len(hidden), rows):
         chunk = slice(start, start + rows)
-        loss, correct = checkpoint(_cross_entropy_sum, head, hidden[chunk], targets[chunk], use_reentrant=False)
+        if torch.is_grad_enabled():
+            loss, correct = checkpoint(_cross_entropy_sum, head, hidden[chunk], targets[chunk], use_reentrant=False)
+        else:  # validation: nothing to recompute for
+            loss, correct = _cross_entropy_sum(head, hidden[chunk], targets[chunk])
         loss_sum, n_correct = loss_sum + loss, n_correct + correct
     return loss_sum, n_correct
 
