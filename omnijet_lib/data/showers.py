@@ -27,6 +27,8 @@ MIP_MEV = 0.2  # most probable energy of a minimum-ionising particle in 0.5 mm S
 HIT_THRESHOLD_MEV = 0.5 * MIP_MEV  # cells below half a MIP are noise: not hits for any observable but the spectrum
 
 HIT_FEATURES = ("x", "y", "z", "energy")  # the columns of Showers.hits
+# The incident energy of a shower generated without asking for one (an unconditional model).
+UNKNOWN_ENERGY = 0.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Showers:
     """A batch of showers, in cell units and MeV."""
 
     hits: np.ndarray  # (N, max_hits, 4) float32: x, y, z cell indices and energy [MeV]; energy 0 where padded
-    incident_energy: np.ndarray  # (N,) float32: energy of the incoming photon [GeV]
+    incident_energy: np.ndarray  # (N,) float32: energy of the incoming photon [GeV], or UNKNOWN_ENERGY
 
     def __post_init__(self) -> None:
         if self.hits.ndim != 3 or self.hits.shape[-1] != len(HIT_FEATURES):
@@ -100,6 +102,8 @@ def check_showers(showers: Showers, *, source: str) -> None:
 
     NaN or infinite values, negative energies, hits outside the grid and showers
     without any hit are refused: each would silently poison a histogram or a log.
+    An incident energy of 0 (:data:`UNKNOWN_ENERGY`) marks a generated shower
+    whose energy nobody chose.
     """
     for what, values in (("hit", showers.hits), ("incident energy", showers.incident_energy)):
         bad = ~np.isfinite(values)
@@ -119,6 +123,6 @@ def check_showers(showers: Showers, *, source: str) -> None:
     if empty.size:
         msg = f"{empty.size} shower(s) without hits (first: shower {empty[0]}) in {source}"
         raise BadDataError(msg)
-    if (showers.incident_energy <= 0).any():
-        msg = f"incident energy <= 0 GeV in shower {np.argmax(showers.incident_energy <= 0)}, in {source}"
+    if (showers.incident_energy < 0).any():
+        msg = f"negative incident energy in shower {np.argmax(showers.incident_energy < 0)}, in {source}"
         raise BadDataError(msg)
