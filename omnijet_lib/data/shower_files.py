@@ -1,0 +1,261 @@
+"""HDF5 shower files in the two layouts the field uses, read and written in chunks.
+
+Layouts (documented for users in ``data/README.md``)::
+
+    reference (OmniJet-α_C):
+        /showers   float32 (N, max_hits, 4)   x, y, z cell indices and E [MeV] per hit; E = 0 pads
+        /energy    float32 (N, 1)             incident photon energy [GeV]; (N,) accepted on read
+    caloclouds (CaloClouds, CaloClouds II):
+        /events    float32 (N, 4, max_hits)   the same four features, hits on the last axis
+        /energy    float32 (N, 1)
+    attrs (files this module writes): schema, schema_version, layout, hit_features, units,
+           created, n_showers, max_hits, and provenance (generator, settings, seed, ...)
+
+A reader recognises the layout by its dataset (``showers`` or ``events``), so files
+written elsewhere read alike.  Files are written to ``<name>.<pid>.tmp`` and
+renamed when complete, so a file with the final name is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from omnijet_lib.atomic import temporary_path
+from omnijet_lib.data.jet_files import _decode_attr, open_hdf5
+from omnijet_lib.data.showers import HIT_FEATURES, Showers, check_showers
+from omnijet_lib.errors import BadDataError, SchemaError
+
+SCHEMA = "omnijet-showers"
+SCHEMA_VERSION = 1
+LAYOUTS = {"reference": "showers", "caloclouds": "events"}  # layout -> name of its hit dataset
+INCIDENT_ENERGY = "energy"  # dataset of the incident energies [GeV], in both layouts
+UNITS = {"x": "cell", "y": "cell", "z": "layer", "energy": "MeV", "incident_energy": "GeV"}
+_RESERVED_ATTRS = ("schema", "schema_version", "layout", "hit_features", "units", "n_showers", "max_hits")
+_HITS_PER_CHUNK = 256  # HDF5 chunk length along the hit axis: a 1700-hit shower spans 7 chunks
+_SHOWERS_PER_CHUNK = 64  # HDF5 chunk length along the shower axis (64 x 256 x 4 float32 = 256 kB)
+
+
+class ShowerFileWriter:
+    """Append batches of :class:`Showers` to a new file; the file appears complete or not at all.
+
+    The hit axis grows with the widest batch appended (earlier showers are padded
+    with zeros), so batches of any ``max_hits`` can be mixed.  Use as a context
+    manager: leaving the block normally renames ``<path>.<pid>.tmp`` to ``path``;
+    an exception removes the temporary file.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, layout: str = "reference", provenance: dict | None = None):
+        if layout not in LAYOUTS:
+            msg = f"unknown shower file layout {layout!r}; choose one of {sorted(LAYOUTS)}"
+            raise ValueError(msg)
+        reserved = sorted(set(provenance or {}) & {*_RESERVED_ATTRS})
+        if reserved:
+            msg = f"provenance may not set the attributes the file itself writes: {reserved}"
+            raise ValueError(msg)
+        self.path, self.layout = Path(path), layout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = temporary_path(self.path)
+        self._file = h5py.File(self.tmp_path, "w")
+        attrs = {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "layout": layout,
+            "hit_features": json.dumps(list(HIT_FEATURES)), "units": json.dumps(UNITS),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }  # fmt: skip
+        self._file.attrs.update(attrs)
+        for key, value in (provenance or {}).items():
+            self.set_attr(key, value)
+        n_features = len(HIT_FEATURES)
+        if layout == "reference":
+            shape, maxshape = (0, 0, n_features), (None, None, n_features)
+            chunks = (_SHOWERS_PER_CHUNK, _HITS_PER_CHUNK, n_features)
+        else:
+            shape, maxshape = (0, n_features, 0), (None, n_features, None)
+            chunks = (_SHOWERS_PER_CHUNK, n_features, _HITS_PER_CHUNK)
+        compression = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+        self._hits = self._file.create_dataset(
+            LAYOUTS[layout], shape=shape, maxshape=maxshape, chunks=chunks, dtype="f4", fillvalue=0.0, **compression
+        )
+        self._energy = self._file.create_dataset(
+            INCIDENT_ENERGY, shape=(0, 1), maxshape=(None, 1), chunks=(65536, 1), dtype="f4", **compression
+        )
+        self.n_showers = 0
+        self.max_hits = 0
+        self._open = True
+
+    def set_attr(self, key: str, value) -> None:
+        """Store a provenance attribute; dicts and lists are stored as JSON text."""
+        self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+    def append(self, showers: Showers) -> None:
+        check_showers(showers, source=f"showers written to {self.path}")
+        start, stop = self.n_showers, self.n_showers + len(showers)
+        self.max_hits = max(self.max_hits, showers.max_hits)
+        hit_axis = 1 if self.layout == "reference" else 2
+        new_shape = list(self._hits.shape)
+        new_shape[0], new_shape[hit_axis] = stop, self.max_hits
+        self._hits.resize(tuple(new_shape))  # new slots read as the fill value 0: padding
+        width = showers.max_hits
+        if self.layout == "reference":
+            self._hits[start:stop, :width] = showers.hits.astype(np.float32, copy=False)
+        else:
+            self._hits[start:stop, :, :width] = showers.hits.astype(np.float32, copy=False).transpose(0, 2, 1)
+        self._energy.resize((stop, 1))
+        self._energy[start:stop, 0] = showers.incident_energy
+        self.n_showers = stop
+
+    def close(self) -> Path:
+        if self._open:
+            self._file.attrs["n_showers"] = self.n_showers
+            self._file.attrs["max_hits"] = self.max_hits
+            self._file.close()
+            with open(self.tmp_path, "rb") as f:  # the data reaches the disk before the name does
+                os.fsync(f.fileno())
+            os.replace(self.tmp_path, self.path)
+            self._open = False
+        return self.path
+
+    def abort(self) -> None:
+        if self._open:
+            self._file.close()
+            self.tmp_path.unlink(missing_ok=True)
+            self._open = False
+
+    def __enter__(self) -> ShowerFileWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_showers(
+    path: str | os.PathLike, showers: Showers, *, layout: str = "reference", provenance: dict | None = None
+) -> Path:
+    """Write showers to a new HDF5 file in ``layout`` ("reference" or "caloclouds")."""
+    return write_shower_chunks(path, [showers], layout=layout, provenance=provenance)
+
+
+def write_shower_chunks(
+    path: str | os.PathLike, chunks: Iterable[Showers], *, layout: str = "reference", provenance: dict | None = None
+) -> Path:
+    """Write batches of showers one after another (e.g. from a simulator's generator) to a new file."""
+    with ShowerFileWriter(path, layout=layout, provenance=provenance) as writer:
+        for showers in chunks:
+            writer.append(showers)
+    return Path(path)
+
+
+def open_shower_file(path: str | os.PathLike) -> tuple[h5py.File, str]:
+    """Open a shower file and recognise its layout; shapes are checked, with errors naming the file.
+
+    Returns the open file and its layout ("reference" or "caloclouds").
+    """
+    path = Path(path)
+    file = open_hdf5(path, what="shower file")
+    try:
+        layout = _layout(file, path)
+        hits = file[LAYOUTS[layout]]
+        expected = "(N, max_hits, 4): x, y, z, E per hit" if layout == "reference" else "(N, 4, max_hits)"
+        feature_axis = 2 if layout == "reference" else 1
+        if hits.ndim != 3 or hits.shape[feature_axis] != len(HIT_FEATURES) or hits.dtype.kind not in "fiu":
+            msg = f"/{hits.name[1:]} has shape {hits.shape} and dtype {hits.dtype}, expected {expected}, in {path}"
+            raise BadDataError(msg)
+        if INCIDENT_ENERGY not in file:
+            raise SchemaError(INCIDENT_ENERGY, file.keys(), file=str(path), obj="/")
+        energy, n = file[INCIDENT_ENERGY], hits.shape[0]
+        if not isinstance(energy, h5py.Dataset) or energy.shape not in {(n,), (n, 1)}:
+            shape = energy.shape if isinstance(energy, h5py.Dataset) else "(a group)"
+            msg = (
+                f"/{INCIDENT_ENERGY} has shape {shape}, expected ({n},) or ({n}, 1): one incident energy [GeV] "
+                f"for each of the {n} showers in /{LAYOUTS[layout]}, in {path}"
+            )
+            raise BadDataError(msg)
+    except Exception:
+        file.close()
+        raise
+    return file, layout
+
+
+def _layout(file: h5py.File, path: Path) -> str:
+    """Which layout a file holds, by its hit dataset; the ``layout`` attribute decides if it holds both."""
+    present = [layout for layout, name in LAYOUTS.items() if name in file]
+    if not present:
+        err = SchemaError(LAYOUTS["reference"], file.keys(), file=str(path), obj="/")
+        err.message += (
+            "\n(a shower file holds 'showers' (N, max_hits, 4) or, CaloClouds layout, 'events' (N, 4, max_hits))"
+        )
+        raise err
+    if len(present) > 1:
+        chosen = _decode_attr(file.attrs.get("layout", ""))
+        if chosen not in present:
+            msg = f"{path} holds both /showers and /events; its attribute 'layout' must say which to read"
+            raise BadDataError(msg)
+        present = [chosen]
+    name = LAYOUTS[present[0]]
+    if not isinstance(file[name], h5py.Dataset):
+        msg = f"/{name} is a group, not a dataset of hits, in {path}"
+        raise BadDataError(msg)
+    return present[0]
+
+
+def shower_file_info(path: str | os.PathLike) -> dict:
+    """Number of showers, ``max_hits``, layout and the attributes of a shower file (JSON attributes decoded)."""
+    file, layout = open_shower_file(path)
+    with file:
+        info = {key: _decode_attr(value) for key, value in file.attrs.items()}
+        hits = file[LAYOUTS[layout]]
+        info |= {
+            "n_showers": hits.shape[0],
+            "max_hits": hits.shape[1 if layout == "reference" else 2],
+            "layout": layout,
+        }
+    return info
+
+
+def read_showers(path: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> Showers:
+    """Read showers ``start:stop`` of a shower file (all by default), in either layout."""
+    file, layout = open_shower_file(path)
+    with file:
+        n = file[LAYOUTS[layout]].shape[0]
+        stop = n if stop is None else stop
+        if not 0 <= start <= stop <= n:
+            msg = f"shower range {start}:{stop} outside the file's {n} showers, in {path}"
+            raise IndexError(msg)
+        return _read_range(file, layout, path, start, stop)
+
+
+def iter_showers(path: str | os.PathLike, *, chunk_size: int = 1024) -> Iterator[Showers]:
+    """Stream a shower file in batches of at most ``chunk_size`` showers; memory stays bounded.
+
+    Every batch keeps the file's ``max_hits``, so concatenating them gives :func:`read_showers`.
+    """
+    if chunk_size < 1:
+        msg = f"chunk_size must be >= 1; got {chunk_size}"
+        raise ValueError(msg)
+    file, layout = open_shower_file(path)
+    with file:
+        n = file[LAYOUTS[layout]].shape[0]
+        for start in range(0, n, chunk_size):
+            yield _read_range(file, layout, path, start, min(start + chunk_size, n))
+
+
+def _read_range(file: h5py.File, layout: str, path, start: int, stop: int) -> Showers:
+    hits = file[LAYOUTS[layout]][start:stop]
+    if layout == "caloclouds":
+        hits = hits.transpose(0, 2, 1)  # (n, 4, max_hits) -> (n, max_hits, 4)
+    incident = file[INCIDENT_ENERGY][start:stop].reshape(-1)
+    showers = Showers(np.ascontiguousarray(hits, dtype=np.float32), incident.astype(np.float32))
+    where = (
+        f"{path} (showers {start}:{stop})" if start == 0 else f"{path} (showers {start}:{stop}, numbered from {start})"
+    )
+    check_showers(showers, source=where)
+    return showers
