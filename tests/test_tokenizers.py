@@ -12,7 +12,7 @@ from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.jets import concatenate
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.data.token_files import read_token_file, tokenize_jet_file
-from omnijet_lib.errors import BadDataError, SchemaError
+from omnijet_lib.errors import BadDataError
 from omnijet_lib.tokenizers import (
     PAD,
     START,
@@ -211,8 +211,8 @@ def test_tokenize_jet_file(pythia_jets, tmp_path):
     np.testing.assert_array_equal(tokens, tok.encode(pre.features, pre.mask))
     np.testing.assert_array_equal(stored.lengths, pre.mask.sum(1) + 2)
 
-    with pytest.raises(SchemaError, match="not found: 'sequences'"):
-        read_token_file(jet_path)  # a jet file is not a token file
+    with pytest.raises(BadDataError, match="not a token file.*'omnijet-jets'"):
+        read_token_file(jet_path)  # a jet file is not a token file, and the error says what it is
     with pytest.raises(FileNotFoundError):
         read_token_file(tmp_path / "nope.h5")
     (tmp_path / "junk.h5").write_text("junk")

@@ -27,6 +27,11 @@ class PreprocessingConfig:
     log_pt_shift: float = 1.8  # log(pT / GeV) - shift: centres the pT feature near 0
     angle_scale: float = 3.0  # eta_rel, phi_rel * scale: spreads the cone to about unit width
 
+    @property
+    def sequence_length(self) -> int:
+        """Tokens of the longest jet, START and STOP not counted."""
+        return self.max_constituents
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -1,19 +1,24 @@
-"""Token files: a jet file tokenized once, stored as the GPT's input sequences.
+"""Token files: a jet or shower file tokenized once, stored as the GPT's input sequences.
 
 Layout (documented for users in ``data/README.md``)::
 
-    /sequences          int32 (N, max_constituents + 2)  START t1 .. tn STOP, then PAD (-1)
+    /sequences          int32 (N, sequence_length + 2)  START t1 .. tn STOP, then PAD (-1)
+    jets:
     /label              int8  (N,)   JetClass class index, as in the jet file
     /jet_eta, /jet_phi  float32 (N,) the axis the tokens are relative to (to decode to absolute eta, phi)
     /n_dropped          int32 (N,)   constituents the pre-processing cut or truncated
-    attrs: schema, schema_version, codebook_size, vocabulary_size, start, stop, pad,
-           tokenizer (file it was made with), tokenizer_kind, source (jet file), preprocessing, label_names
+    showers:
+    /incident_energy    float32 (N,) photon energy [GeV]
+    attrs: schema, schema_version, content ("jets" or "showers"), codebook_size, vocabulary_size,
+           start, stop, pad, tokenizer (file it was made with), tokenizer_kind, source, preprocessing
+           (jets also label_names)
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +36,11 @@ from omnijet_lib.tokenizers.tokens import PAD, START, from_sequences, stop_token
 
 SCHEMA = "omnijet-tokens"
 SCHEMA_VERSION = 1
-DATASETS = {"sequences": "i4", "label": "i1", "jet_eta": "f4", "jet_phi": "f4", "n_dropped": "i4"}
+# Per-sequence columns stored beside /sequences, by content.
+COLUMNS = {
+    "jets": {"label": "i1", "jet_eta": "f4", "jet_phi": "f4", "n_dropped": "i4"},
+    "showers": {"incident_energy": "f4"},
+}
 
 
 @dataclass(frozen=True)
@@ -39,13 +48,34 @@ class TokenSequences:
     """What the GPT reads: sequences plus what is needed to decode and to label them."""
 
     sequences: np.ndarray  # (N, T) int64, START ... STOP, PAD after
-    label: np.ndarray  # (N,)
-    jet_eta: np.ndarray  # (N,)
-    jet_phi: np.ndarray  # (N,)
+    columns: dict[str, np.ndarray]  # per-sequence values of COLUMNS[content]
     codebook_size: int
+    content: str = "jets"  # "jets" or "showers"
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def _column(self, name: str) -> np.ndarray:
+        if name not in self.columns:
+            msg = f"a token file of {self.content} has no {name!r}; it has {sorted(self.columns)}"
+            raise KeyError(msg)
+        return self.columns[name]
+
+    @property
+    def label(self) -> np.ndarray:
+        return self._column("label")
+
+    @property
+    def jet_eta(self) -> np.ndarray:
+        return self._column("jet_eta")
+
+    @property
+    def jet_phi(self) -> np.ndarray:
+        return self._column("jet_phi")
+
+    @property
+    def incident_energy(self) -> np.ndarray:
+        return self._column("incident_energy")
 
     @property
     def lengths(self) -> np.ndarray:
@@ -55,6 +85,66 @@ class TokenSequences:
     def tokens(self, max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """Strip START/STOP: (tokens (N, max_length), mask) for a tokenizer's decode."""
         return from_sequences(self.sequences, self.codebook_size, max_length=max_length)
+
+
+def _as_tokenizer(tokenizer: Tokenizer | str | os.PathLike) -> tuple[Tokenizer, str]:
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer, ""
+    return load_tokenizer(tokenizer), str(tokenizer)
+
+
+def write_token_file(
+    out_path: str | os.PathLike,
+    chunks: Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]],
+    *,
+    n: int,
+    content: str,
+    tokenizer: Tokenizer,
+    tokenizer_file: str = "",
+    source: str = "",
+    progress: bool = True,
+) -> Path:
+    """Write ``n`` sequences from ``chunks`` of ``(tokens, mask, columns)``, atomically.
+
+    ``columns`` holds each chunk's values of ``COLUMNS[content]``; a chunk count
+    other than ``n`` in total is an error, not a silently short file.
+    """
+    k = tokenizer.codebook_size
+    length = tokenizer.preprocessing.sequence_length + 2
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:
+        datasets = {
+            name: file.create_dataset(
+                name, shape=(n, length) if name == "sequences" else (n,), dtype=dtype,
+                chunks=True, compression="gzip", compression_opts=1, shuffle=True,
+            )
+            for name, dtype in {"sequences": "i4", **COLUMNS[content]}.items()
+        }  # fmt: skip
+        attrs = {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "content": content,
+            "codebook_size": k, "vocabulary_size": vocabulary_size(k),
+            "start": START, "stop": stop_token(k), "pad": PAD,
+            "tokenizer": tokenizer_file, "tokenizer_kind": tokenizer.kind,
+            "source": source, "preprocessing": json.dumps(tokenizer.preprocessing.to_dict()),
+        }  # fmt: skip
+        if content == "jets":
+            attrs["label_names"] = list(JETCLASS_LABELS)
+        file.attrs.update(attrs)
+        done = 0
+        with tqdm(total=n, desc=f"tokenize {Path(source).name}", unit=content[:-1], disable=not progress) as bar:
+            for tokens, mask, columns in chunks:
+                stop = done + len(tokens)
+                if stop > n:
+                    break
+                datasets["sequences"][done:stop] = to_sequences(tokens, mask, k)
+                for name in COLUMNS[content]:
+                    datasets[name][done:stop] = columns[name]
+                done = stop
+                bar.update(len(tokens))
+        if done != n:
+            msg = f"expected {n} {content} from {source or 'the input'}, got {'more' if stop > n else done}"
+            raise BadDataError(msg)
+        file.attrs[f"n_{content}"] = done
+    return Path(out_path)
 
 
 def tokenize_jet_file(
@@ -70,45 +160,43 @@ def tokenize_jet_file(
     ``tokenizer`` is a tokenizer or the path of a saved one (recorded in the file).
     The jet file is streamed in chunks, so memory does not grow with its size.
     """
-    tokenizer_file = None
-    if not isinstance(tokenizer, Tokenizer):
-        tokenizer_file = str(tokenizer)
-        tokenizer = load_tokenizer(tokenizer)
-    n_jets = jet_file_info(jet_path)["n_jets"]
-    k = tokenizer.codebook_size
-    length = tokenizer.preprocessing.max_constituents + 2
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:
-        datasets = {
-            name: file.create_dataset(
-                name, shape=(n_jets, length) if name == "sequences" else (n_jets,), dtype=dtype,
-                chunks=True, compression="gzip", compression_opts=1, shuffle=True,
-            )
-            for name, dtype in DATASETS.items()
-        }  # fmt: skip
-        attrs = {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            "codebook_size": k, "vocabulary_size": vocabulary_size(k),
-            "start": START, "stop": stop_token(k), "pad": PAD,
-            "tokenizer": tokenizer_file or "", "tokenizer_kind": tokenizer.kind,
-            "source": str(jet_path), "preprocessing": json.dumps(tokenizer.preprocessing.to_dict()),
-            "label_names": list(JETCLASS_LABELS),
-        }  # fmt: skip
-        file.attrs.update(attrs)
-        done = 0
-        with tqdm(total=n_jets, desc=f"tokenize {Path(jet_path).name}", unit="jet", disable=not progress) as bar:
-            for jets in iter_jets(jet_path, chunk_size=chunk_size):
-                pre = preprocess(jets, tokenizer.preprocessing)
-                tokens = tokenizer.encode(pre.features, pre.mask)
-                stop = done + len(jets)
-                datasets["sequences"][done:stop] = to_sequences(tokens, pre.mask, k)
-                datasets["label"][done:stop] = jets.label
-                datasets["jet_eta"][done:stop] = pre.jet_eta
-                datasets["jet_phi"][done:stop] = pre.jet_phi
-                datasets["n_dropped"][done:stop] = pre.n_dropped
-                done = stop
-                bar.update(len(jets))
-        file.attrs["n_jets"] = done
-    return Path(out_path)
+    tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
+
+    def chunks():
+        for jets in iter_jets(jet_path, chunk_size=chunk_size):
+            pre = preprocess(jets, tokenizer.preprocessing)
+            columns = {"label": jets.label, "jet_eta": pre.jet_eta, "jet_phi": pre.jet_phi, "n_dropped": pre.n_dropped}
+            yield tokenizer.encode(pre.features, pre.mask), pre.mask, columns
+
+    return write_token_file(
+        out_path, chunks(), n=jet_file_info(jet_path)["n_jets"], content="jets",
+        tokenizer=tokenizer, tokenizer_file=tokenizer_file, source=str(jet_path), progress=progress,
+    )  # fmt: skip
+
+
+def tokenize_shower_file(
+    shower_path: str | os.PathLike,
+    tokenizer: Tokenizer | str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    chunk_size: int = 5_000,
+    progress: bool = True,
+) -> Path:
+    """Tokenize every shower of ``shower_path`` once (streamed in chunks) and store the sequences."""
+    from omnijet_lib.data.shower_files import iter_showers, shower_file_info
+    from omnijet_lib.data.shower_preprocessing import preprocess_showers
+
+    tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
+
+    def chunks():
+        for showers in iter_showers(shower_path, chunk_size=chunk_size):
+            features, mask = preprocess_showers(showers, tokenizer.preprocessing)
+            yield tokenizer.encode(features, mask), mask, {"incident_energy": showers.incident_energy}
+
+    return write_token_file(
+        out_path, chunks(), n=shower_file_info(shower_path)["n_showers"], content="showers",
+        tokenizer=tokenizer, tokenizer_file=tokenizer_file, source=str(shower_path), progress=progress,
+    )  # fmt: skip
 
 
 def tokenized(
@@ -118,7 +206,7 @@ def tokenized(
     *,
     progress: bool = True,
 ) -> Path:
-    """The token file of ``jet_path`` under the saved tokenizer ``tokenizer_file``; tokenized now if not yet.
+    """The token file of ``jet_path`` (or a shower file) under the saved tokenizer ``tokenizer_file``; tokenized now if not yet.
 
     Kept as ``token_dir/<tokenizer>-<digest>/<jet file>.h5``, where the digest is
     the start of the tokenizer file's SHA-256: a retrained tokenizer of the same
@@ -130,7 +218,12 @@ def tokenized(
         raise FileNotFoundError(msg)
     out_path = Path(token_dir) / f"{tokenizer_file.stem}-{file_digest(tokenizer_file)}" / f"{Path(jet_path).stem}.h5"
     if not out_path.exists():
-        tokenize_jet_file(jet_path, tokenizer_file, out_path, progress=progress)
+        from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
+
+        tokenizer = load_tokenizer(tokenizer_file)
+        showers = isinstance(tokenizer.preprocessing, ShowerPreprocessingConfig)
+        tokenize = tokenize_shower_file if showers else tokenize_jet_file
+        tokenize(jet_path, tokenizer, out_path, progress=progress)
     return out_path
 
 
@@ -138,23 +231,26 @@ def read_token_file(path: str | os.PathLike, *, start: int = 0, stop: int | None
     """Read sequences ``start:stop`` of a token file, checking its schema."""
     path = Path(path)
     with open_hdf5(path, what="token file") as file:
-        for name in DATASETS:
-            if name not in file:
-                raise SchemaError(name, file.keys(), file=str(path), obj="/")
         if file.attrs.get("schema") != SCHEMA:
             msg = f"{path} is not a token file (schema {file.attrs.get('schema')!r}, expected {SCHEMA!r})"
             raise BadDataError(msg)
+        content = str(file.attrs.get("content", "jets"))
+        if content not in COLUMNS:
+            msg = f"token file {path} holds unknown content {content!r}; expected one of {sorted(COLUMNS)}"
+            raise BadDataError(msg)
+        for name in ("sequences", *COLUMNS[content]):
+            if name not in file:
+                raise SchemaError(name, file.keys(), file=str(path), obj="/")
         n = file["sequences"].shape[0]
         stop = n if stop is None else stop
         if not 0 <= start <= stop <= n:
             msg = f"range {start}:{stop} outside the file's {n} sequences, in {path}"
             raise IndexError(msg)
-        columns = {name: file[name][start:stop] for name in DATASETS}
+        sequences = file["sequences"][start:stop].astype(np.int64)
+        columns = {name: file[name][start:stop] for name in COLUMNS[content]}
         codebook_size = int(file.attrs["codebook_size"])
     for name, values in columns.items():
-        if len(values) != len(columns["sequences"]):
-            msg = f"/{name} has {len(values)} rows but /sequences has {len(columns['sequences'])}, in {path}"
+        if len(values) != len(sequences):
+            msg = f"/{name} has {len(values)} rows but /sequences has {len(sequences)}, in {path}"
             raise BadDataError(msg)
-    return TokenSequences(
-        columns["sequences"].astype(np.int64), columns["label"], columns["jet_eta"], columns["jet_phi"], codebook_size
-    )
+    return TokenSequences(sequences, columns, codebook_size, content)

@@ -5,8 +5,13 @@ tokens ``(N, L)`` (1..K, ``PAD`` where masked) and back.  ``encode_jets`` and
 ``decode_constituents`` add the physical units on either side, through the
 pre-processing of :mod:`omnijet_lib.data.preprocessing` and its inverse.
 
+The same tokenizers serve calorimeter showers: given a
+:class:`~omnijet_lib.data.shower_preprocessing.ShowerPreprocessingConfig`, the
+features are a hit's scaled (x, y, z, log E) and the jet-only methods do not apply.
+
 A saved tokenizer is one file holding its kind, config, weights and the
-pre-processing constants; :func:`load_tokenizer` needs nothing else.
+pre-processing constants (and which pre-processing they belong to);
+:func:`load_tokenizer` needs nothing else.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ class Tokenizer(ABC):
     """Constituents <-> tokens, in pre-processed (scaled) units."""
 
     kind: str  # name stored in the file, picks the class on load
-    preprocessing: PreprocessingConfig
+    preprocessing: PreprocessingConfig  # or a ShowerPreprocessingConfig for calorimeter showers
 
     @property
     @abstractmethod
@@ -91,7 +96,7 @@ class Tokenizer(ABC):
         A sequence without any constituent (STOP right after START) makes no jet:
         it is left out, and ``kept`` indexes the sequences that remain.
         """
-        tokens, mask = from_sequences(sequences, self.codebook_size, max_length=self.preprocessing.max_constituents)
+        tokens, mask = from_sequences(sequences, self.codebook_size, max_length=self.preprocessing.sequence_length)
         kept = np.flatnonzero(mask.any(axis=1))
         return self.decode(tokens[kept], mask[kept]), mask[kept], kept
 
@@ -106,6 +111,7 @@ class Tokenizer(ABC):
             "version": FILE_VERSION,
             "kind": self.kind,
             "preprocessing": self.preprocessing.to_dict(),
+            "preprocessing_kind": type(self.preprocessing).__name__,
             **self.state(),
         }
         save_atomic(payload, path)
@@ -113,6 +119,18 @@ class Tokenizer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(codebook_size={self.codebook_size})"
+
+
+def preprocessing_from_state(state: dict):
+    """The pre-processing config stored in a tokenizer file: jets' (the default, older files) or showers'."""
+    from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
+
+    kinds = {cls.__name__: cls for cls in (PreprocessingConfig, ShowerPreprocessingConfig)}
+    kind = state.get("preprocessing_kind", PreprocessingConfig.__name__)
+    if kind not in kinds:
+        msg = f"unknown pre-processing {kind!r} in a tokenizer file; known: {sorted(kinds)}"
+        raise ValueError(msg)
+    return kinds[kind](**state["preprocessing"])
 
 
 def check_features(features, mask, *, n_features: int = len(FEATURES)) -> tuple[np.ndarray, np.ndarray]:

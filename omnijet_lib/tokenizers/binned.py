@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from omnijet_lib.data.preprocessing import FEATURES, PreprocessingConfig
-from omnijet_lib.tokenizers.base import Tokenizer, check_features, masked
+from omnijet_lib.tokenizers.base import Tokenizer, check_features, masked, preprocessing_from_state
 from omnijet_lib.tokenizers.tokens import tokens_to_codes
 
 
@@ -95,4 +95,4 @@ class BinnedTokenizer(Tokenizer):
     @classmethod
     def from_state(cls, state: dict) -> BinnedTokenizer:
         config = {k: (tuple(v) if v is not None else None) for k, v in state["config"].items()}
-        return cls(BinnedConfig(**config), PreprocessingConfig(**state["preprocessing"]))
+        return cls(BinnedConfig(**config), preprocessing_from_state(state))

@@ -51,10 +51,18 @@ def fit_tokenizer(
     *,
     training,
     run_dir: str | os.PathLike,
+    length_buckets: bool = False,
     progress: bool = True,
 ) -> Tokenizer:
-    """Fit any tokenizer: a binned grid spans the training data, a VQ-VAE is trained (resumably)."""
+    """Fit any tokenizer: a binned grid spans the training data, a VQ-VAE is trained (resumably).
+
+    ``train`` and ``val`` are pre-processed jets or anything with ``features`` and
+    ``mask``; ``length_buckets`` see :meth:`VQVAETokenizer.fit`.
+    """
     if isinstance(tokenizer, BinnedTokenizer):
         return tokenizer.fit(train.features, train.mask)
-    tokenizer.fit((train.features, train.mask), (val.features, val.mask), training, run_dir, progress=progress)
+    tokenizer.fit(
+        (train.features, train.mask), (val.features, val.mask), training, run_dir,
+        length_buckets=length_buckets, progress=progress,
+    )  # fmt: skip
     return tokenizer
