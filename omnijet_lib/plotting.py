@@ -25,18 +25,32 @@ def compare_distributions(
     reference: str | None = None,
     density: bool = True,
     logy: bool = False,
+    logx: bool = False,
+    weights: dict[str, np.ndarray] | None = None,
+    ylabel: str | None = None,
     ratio_range: tuple[float, float] = (0.0, 2.0),
 ):
     """Histogram several samples of one observable, with a ratio panel to ``reference``.
 
-    Returns the figure.  Error bars are Poisson, propagated to the ratio.  Integer
-    samples (multiplicities) get bins centred on whole numbers.
+    Returns the figure.  Error bars are Poisson (sqrt of the summed squared
+    weights), propagated to the ratio.  Integer samples (multiplicities) get bins
+    centred on whole numbers; ``logx`` spaces the bins logarithmically (spectra).
+    ``weights`` per sample turn a histogram into a profile, e.g. hit layers
+    weighted by hit energy / number of showers: mean energy per layer.
     """
     reference = reference or next(iter(samples))
+    weights = weights or {}
     finite = np.concatenate([np.asarray(v)[np.isfinite(v)] for v in samples.values()])
+    if logx:
+        finite = finite[finite > 0]
     if np.ndim(bins) == 0:
         lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
-        if finite.size and np.all(finite == np.round(finite)):  # counts: one bin per integer, or a whole number of them
+        if logx:
+            lo, hi = (lo, hi) if finite.size and hi > lo else (1e-3, 1.0)
+            bins = np.geomspace(lo, hi, int(bins) + 1)
+        elif finite.size and np.all(
+            finite == np.round(finite)
+        ):  # counts: one bin per integer, or a whole number of them
             width = max(1, int(np.ceil((hi - lo + 1) / int(bins))))
             bins = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + width + 0.5, width)
         else:
@@ -44,14 +58,18 @@ def compare_distributions(
     fig, (ax, rax) = plt.subplots(2, 1, figsize=(7, 7), gridspec_kw={"height_ratios": (3, 1)}, sharex=True)
     counts, errors = {}, {}
     for name, values in samples.items():
-        h, _ = np.histogram(values, bins=bins)
+        w = weights.get(name)
+        h, _ = np.histogram(values, bins=bins, weights=w)
+        h2 = h if w is None else np.histogram(values, bins=bins, weights=np.square(w))[0]
         scale = 1.0 / (h.sum() * np.diff(bins)) if density and h.sum() else np.ones(len(h))
-        counts[name], errors[name] = h * scale, np.sqrt(h) * scale
+        counts[name], errors[name] = h * scale, np.sqrt(h2) * scale
         tag = ", reference" if name == reference else ""
         hep.histplot(counts[name], bins, yerr=errors[name], ax=ax, label=f"{name} ({len(values)}{tag})")
-    ax.set_ylabel("density" if density else "entries")
+    ax.set_ylabel(ylabel or ("density" if density else "entries"))
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set_ylim(top=ax.get_ylim()[1] * (10 if logy else 1.35))  # headroom for the legend
     ax.legend(fontsize="small")
     ref, ref_err = counts[reference], errors[reference]
