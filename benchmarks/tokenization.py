@@ -51,7 +51,9 @@ def main() -> None:
 
     jets = generate_jets("top", args.n_jets, seed=args.seed + 1, progress=False)
     data = preprocess(jets)
-    print(f"tokenization throughput: {len(jets)} top jets, {data.mask.sum(1).mean():.1f} constituents each, device {device}, torch {torch.__version__}")
+    print(
+        f"tokenization throughput: {len(jets)} top jets, {data.mask.sum(1).mean():.1f} constituents each, device {device}, torch {torch.__version__}"
+    )
     print(f"{'tokenizer':<22}{'tokens':>8}{'encode jets/s':>15}{'decode jets/s':>15}")
     for spec in args.tokenizers:
         tokenizer = build_tokenizer(spec, device=str(device))
