@@ -1,4 +1,4 @@
-"""Autoregressive generation with a :class:`~omnijet_lib.models.gpt.GPT`, and decoding generated jets.
+"""Autoregressive generation with a :class:`~omnijet_lib.models.gpt.GPT`, and decoding generated jets and showers.
 
 Every sequence starts at START and draws one token per step from the model's
 softmax until it draws STOP or reaches ``max_length``.  What makes it fast
@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.jets import UNLABELLED, Jets
 from omnijet_lib.data.preprocessing import constituents_from_features
+from omnijet_lib.data.shower_preprocessing import showers_from_features, voxelise
+from omnijet_lib.data.showers import UNKNOWN_ENERGY, Showers
 from omnijet_lib.models.gpt import GPT, KVCache
 from omnijet_lib.observables import jet_kinematics
 from omnijet_lib.tokenizers.base import Tokenizer
@@ -175,3 +177,17 @@ def decode_generated_jets(sequences: np.ndarray, tokenizer: Tokenizer, *, label=
         label=np.broadcast_to(np.asarray(label), (len(sequences),))[kept],
     )
     return jets.pt_ordered(), kept
+
+
+def decode_generated_showers(sequences: np.ndarray, tokenizer: Tokenizer) -> tuple[Showers, np.ndarray]:
+    """Generated sequences -> calorimeter showers on the grid, and which sequences they came from.
+
+    The tokens decode to continuous (x, y, z, E) hits, which :func:`voxelise` puts
+    onto the 30 × 30 × 30 cells, one hit per cell (energy and hit count kept): the
+    paper's post-processing.  A sequence that stopped at once makes no shower and
+    is left out.  The model is unconditional, so the incident energy is unknown
+    (``UNKNOWN_ENERGY``).
+    """
+    features, mask, kept = tokenizer.decode_sequences(sequences)
+    incident = np.full(len(kept), UNKNOWN_ENERGY, dtype=np.float32)
+    return voxelise(showers_from_features(features, mask, incident, tokenizer.preprocessing)), kept

@@ -106,6 +106,57 @@ def draw_jet(eta_rel, phi_rel, pt, *, ax=None, title: str = "", charge=None, rad
     return ax
 
 
+# Binning and scales of each shower observable (the paper's figures); profiles are mean energy per bin.
+_SHOWER_PLOTS = {
+    "cell_energy": {"bins": np.geomspace(1e-2, 1e3, 51), "logx": True, "logy": True},
+    "energy_sum": {"bins": 40},
+    "n_hits": {"bins": 40},
+    "cog_x": {"bins": 40},
+    "cog_y": {"bins": 40},
+    "cog_z": {"bins": 40},
+    "longitudinal_profile": {"bins": np.arange(31) - 0.5, "density": False, "ylabel": "mean energy [MeV]"},
+    "radial_profile": {"bins": np.arange(0.0, 31.0), "density": False, "logy": True, "ylabel": "mean energy [MeV]"},
+}
+
+
+def compare_shower_distributions(distributions: dict[str, dict], name: str, *, reference: str | None = None):
+    """One shower observable of several samples, e.g. {"simulated": ..., "generated": ...}, with a ratio panel.
+
+    ``distributions`` maps a sample's label to its
+    :func:`~omnijet_lib.metrics.shower_quality.shower_distributions`.
+    """
+    from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
+
+    options = dict(_SHOWER_PLOTS[name])
+    samples = {label: d[name].values for label, d in distributions.items()}
+    weights = {label: d[name].weights for label, d in distributions.items() if d[name].weights is not None}
+    return compare_distributions(
+        samples, xlabel=SHOWER_OBSERVABLES[name], reference=reference, weights=weights or None, **options
+    )
+
+
+def draw_shower(showers, index: int, *, ax=None, title: str = "", threshold: float = 0.1):
+    """Shower ``index`` in 3-D: one marker per hit above ``threshold`` [MeV], colour and size by log energy."""
+    if ax is None:
+        ax = plt.figure(figsize=(6, 6)).add_subplot(projection="3d")
+    hits = showers.hits[index]
+    hits = hits[hits[:, 3] > threshold]
+    log_e = np.log10(hits[:, 3])
+    sizes = 4 + 30 * (log_e - log_e.min()) / max(np.ptp(log_e), 1e-9) if len(hits) else 1.0
+    points = ax.scatter(hits[:, 0], hits[:, 2], hits[:, 1], c=log_e, s=sizes, cmap="viridis", alpha=0.7)
+    ax.set_xlim(0, 29)
+    ax.set_ylim(0, 29)
+    ax.set_zlim(0, 29)
+    for axis, label in ((ax.xaxis, "x [cells]"), (ax.yaxis, "layer z"), (ax.zaxis, "y [cells]")):
+        axis.set_label_text(label, fontsize="x-small")
+    ax.tick_params(labelsize="x-small")
+    ax.set_title(title or f"{len(hits)} hits", fontsize="small")
+    bar = ax.figure.colorbar(points, ax=ax, shrink=0.5, pad=0.12)
+    bar.set_label(r"$\log_{10}(E / \mathrm{MeV})$", fontsize="x-small")
+    bar.ax.tick_params(labelsize="x-small")
+    return ax
+
+
 def save_figure(fig, output_dir: str | os.PathLike, name: str) -> Path:
     """Save ``fig`` as ``output_dir/name.png`` and close it; returns the path."""
     path = Path(output_dir) / f"{name}.png"

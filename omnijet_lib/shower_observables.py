@@ -35,8 +35,8 @@ def _above(showers: Showers, threshold: float) -> np.ndarray:
     return np.where(energy > threshold, energy, 0.0)
 
 
-def _cell(coordinate: np.ndarray) -> np.ndarray:
-    """Nearest cell index (halves up), clipped into the grid."""
+def nearest_cell(coordinate: np.ndarray) -> np.ndarray:
+    """Nearest cell (or layer) index of a coordinate in cell units (halves up), clipped into the grid."""
     return np.clip(np.floor(coordinate.astype(np.float64) + 0.5), 0, GRID_SIZE - 1).astype(np.int64)
 
 
@@ -75,18 +75,27 @@ def longitudinal_profile(showers: Showers, *, threshold: float = HIT_THRESHOLD_M
     The paper's profile is the mean over showers, ``longitudinal_profile(s).mean(axis=0)``.
     """
     weights = _above(showers, threshold)
-    row = np.arange(len(showers))[:, None] * GRID_SIZE + _cell(showers.z)  # (N, max_hits) flat (shower, layer)
+    row = np.arange(len(showers))[:, None] * GRID_SIZE + nearest_cell(showers.z)  # (N, max_hits) flat (shower, layer)
     profile = np.bincount(row.reshape(-1), weights=weights.reshape(-1), minlength=len(showers) * GRID_SIZE)
     return profile.reshape(len(showers), GRID_SIZE)
+
+
+def hit_radius(showers: Showers, *, threshold: float = HIT_THRESHOLD_MEV) -> np.ndarray:
+    """(N, max_hits) transverse distance [cells] of each hit from its shower's axis.
+
+    The axis runs along z through the shower's centre of gravity in x, y (hits
+    above ``threshold``); NaN for every hit of a shower without such hits.
+    """
+    cog = centre_of_gravity(showers, threshold=threshold)
+    return np.hypot(showers.x - cog["x"][:, None], showers.y - cog["y"][:, None])
 
 
 def radial_profile(
     showers: Showers, bins: np.ndarray = RADIAL_BINS, *, threshold: float = HIT_THRESHOLD_MEV
 ) -> np.ndarray:
-    """(N, len(bins) - 1) energy [MeV] of each shower in bins of distance from its axis.
+    """(N, len(bins) - 1) energy [MeV] of each shower in bins of distance from its axis (:func:`hit_radius`).
 
-    The axis runs along z through the shower's centre of gravity in x, y; the
-    distance is transverse, in cell units (multiply by ``CELL_SIZE_MM`` for mm),
+    The distance is transverse, in cell units (multiply by ``CELL_SIZE_MM`` for mm),
     from the hit's cell centre.  Bins are ``[lo, hi)``, the last one closed;
     hits beyond the edges are not counted (the default edges reach every cell
     of the grid).  The paper's profile is the mean over showers.
@@ -96,8 +105,7 @@ def radial_profile(
         msg = f"bins must be increasing edges, at least two; got {bins}"
         raise ValueError(msg)
     weights = _above(showers, threshold)
-    cog = centre_of_gravity(showers, threshold=threshold)
-    r = np.hypot(showers.x - cog["x"][:, None], showers.y - cog["y"][:, None])  # (N, max_hits); NaN if no cog
+    r = hit_radius(showers, threshold=threshold)  # (N, max_hits); NaN if no cog
     n_bins = len(bins) - 1
     index = np.searchsorted(bins, r, side="right") - 1
     index[r == bins[-1]] = n_bins - 1

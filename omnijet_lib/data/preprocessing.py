@@ -32,6 +32,11 @@ class PreprocessingConfig:
         """Tokens of the longest jet, START and STOP not counted."""
         return self.max_constituents
 
+    @property
+    def n_features(self) -> int:
+        """Features per constituent that a tokenizer sees: :data:`FEATURES`."""
+        return len(FEATURES)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

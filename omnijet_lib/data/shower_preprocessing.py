@@ -46,6 +46,11 @@ class ShowerPreprocessingConfig:
         """Tokens of the longest shower (one per hit), START and STOP not counted."""
         return self.max_hits
 
+    @property
+    def n_features(self) -> int:
+        """Features per hit that a tokenizer sees: :data:`FEATURES`."""
+        return len(FEATURES)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -54,14 +54,20 @@ so a run is reproducible for a given ``seed`` and ``batch_size`` (and batches co
 from __future__ import annotations
 
 import functools
+import json
+import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.special import erfcinv, gammainc
 from tqdm.auto import tqdm
 
+from omnijet_lib.data.shower_files import shower_file_info, write_shower_chunks
 from omnijet_lib.data.showers import ABSORBER_MM, CELL_SIZE_MM, GRID_SIZE, MIP_MEV, N_LAYERS, SILICON_MM, Showers
+from omnijet_lib.errors import BadDataError
 
 _CELLS_PER_SHOWER = GRID_SIZE * GRID_SIZE * N_LAYERS  # flat cell index: x · 900 + y · 30 + layer
 _TABLE_BITS = 16  # spot energies, radii and azimuths come from 2^16-entry tables indexed by random bits
@@ -371,6 +377,65 @@ def _simulate_task(task: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return energy, rows, n_hits
 
 
+def _check_request(n, energy, max_hits: int, batch_size: int) -> tuple[float, float]:
+    """Validate a simulation request; returns the incident-energy range (low, high) [GeV]."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        msg = f"n must be a positive number of showers; got {n!r}"
+        raise ValueError(msg)
+    bounds = (energy, energy) if np.isscalar(energy) else tuple(energy)
+    if len(bounds) != 2 or not all(
+        isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v) for v in bounds
+    ):
+        msg = f"energy must be a number or a range (low, high) [GeV]; got {energy!r}"
+        raise ValueError(msg)
+    low, high = (float(v) for v in bounds)
+    if not 0 < low <= high:
+        msg = f"energy must be positive and a range must have low <= high [GeV]; got {energy!r}"
+        raise ValueError(msg)
+    for name, value in (("max_hits", max_hits), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            msg = f"{name} must be a positive integer; got {value!r}"
+            raise ValueError(msg)
+    return low, high
+
+
+def iter_simulated_showers(
+    n: int,
+    *,
+    energy: float | tuple[float, float] = (10.0, 100.0),
+    seed: int = 0,
+    max_hits: int = 1700,
+    config: SimulationConfig = SimulationConfig(),
+    batch_size: int = 128,
+    chunk_size: int = 8192,
+    progress: bool = True,
+) -> Iterator[Showers]:
+    """:func:`simulate_showers` in chunks of ``chunk_size`` showers (rounded up to whole batches), for runs larger than memory.
+
+    The chunks, concatenated, are exactly ``simulate_showers(n, ...)`` with the same arguments:
+    batch ``b`` of the run draws from the same seed wherever the chunks are cut.
+    """
+    low, high = _check_request(n, energy, max_hits, batch_size)
+    sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+    batches_per_chunk = max(1, -(-chunk_size // batch_size))  # whole batches, at least chunk_size showers
+    with tqdm(total=n, desc="simulating showers", unit="shower", disable=not progress) as bar:
+        for first in range(0, len(sizes), batches_per_chunk):
+            chunk = sizes[first : first + batches_per_chunk]
+            tasks = [(seed, first + i, size, low, high, config, max_hits) for i, size in enumerate(chunk)]
+            hits = np.zeros((sum(chunk), max_hits, 4), dtype=np.float32)
+            incident = np.empty(sum(chunk), dtype=np.float32)
+            start = 0
+            for energies, rows, n_hits in map(_simulate_task, tasks):
+                size = len(energies)
+                incident[start : start + size] = energies
+                shower = np.repeat(np.arange(start, start + size), n_hits)
+                rank = np.arange(len(rows)) - np.repeat(np.cumsum(n_hits) - n_hits, n_hits)
+                hits.reshape(-1, 4)[shower * max_hits + rank] = rows
+                start += size
+                bar.update(size)
+            yield Showers(hits, incident)
+
+
 def simulate_showers(
     n: int,
     *,
@@ -395,35 +460,41 @@ def simulate_showers(
     trial with two spawned workers was slower on this 2-core machine (the hits travel back
     through pipes; another job held the second core), so batches run in this process.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        msg = f"n must be a positive number of showers; got {n!r}"
-        raise ValueError(msg)
-    bounds = (energy, energy) if np.isscalar(energy) else tuple(energy)
-    if len(bounds) != 2 or not all(
-        isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v) for v in bounds
-    ):
-        msg = f"energy must be a number or a range (low, high) [GeV]; got {energy!r}"
-        raise ValueError(msg)
-    low, high = (float(v) for v in bounds)
-    if not 0 < low <= high:
-        msg = f"energy must be positive and a range must have low <= high [GeV]; got {energy!r}"
-        raise ValueError(msg)
-    for name, value in (("max_hits", max_hits), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            msg = f"{name} must be a positive integer; got {value!r}"
-            raise ValueError(msg)
-    sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
-    tasks = [(seed, batch, size, low, high, config, max_hits) for batch, size in enumerate(sizes)]
-    hits = np.zeros((n, max_hits, 4), dtype=np.float32)
-    incident = np.empty(n, dtype=np.float32)
-    start = 0
-    with tqdm(total=n, desc="simulating showers", unit="shower", disable=not progress) as bar:
-        for energies, rows, n_hits in map(_simulate_task, tasks):
-            size = len(energies)
-            incident[start : start + size] = energies
-            shower = np.repeat(np.arange(start, start + size), n_hits)
-            rank = np.arange(len(rows)) - np.repeat(np.cumsum(n_hits) - n_hits, n_hits)
-            hits.reshape(-1, 4)[shower * max_hits + rank] = rows
-            start += size
-            bar.update(size)
-    return Showers(hits, incident)
+    chunks = iter_simulated_showers(
+        n, energy=energy, seed=seed, max_hits=max_hits, config=config, batch_size=batch_size,
+        chunk_size=n, progress=progress,
+    )  # fmt: skip
+    return next(chunks)  # one chunk holds all n showers
+
+
+def shower_dataset(
+    n_showers: int,
+    *,
+    seed: int,
+    energy: float | tuple[float, float] = (10.0, 100.0),
+    data_dir: str | os.PathLike = "data/showers",
+    max_hits: int = 1700,
+    progress: bool = True,
+) -> Path:
+    """The file of ``n_showers`` simulated photon showers, simulated once and then reused.
+
+    Kept as ``data_dir/photons_<energy>GeV_<n>_seed<seed>.h5`` in the reference layout,
+    written in chunks (memory does not grow with ``n_showers``) and atomically; the
+    simulator's settings are stored with it.  A file of that name holding another number
+    of showers is an error rather than silently reused.
+    """
+    low, high = _check_request(n_showers, energy, max_hits, 128)
+    label = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+    path = Path(data_dir) / f"photons_{label}GeV_{n_showers}_seed{seed}.h5"
+    if path.exists():
+        found = shower_file_info(path)["n_showers"]
+        if found != n_showers:
+            msg = f"{path} holds {found} showers, not {n_showers}; remove it to simulate again"
+            raise BadDataError(msg)
+        return path
+    provenance = {
+        "generator": "omnijet GFlash photon-shower simulator", "seed": seed, "incident_energy_gev": [low, high],
+        "max_hits_simulated": max_hits, "simulation_config": json.dumps(asdict(SimulationConfig())),
+    }  # fmt: skip
+    showers = iter_simulated_showers(n_showers, energy=(low, high), seed=seed, max_hits=max_hits, progress=progress)
+    return write_shower_chunks(path, showers, provenance=provenance)

@@ -35,19 +35,27 @@ def build_tokenizer(
     vqvae: VQVAEConfig = VQVAEConfig(),
     device: str = "auto",
 ) -> Tokenizer:
-    """An untrained tokenizer for ``spec``; ``vqvae`` supplies the remaining VQ-VAE settings."""
+    """An untrained tokenizer for ``spec``; ``vqvae`` supplies the remaining VQ-VAE settings.
+
+    ``preprocessing`` says what is tokenized: jets (the default) or, with a
+    ``ShowerPreprocessingConfig``, calorimeter hits; the VQ-VAE's number of input
+    features follows from it.  The binned tokenizer is for jets only.
+    """
     kind, size = parse_spec(spec)
     if kind == "binned":
+        if not isinstance(preprocessing, PreprocessingConfig):
+            msg = f"the binned tokenizer bins the 3 jet features only; use a VQ-VAE spec for {type(preprocessing).__name__}"
+            raise ValueError(msg)
         return BinnedTokenizer(BinnedConfig(bins=(size, size, size)), preprocessing)
     quantizer: QuantizerConfig = replace(vqvae.quantizer, codebook_size=size)
-    config = replace(vqvae, conditional=kind == "conditional", quantizer=quantizer)
+    config = replace(vqvae, conditional=kind == "conditional", quantizer=quantizer, n_features=preprocessing.n_features)
     return VQVAETokenizer(config, preprocessing, device=device)
 
 
 def fit_tokenizer(
     tokenizer: Tokenizer,
-    train: PreprocessedJets,
-    val: PreprocessedJets,
+    train: PreprocessedJets | tuple,
+    val: PreprocessedJets | tuple,
     *,
     training,
     run_dir: str | os.PathLike,
@@ -56,13 +64,19 @@ def fit_tokenizer(
 ) -> Tokenizer:
     """Fit any tokenizer: a binned grid spans the training data, a VQ-VAE is trained (resumably).
 
-    ``train`` and ``val`` are pre-processed jets or anything with ``features`` and
-    ``mask``; ``length_buckets`` see :meth:`VQVAETokenizer.fit`.
+    ``train`` and ``val`` are pre-processed jets, anything else with ``features`` and
+    ``mask``, or ``(features, mask)`` pairs (pre-processed showers);
+    ``length_buckets`` see :meth:`VQVAETokenizer.fit`.
     """
+    train, val = (_features_and_mask(data) for data in (train, val))
     if isinstance(tokenizer, BinnedTokenizer):
-        return tokenizer.fit(train.features, train.mask)
-    tokenizer.fit(
-        (train.features, train.mask), (val.features, val.mask), training, run_dir,
-        length_buckets=length_buckets, progress=progress,
-    )  # fmt: skip
+        return tokenizer.fit(*train)
+    tokenizer.fit(train, val, training, run_dir, length_buckets=length_buckets, progress=progress)
     return tokenizer
+
+
+def _features_and_mask(data) -> tuple:
+    if hasattr(data, "features") and hasattr(data, "mask"):
+        return data.features, data.mask
+    features, mask = data
+    return features, mask

@@ -1,0 +1,114 @@
+"""How close generated (or token-reconstructed) showers come to simulated ones (OmniJet-α_C, REFERENCE §2).
+
+- :func:`shower_distributions`: every observable of the paper's figures as a
+  :class:`Distribution` -- per-hit (cell-energy spectrum), per-shower (energy
+  sum, number of hits, centre of gravity) and the mean longitudinal and radial
+  profiles, which are histograms of layer / radius weighted by energy;
+- :func:`shower_wasserstein`: the 1-D Wasserstein distance of each, the
+  profiles compared as energy-weighted distributions (their shapes);
+- :func:`hit_residuals`: what a tokenizer loses per hit (reconstructed −
+  original x, y, z in cells and relative energy), the paper's Fig. 1 resolution.
+
+Generated showers should be voxelised first
+(:func:`omnijet_lib.data.shower_preprocessing.voxelise`), as the paper does,
+so that both sides are read like a calorimeter.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import wasserstein_distance
+
+from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig, unscale_hits
+from omnijet_lib.data.showers import GRID_SIZE, HIT_THRESHOLD_MEV, Showers
+from omnijet_lib.shower_observables import (
+    SHOWER_OBSERVABLES,
+    cell_energies,
+    hit_radius,
+    nearest_cell,
+    shower_observables,
+)
+
+LAYER_BINS = np.arange(GRID_SIZE + 1) - 0.5  # one bin per layer, centred on its index
+HIT_RESIDUALS = {
+    "x": r"$x_\mathrm{rec} - x$ [cells]",
+    "y": r"$y_\mathrm{rec} - y$ [cells]",
+    "z": r"$z_\mathrm{rec} - z$ [layers]",
+    "energy": r"$E_\mathrm{rec} / E - 1$",
+}
+
+
+class Distribution(NamedTuple):
+    """Values of an observable, and per-value weights where it is a profile (None: unweighted)."""
+
+    values: np.ndarray
+    weights: np.ndarray | None = None
+
+
+def shower_distributions(showers: Showers) -> dict[str, Distribution]:
+    """The :data:`~omnijet_lib.shower_observables.SHOWER_OBSERVABLES` of ``showers``, in that order.
+
+    Profiles are given hit by hit: the layer (the distance from the shower axis) of
+    every hit above threshold, weighted by its energy over the number of showers,
+    so that their histogram is the mean energy per layer (per radial bin).  A shower
+    without any hit above threshold has no centre of gravity: it is left out of
+    ``cog_*`` (the other observables keep it).
+    """
+    if len(showers) == 0:
+        msg = "no showers to measure"
+        raise ValueError(msg)
+    per_shower = shower_observables(showers)
+    distributions = {"cell_energy": Distribution(cell_energies(showers))}
+    for name, values in per_shower.items():
+        distributions[name] = Distribution(values[np.isfinite(values)])
+    above = showers.energy > HIT_THRESHOLD_MEV
+    weights = showers.energy[above].astype(np.float64) / len(showers)
+    distributions["longitudinal_profile"] = Distribution(nearest_cell(showers.z)[above].astype(np.float64), weights)
+    distributions["radial_profile"] = Distribution(hit_radius(showers)[above], weights)
+    return {name: distributions[name] for name in SHOWER_OBSERVABLES}
+
+
+def shower_wasserstein(generated: dict[str, Distribution], reference: dict[str, Distribution]) -> dict[str, float]:
+    """1-D Wasserstein distance of every observable the two share, in its own units.
+
+    Profiles compare their energy-weighted shapes (each normalised to one), so the
+    number is a distance in layers or cells; their normalisation is the energy sum's.
+    """
+    differ = sorted(set(reference) ^ set(generated))
+    if differ:
+        msg = f"generated and reference must hold the same observables; only one holds {differ}"
+        raise ValueError(msg)
+    distances = {}
+    for name, ref in reference.items():
+        gen = generated[name]
+        if len(gen.values) == 0 or len(ref.values) == 0:
+            msg = f"observable {name!r} has no values on one side (generated {len(gen.values)}, reference {len(ref.values)})"
+            raise ValueError(msg)
+        if (gen.weights is not None and gen.weights.sum() <= 0) or (ref.weights is not None and ref.weights.sum() <= 0):
+            distances[name] = float("nan")  # an empty profile has no shape
+            continue
+        distances[name] = float(wasserstein_distance(gen.values, ref.values, gen.weights, ref.weights))
+    return distances
+
+
+def hit_residuals(
+    features: np.ndarray,
+    reconstructed: np.ndarray,
+    mask: np.ndarray,
+    config: ShowerPreprocessingConfig = ShowerPreprocessingConfig(),
+) -> dict[str, np.ndarray]:
+    """Per hit, reconstructed − original in physical units: x, y [cells], z [layers], energy as E_rec / E − 1.
+
+    ``features`` and ``reconstructed`` are pre-processed (N, L, 4) arrays of the
+    same hits in the same order (a tokenizer's ``reconstruct``), ``mask`` (N, L).
+    """
+    features, reconstructed, mask = np.asarray(features), np.asarray(reconstructed), np.asarray(mask, dtype=bool)
+    if features.shape != reconstructed.shape or features.shape[:2] != mask.shape:
+        msg = f"features {features.shape}, reconstructed {reconstructed.shape} and mask {mask.shape} must match"
+        raise ValueError(msg)
+    original, decoded = unscale_hits(features[mask], config), unscale_hits(reconstructed[mask], config)
+    residuals = {axis: decoded[:, i] - original[:, i] for i, axis in enumerate("xyz")}
+    residuals["energy"] = decoded[:, 3] / original[:, 3] - 1.0
+    return residuals
