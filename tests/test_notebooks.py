@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from omnijet_lib.errors import UnknownParameterError
@@ -40,6 +41,24 @@ TINY = {
         "max_epochs": 2,
         "n_val": 20,
         "n_test": 24,
+    },
+    "06_calorimeter_showers": {
+        "n_showers": 40,
+        "tokenizer": "conditional-32",
+        "vqvae_hidden_dim": 8,
+        "vqvae_layers": 1,
+        "vqvae_heads": 2,
+        "vqvae_epochs": 1,
+        "vqvae_batch_size": 8,
+        "embed_dim": 16,
+        "n_heads": 2,
+        "n_blocks": 1,
+        "ffn_dim": 32,
+        "gpt_epochs": 1,
+        "gpt_batch_size": 8,
+        "n_generated": 8,
+        "generation_batch_size": 4,
+        "reference_points": 2,
     },
 }
 # Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
@@ -168,10 +187,33 @@ def _check_05_transfer_learning(metrics):
     assert set(metrics["figures"]) == {"accuracy_vs_size.png", "rejection_50_vs_size.png", "rejection_30_vs_size.png"}
 
 
+def _check_06_calorimeter_showers(metrics):
+    from omnijet_lib.data.shower_files import read_showers
+    from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
+
+    assert metrics["n_showers"] == {"train": 24, "val": 8, "test": 8, "generated": 8}
+    assert metrics["simulation_showers_per_second"] > 0
+    assert metrics["tokenizer"]["n_features"] == 4 and metrics["tokenizer"]["quantizer"]["codebook_size"] == 32
+    assert set(metrics["token_resolution"]) == {"x", "y", "z", "energy"}
+    assert all(r["sigma"] > 0 for r in metrics["token_resolution"].values())  # an untrained tokenizer loses a lot
+    for sample in ("tokenized", "generated"):
+        assert set(metrics["wasserstein"][sample]) == set(SHOWER_OBSERVABLES)
+    assert metrics["gpt"]["max_length"] == 1702
+    speed = metrics["generation"]
+    assert speed["seconds_per_shower"] > 0 and speed["reference_seconds_per_shower"] > 0
+    generated = read_showers(metrics["generated_file"])
+    assert len(generated) == 8 - speed["n_empty_dropped"]
+    assert generated.max_hits <= 1700 and np.all(generated.incident_energy == 0)
+    assert {"token_resolution.png", "distribution_longitudinal_profile.png", "generated_showers.png"} <= set(
+        metrics["figures"]
+    )
+
+
 CHECKS = {
     "01_data": _check_01_data,
     "02_tokenization_quality": _check_02_tokenization_quality,
     "03_token_space": _check_03_token_space,
     "04_generation": _check_04_generation,
     "05_transfer_learning": _check_05_transfer_learning,
+    "06_calorimeter_showers": _check_06_calorimeter_showers,
 }

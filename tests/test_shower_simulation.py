@@ -161,3 +161,35 @@ def test_bad_arguments_raise(kwargs, message):
     n = kwargs.pop("n")
     with pytest.raises(ValueError, match=message):
         simulate_showers(n, progress=False, **kwargs)
+
+
+def test_chunks_are_the_same_showers_and_the_dataset_is_cached(tmp_path):
+    from omnijet_lib.data.shower_files import read_showers, shower_file_info
+    from omnijet_lib.data.shower_simulation import iter_simulated_showers, shower_dataset
+    from omnijet_lib.data.showers import concatenate_showers
+    from omnijet_lib.errors import BadDataError
+
+    whole = simulate_showers(150, seed=9, batch_size=32, progress=False)
+    chunks = list(iter_simulated_showers(150, seed=9, batch_size=32, chunk_size=50, progress=False))
+    assert [len(c) for c in chunks] == [64, 64, 22]  # whole batches of 32
+    joined = concatenate_showers(chunks)
+    np.testing.assert_array_equal(joined.hits, whole.hits)
+    np.testing.assert_array_equal(joined.incident_energy, whole.incident_energy)
+
+    path = shower_dataset(40, seed=2, energy=(10, 20), data_dir=tmp_path, progress=False)
+    assert path.name == "photons_10-20GeV_40_seed2.h5"
+    info = shower_file_info(path)
+    assert info["n_showers"] == 40 and info["seed"] == 2 and info["incident_energy_gev"] == [10.0, 20.0]
+    expected = simulate_showers(40, seed=2, energy=(10, 20), progress=False)
+    np.testing.assert_array_equal(read_showers(path).hits, expected.hits)
+    stamp = path.stat().st_mtime_ns
+    assert shower_dataset(40, seed=2, energy=(10, 20), data_dir=tmp_path, progress=False) == path
+    assert path.stat().st_mtime_ns == stamp  # reused, not simulated again
+    assert shower_dataset(5, seed=2, energy=50.0, data_dir=tmp_path, progress=False).name == "photons_50GeV_5_seed2.h5"
+
+    other = tmp_path / "photons_10-20GeV_41_seed2.h5"
+    path.rename(other)  # a file under a name that promises another count
+    with pytest.raises(BadDataError, match="holds 40 showers, not 41"):
+        shower_dataset(41, seed=2, energy=(10, 20), data_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="positive number of showers"):
+        shower_dataset(0, seed=2, data_dir=tmp_path)
