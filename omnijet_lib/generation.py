@@ -49,11 +49,19 @@ def sample_tokens(
     exceeds u * total, with u uniform in [0, 1); a token of probability 0 is
     never chosen.
     """
+    logits = logits.float().clone()  # never edit the caller's
+    logits[:, START] = -torch.inf
+    return sample_categorical(logits, temperature=temperature, top_k=top_k, generator=generator)
+
+
+def sample_categorical(
+    logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None
+) -> Tensor:
+    """One class per row of ``logits`` ``(B, C)`` from softmax(logits / temperature), by inverse transform."""
     if temperature <= 0:
         msg = f"temperature must be > 0, got {temperature}"
         raise ValueError(msg)
-    logits = logits.float().clone() if temperature == 1.0 else logits.float() / temperature  # never edit the caller's
-    logits[:, START] = -torch.inf
+    logits = logits.float() if temperature == 1.0 else logits.float() / temperature
     candidates = None
     if top_k is not None:
         if not 1 <= top_k < logits.shape[-1]:

@@ -169,16 +169,25 @@ class Backbone(nn.Module):
         if tokens.ndim != 2:
             msg = f"tokens must be (batch, length), got shape {tuple(tokens.shape)}"
             raise ValueError(msg)
-        start = 0 if cache is None else cache.length
-        if start + tokens.shape[1] > self.config.max_length:
-            msg = f"sequence of {start + tokens.shape[1]} tokens exceeds max_length={self.config.max_length}"
-            raise ValueError(msg)
         x = self.embedding(tokens.masked_fill(tokens == PAD, START))
-        for block in self.blocks:
-            x = block(x, cache)
-        if cache is not None:
-            cache.advance(tokens.shape[1])
-        return x
+        return run_blocks(self.blocks, x, cache, max_length=self.config.max_length)
+
+
+def run_blocks(blocks: nn.ModuleList, x: Tensor, cache: KVCache | None, *, max_length: int) -> Tensor:
+    """Input embeddings ``(B, T, D)`` through the causal blocks -> hidden states, filling ``cache`` if given.
+
+    Shared by every model on this backbone, whatever its inputs (tokens here, hits
+    embedded directly in :mod:`omnijet_lib.models.spatial_gpt`).
+    """
+    start = 0 if cache is None else cache.length
+    if start + x.shape[1] > max_length:
+        msg = f"sequence of {start + x.shape[1]} positions exceeds max_length={max_length}"
+        raise ValueError(msg)
+    for block in blocks:
+        x = block(x, cache)
+    if cache is not None:
+        cache.advance(x.shape[1])
+    return x
 
 
 class GenerativeHead(nn.Module):

@@ -1,0 +1,452 @@
+"""Direct spatial tokens with a mixture-of-Gaussians energy head, on the GPT backbone (REFERENCE §3).
+
+The upgrade of OmniJet-α_C drops the VQ-VAE for showers: a hit enters the model as
+its voxel (x, y, z) and its continuous energy, so nothing is lost to quantisation,
+and the model predicts the next hit's voxel as classes and its energy as a density.
+
+Sequence.  Position 0 is START, which carries the condition (the incident energy
+and, optionally, the number of hits); position i >= 1 is hit i.  The condition is
+also added to every hit position, so no position has to fetch it through attention.
+Position i predicts hit i + 1, or STOP after the last hit:
+
+* ``tokenization="joint"``: one class among the 27 000 voxels and STOP;
+* ``tokenization="per_axis"``: the layer z (or STOP), then x given z, then y given
+  z and x, each with its own head -- a hit's coordinates one after another.
+
+then the hit's log energy ``log(E / MeV) + 1`` (the shower pre-processing's) from a
+mixture of K Gaussians given the voxel, trained by its negative log-likelihood and
+sampled at generation with its own temperature.  Training uses the true voxel to
+condition the energy (teacher forcing); generation samples the voxel first.
+
+Inputs: joint -- one embedding per voxel; per axis -- an embedding per axis,
+concatenated and projected; plus a linear embedding of the log energy.  Like the
+jet GPT there is no positional encoding; the blocks and their key/value cache are
+:mod:`omnijet_lib.models.gpt`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from omnijet_lib.data.showers import GRID_SIZE, Showers, check_showers
+from omnijet_lib.errors import BadDataError
+from omnijet_lib.generation import COMPACT_FRACTION, sample_categorical
+from omnijet_lib.models.gpt import Block, GPTConfig, KVCache, chunked_cross_entropy, run_blocks
+from omnijet_lib.training import StepOutput, TrainingConfig, TrainingResult, load_checkpoint, pick_device, train
+
+TOKENIZATIONS = ("joint", "per_axis")
+ORDERS = ("energy", "layer")  # hits by falling energy (the paper), or by layer, then falling energy
+N_VOXELS = GRID_SIZE**3
+LOG_SIGMA_RANGE = (-7.0, 3.0)  # a component's log width is clamped here: no collapse onto one training value
+REFERENCE_INCIDENT_GEV = 30.0  # the condition is log(E / 30 GeV): about -1.1..1.2 over 10-100 GeV
+REFERENCE_N_HITS = 500.0  # and log(n_hits / 500)
+
+
+@dataclass(frozen=True)
+class SpatialGPTConfig:
+    tokenization: str = "per_axis"  # "joint" (27 000 voxel classes) or "per_axis" (z, then x, then y)
+    n_components: int = 4  # Gaussians in the energy head
+    embed_dim: int = 256  # as the jet GPT of the paper
+    n_heads: int = 8
+    n_blocks: int = 3
+    ffn_dim: int = 1024
+    max_hits: int = 1700
+    condition_on_n_hits: bool = False  # also condition on the number of hits asked for
+    log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
+
+    def __post_init__(self):
+        if self.tokenization not in TOKENIZATIONS:
+            msg = f"tokenization must be one of {TOKENIZATIONS}, got {self.tokenization!r}"
+            raise ValueError(msg)
+        if self.n_components < 1:
+            msg = f"n_components must be >= 1, got {self.n_components}"
+            raise ValueError(msg)
+        self.blocks  # validates the backbone's sizes
+
+    @property
+    def blocks(self) -> GPTConfig:
+        """The backbone's settings (its token vocabulary is not used: hits are embedded directly)."""
+        return GPTConfig(
+            codebook_size=1, embed_dim=self.embed_dim, n_heads=self.n_heads, n_blocks=self.n_blocks,
+            ffn_dim=self.ffn_dim, max_length=self.max_hits + 1,
+        )  # fmt: skip
+
+    @property
+    def n_conditions(self) -> int:
+        return 2 if self.condition_on_n_hits else 1
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class HitSequences:
+    """Showers as the direct model reads them: integer voxels and log energies, in sequence order."""
+
+    voxels: np.ndarray  # (N, L, 3) int64: x, y, z cell indices; 0 where padded
+    log_energy: np.ndarray  # (N, L) float32: log(E / MeV) + shift; 0 where padded
+    mask: np.ndarray  # (N, L) bool
+    incident_energy: np.ndarray  # (N,) float32 [GeV]
+
+    def __len__(self) -> int:
+        return len(self.voxels)
+
+    @property
+    def n_hits(self) -> np.ndarray:
+        return self.mask.sum(axis=1)
+
+
+def hit_sequences(
+    showers: Showers, *, order: str = "energy", max_hits: int = 1700, log_energy_shift: float = 1.0
+) -> HitSequences:
+    """Showers on the grid -> :class:`HitSequences` ordered by ``order`` (see :data:`ORDERS`).
+
+    Coordinates must be whole cell indices (simulated or voxelised showers).  A shower
+    with more than ``max_hits`` hits is an error rather than silently cut.
+    """
+    if order not in ORDERS:
+        msg = f"order must be one of {ORDERS}, got {order!r}"
+        raise ValueError(msg)
+    check_showers(showers, source="showers for the direct model")
+    coordinates = showers.hits[..., :3][showers.mask]
+    if not np.array_equal(coordinates, np.round(coordinates)):
+        msg = "hit coordinates must be whole cell indices; voxelise generated or reconstructed showers first"
+        raise BadDataError(msg)
+    too_many = showers.n_hits > max_hits
+    if too_many.any():
+        msg = f"{too_many.sum()} shower(s) have more than max_hits = {max_hits} hits (most: {showers.n_hits.max()})"
+        raise BadDataError(msg)
+    energy = showers.energy
+    if order == "energy":
+        ranks = np.argsort(-energy, axis=1, kind="stable")
+    else:  # padding (E = 0) last, then layer ascending, then energy falling
+        ranks = np.lexsort((-energy, showers.z, ~showers.mask), axis=1)
+    hits = np.take_along_axis(showers.hits, ranks[..., None], axis=1)[:, :max_hits]
+    width = max(1, int(showers.n_hits.max()))
+    hits = hits[:, :width]
+    mask = hits[..., 3] > 0
+    voxels = np.where(mask[..., None], hits[..., :3], 0).astype(np.int64)
+    log_energy = np.where(mask, np.log(np.where(mask, hits[..., 3], 1.0)) + log_energy_shift, 0.0).astype(np.float32)
+    return HitSequences(voxels, log_energy, mask, showers.incident_energy.astype(np.float32))
+
+
+def showers_from_hits(hits: HitSequences, *, log_energy_shift: float = 1.0) -> Showers:
+    """The inverse of :func:`hit_sequences` (hits stay in sequence order)."""
+    energy = np.where(hits.mask, np.exp(hits.log_energy.astype(np.float64) - log_energy_shift), 0.0)
+    energy = np.where(hits.mask, np.maximum(energy, np.finfo(np.float32).tiny), 0.0)
+    values = np.concatenate([hits.voxels.astype(np.float64), energy[..., None]], axis=-1)
+    values[~hits.mask] = 0.0
+    return Showers(values.astype(np.float32), hits.incident_energy.astype(np.float32))
+
+
+def condition_features(incident_energy, n_hits=None, *, config: SpatialGPTConfig) -> np.ndarray:
+    """(N, n_conditions) float32: log(E / 30 GeV) and, if the model uses it, log(n_hits / 500)."""
+    incident_energy = np.asarray(incident_energy, dtype=np.float64).reshape(-1)
+    if not (np.isfinite(incident_energy).all() and (incident_energy > 0).all()):
+        msg = "the direct model is conditioned on the incident energy: every shower needs one > 0 [GeV]"
+        raise BadDataError(msg)
+    columns = [np.log(incident_energy / REFERENCE_INCIDENT_GEV)]
+    if config.condition_on_n_hits:
+        if n_hits is None:
+            msg = "this model is conditioned on the number of hits: give n_hits"
+            raise ValueError(msg)
+        n_hits = np.broadcast_to(np.asarray(n_hits, dtype=np.float64), incident_energy.shape)
+        if (n_hits < 1).any():
+            msg = "a requested number of hits must be >= 1"
+            raise ValueError(msg)
+        columns.append(np.log(n_hits / REFERENCE_N_HITS))
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the energy head
+
+
+def mixture_parameters(raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Head output (..., 3K) -> log weights (normalised), means, log widths, each (..., K)."""
+    logits, mean, log_sigma = raw.chunk(3, dim=-1)
+    return logits.log_softmax(dim=-1), mean, log_sigma.clamp(*LOG_SIGMA_RANGE)
+
+
+def mixture_nll(raw: Tensor, y: Tensor) -> Tensor:
+    """Negative log-likelihood of ``y`` (...) under the mixture given by ``raw`` (..., 3K)."""
+    log_weight, mean, log_sigma = mixture_parameters(raw)
+    z = (y.unsqueeze(-1) - mean) * torch.exp(-log_sigma)
+    log_normal = -0.5 * z.square() - log_sigma - 0.5 * math.log(2 * math.pi)
+    return -torch.logsumexp(log_weight + log_normal, dim=-1)
+
+
+def sample_mixture(raw: Tensor, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """One value per row of ``raw`` (B, 3K): a component by its weight, then a Gaussian draw.
+
+    ``temperature`` scales the widths (1: the learned density; < 1 sharper).
+    """
+    if temperature <= 0:
+        msg = f"energy temperature must be > 0, got {temperature}"
+        raise ValueError(msg)
+    log_weight, mean, log_sigma = mixture_parameters(raw.float())
+    component = sample_categorical(log_weight, generator=generator)[:, None]
+    noise = torch.randn(len(raw), generator=generator, device=raw.device)
+    sigma = torch.exp(log_sigma.gather(1, component).squeeze(1))
+    return mean.gather(1, component).squeeze(1) + temperature * sigma * noise
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class ClassHead(nn.Module):
+    """Hidden states -> class logits (``.linear`` as :func:`chunked_cross_entropy` expects)."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, n_classes)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.linear(hidden)
+
+
+class SpatialGPT(nn.Module):
+    def __init__(self, config: SpatialGPTConfig = SpatialGPTConfig()):
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        if config.tokenization == "joint":
+            self.voxel_in = nn.Embedding(N_VOXELS, dim)
+            self.voxel_head = ClassHead(dim, N_VOXELS + 1)  # the last class is STOP
+            self.voxel_out = nn.Embedding(N_VOXELS, dim)  # the chosen voxel, for the energy head
+        else:
+            self.axis_in = nn.ModuleList(nn.Embedding(GRID_SIZE, dim) for _ in range(3))  # x, y, z
+            self.axis_project = nn.Linear(3 * dim, dim)
+            self.z_head = ClassHead(dim, GRID_SIZE + 1)  # layers and STOP
+            self.x_head = ClassHead(dim, GRID_SIZE)
+            self.y_head = ClassHead(dim, GRID_SIZE)
+            self.axis_out = nn.ModuleList(nn.Embedding(GRID_SIZE, dim) for _ in range(3))  # z, x, y as predicted
+        self.energy_in = nn.Linear(1, dim)
+        self.start = nn.Parameter(0.02 * torch.randn(dim))
+        self.condition_in = nn.Linear(config.n_conditions, dim)
+        self.blocks = nn.ModuleList(Block(config.blocks, i) for i in range(config.n_blocks))
+        self.energy_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 3 * config.n_components))
+
+    @property
+    def stop_class(self) -> int:
+        return N_VOXELS if self.config.tokenization == "joint" else GRID_SIZE
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed_hits(self, voxels: Tensor, log_energy: Tensor) -> Tensor:
+        """(..., 3) voxels and (...) log energies -> (..., D)."""
+        if self.config.tokenization == "joint":
+            position = self.voxel_in(flat_voxel(voxels))
+        else:
+            position = self.axis_project(torch.cat([emb(voxels[..., i]) for i, emb in enumerate(self.axis_in)], -1))
+        return position + self.energy_in(log_energy.unsqueeze(-1))
+
+    def hidden_states(self, voxels: Tensor, log_energy: Tensor, condition: Tensor, cache: KVCache | None = None):
+        """START and hits 1..L -> (B, L + 1, D): position i predicts hit i + 1, or STOP after the last."""
+        cond = self.condition_in(condition)[:, None]  # (B, 1, D)
+        x = torch.cat([self.start + cond, self.embed_hits(voxels, log_energy) + cond], dim=1)
+        return run_blocks(self.blocks, x, cache, max_length=self.config.blocks.max_length)
+
+    def voxel_condition(self, hidden: Tensor, voxels: Tensor) -> Tensor:
+        """The energy head's input: the hidden state plus the (chosen or true) voxel's embedding."""
+        if self.config.tokenization == "joint":
+            return hidden + self.voxel_out(flat_voxel(voxels))
+        z, x, y = (self.axis_out[i](voxels[..., axis]) for i, axis in enumerate((2, 0, 1)))
+        return hidden + z + x + y
+
+    @torch.no_grad()
+    def sample_hit(
+        self, hidden: Tensor, *, temperature: float, energy_temperature: float, generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """From hidden states (B, D): voxels (B, 3), log energies (B,), and which rows drew STOP (B,)."""
+        if self.config.tokenization == "joint":
+            choice = sample_categorical(self.voxel_head(hidden), temperature=temperature, generator=generator)
+            stop = choice == N_VOXELS
+            voxels = unflat_voxel(choice.clamp(max=N_VOXELS - 1))
+        else:
+            z = sample_categorical(self.z_head(hidden), temperature=temperature, generator=generator)
+            stop = z == GRID_SIZE
+            z = z.clamp(max=GRID_SIZE - 1)
+            h = hidden + self.axis_out[0](z)
+            x = sample_categorical(self.x_head(h), temperature=temperature, generator=generator)
+            h = h + self.axis_out[1](x)
+            y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
+            voxels = torch.stack([x, y, z], dim=-1)
+        raw = self.energy_head(self.voxel_condition(hidden, voxels))
+        return voxels, sample_mixture(raw, temperature=energy_temperature, generator=generator), stop
+
+
+def flat_voxel(voxels: Tensor) -> Tensor:
+    """(..., 3) x, y, z -> (...) index (x * 30 + y) * 30 + z."""
+    return (voxels[..., 0] * GRID_SIZE + voxels[..., 1]) * GRID_SIZE + voxels[..., 2]
+
+
+def unflat_voxel(index: Tensor) -> Tensor:
+    return torch.stack([index // GRID_SIZE**2, index // GRID_SIZE % GRID_SIZE, index % GRID_SIZE], dim=-1)
+
+
+def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
+    """Cross-entropy of the next voxel (or STOP) plus the energy head's NLL, each a mean over its targets.
+
+    ``batch`` = (voxels (B, L, 3), log_energy (B, L), mask (B, L), condition (B, C)); the
+    batch is cut to its longest shower first.
+    """
+    voxels, log_energy, mask, condition = batch
+    longest = max(1, int(mask.sum(dim=1).max()))
+    voxels, log_energy, mask = voxels[:, :longest], log_energy[:, :longest], mask[:, :longest]
+    hidden = model.hidden_states(voxels, log_energy, condition)  # (B, L + 1, D): hit j is predicted at j
+    # Targets: every hit, and STOP right after each shower's last hit.
+    stop_at = torch.zeros(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+    stop_at[torch.arange(len(mask), device=hidden.device), mask.sum(dim=1)] = True
+    hit_hidden, stop_hidden = hidden[:, :-1][mask], hidden[stop_at]
+    target = voxels[mask]  # (n, 3)
+    stop = torch.full((len(stop_hidden),), model.stop_class, dtype=torch.long, device=hidden.device)
+    if model.config.tokenization == "joint":
+        classes = torch.cat([flat_voxel(target), stop])
+        ce, correct = chunked_cross_entropy(model.voxel_head, torch.cat([hit_hidden, stop_hidden]), classes)
+        n_class = len(classes)
+    else:
+        ce, correct = chunked_cross_entropy(
+            model.z_head, torch.cat([hit_hidden, stop_hidden]), torch.cat([target[:, 2], stop])
+        )
+        h = hit_hidden + model.axis_out[0](target[:, 2])
+        ce_x, correct_x = chunked_cross_entropy(model.x_head, h, target[:, 0])
+        h = h + model.axis_out[1](target[:, 0])
+        ce_y, correct_y = chunked_cross_entropy(model.y_head, h, target[:, 1])
+        ce, n_class = ce + ce_x + ce_y, len(target) + len(stop)  # summed over the axes, per hit
+    nll = mixture_nll(model.energy_head(model.voxel_condition(hit_hidden, target)), log_energy[mask]).sum()
+    n_targets = len(target) + len(stop)
+    voxel_loss, energy_loss = ce / n_targets, nll / max(1, len(target))
+    return StepOutput(
+        voxel_loss + energy_loss,
+        {
+            "voxel_ce": float(voxel_loss.detach()),
+            "energy_nll": float(energy_loss.detach()),
+            "first_class_accuracy": correct / n_class,
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- training, loading, generation
+
+
+def _tensors(hits: HitSequences, config: SpatialGPTConfig) -> tuple[Tensor, ...]:
+    condition = condition_features(hits.incident_energy, hits.n_hits, config=config)
+    return (
+        torch.as_tensor(hits.voxels, dtype=torch.long),
+        torch.as_tensor(hits.log_energy, dtype=torch.float32),
+        torch.as_tensor(hits.mask),
+        torch.as_tensor(condition),
+    )
+
+
+def fit_spatial_gpt(
+    config: SpatialGPTConfig,
+    train_hits: HitSequences,
+    val_hits: HitSequences,
+    training: TrainingConfig,
+    run_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+) -> tuple[SpatialGPT, TrainingResult]:
+    """Train a direct model with the shared loop (resumable); returns the best-validation model and the result."""
+    for name, hits in (("train", train_hits), ("validation", val_hits)):
+        if len(hits) == 0 or hits.voxels.shape[1] > config.max_hits:
+            msg = f"{name} showers: need at least one, each of at most max_hits = {config.max_hits} hits"
+            raise ValueError(msg)
+    torch.manual_seed(training.seed)
+    model = SpatialGPT(config)
+    train_data, val_data = _tensors(train_hits, config), _tensors(val_hits, config)
+    order = val_data[2].sum(dim=1).argsort(stable=True)  # validation batches of similar lengths
+    val_data = tuple(t[order] for t in val_data)
+    result = train(
+        model, train_data, val_data, spatial_loss, training, run_dir,
+        describe={"model": "SpatialGPT", "spatial_config": asdict(config)}, progress=progress,
+        lengths=train_data[2].sum(dim=1),
+    )  # fmt: skip
+    return load_spatial_gpt(result.best_checkpoint, device=training.device), result
+
+
+def load_spatial_gpt(path: str | os.PathLike, *, device: str = "auto") -> SpatialGPT:
+    """A direct model from any checkpoint :func:`fit_spatial_gpt` wrote, in eval mode."""
+    checkpoint = load_checkpoint(path)
+    describe = checkpoint.get("describe") or {}
+    if "spatial_config" not in describe:
+        msg = f"{path} is not a direct-spatial-token checkpoint (its description holds {sorted(describe)})"
+        raise ValueError(msg)
+    model = SpatialGPT(SpatialGPTConfig(**describe["spatial_config"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(pick_device(device)).eval()
+
+
+@torch.inference_mode()
+def generate_hits(
+    model: SpatialGPT,
+    incident_energy,
+    *,
+    n_hits=None,
+    max_hits: int | None = None,
+    temperature: float = 1.0,
+    energy_temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> HitSequences:
+    """One shower per requested incident energy [GeV] (and number of hits, if the model takes it).
+
+    Hit by hit with a key/value cache until STOP or ``max_hits``; showers that have
+    stopped leave the batch, as in :func:`omnijet_lib.generation.generate_batch`.
+    """
+    config = model.config
+    max_hits = config.max_hits if max_hits is None else max_hits
+    if not 1 <= max_hits <= config.max_hits:
+        msg = f"max_hits must be in 1..{config.max_hits} (the model's), got {max_hits}"
+        raise ValueError(msg)
+    model.eval()
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
+    batch = len(incident)
+    cond = model.condition_in(torch.as_tensor(condition_features(incident, n_hits, config=config), device=device))
+    cache = KVCache(config.blocks, batch, device=device, dtype=dtype, max_length=max_hits + 1)
+    voxels = torch.zeros((batch, max_hits, 3), dtype=torch.long, device=device)
+    log_energy = torch.zeros((batch, max_hits), dtype=torch.float32, device=device)
+    length = torch.zeros(batch, dtype=torch.long, device=device)
+    rows = torch.arange(batch, device=device)  # output row of each cache row
+    live = torch.ones(batch, dtype=torch.bool, device=device)
+    hidden = run_blocks(model.blocks, (model.start + cond)[:, None], cache, max_length=max_hits + 1)[:, -1]
+    for position in range(max_hits):
+        live_rows = live.nonzero().squeeze(1)
+        vox, energy, stop = model.sample_hit(
+            hidden[live_rows], temperature=temperature, energy_temperature=energy_temperature, generator=generator
+        )
+        kept = live_rows[~stop]
+        voxels[rows[kept], position], log_energy[rows[kept], position] = vox[~stop], energy[~stop]
+        length[rows[kept]] += 1
+        live[live_rows[stop]] = False
+        if not live.any() or position == max_hits - 1:
+            break
+        # Rows that stopped but still sit in the cache get a dummy hit; their output is never read.
+        step_vox = torch.zeros((cache.batch_size, 3), dtype=torch.long, device=device)
+        step_energy = torch.zeros(cache.batch_size, device=device)
+        step_vox[live_rows], step_energy[live_rows] = vox, energy
+        if (~live).sum() >= COMPACT_FRACTION * cache.batch_size:
+            keep = live.nonzero().squeeze(1)
+            cache.keep(keep)
+            rows, live, step_vox, step_energy, cond = (
+                rows[keep],
+                live[keep],
+                step_vox[keep],
+                step_energy[keep],
+                cond[keep],
+            )
+        step = model.embed_hits(step_vox, step_energy) + cond
+        hidden = run_blocks(model.blocks, step[:, None], cache, max_length=max_hits + 1)[:, -1]
+    mask = torch.arange(max_hits, device=device) < length[:, None]
+    width = max(1, int(length.max()))
+    return HitSequences(
+        voxels[:, :width].cpu().numpy(), log_energy[:, :width].cpu().numpy(), mask[:, :width].cpu().numpy(), incident
+    )

@@ -1,0 +1,166 @@
+"""Direct spatial tokens: the mixture-of-Gaussians head, both tokenizations, conditioning, and a tiny run."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from omnijet_lib.data.shower_simulation import simulate_showers
+from omnijet_lib.data.showers import GRID_SIZE, Showers
+from omnijet_lib.errors import BadDataError
+from omnijet_lib.models.gpt import KVCache, run_blocks
+from omnijet_lib.models.spatial_gpt import (
+    HitSequences,
+    SpatialGPT,
+    SpatialGPTConfig,
+    condition_features,
+    fit_spatial_gpt,
+    generate_hits,
+    hit_sequences,
+    load_spatial_gpt,
+    mixture_nll,
+    sample_mixture,
+    showers_from_hits,
+    spatial_loss,
+)
+from omnijet_lib.training import TrainingConfig
+
+TINY = {"embed_dim": 16, "n_heads": 2, "n_blocks": 1, "ffn_dim": 32, "n_components": 3}
+
+
+@pytest.fixture(scope="module")
+def showers() -> Showers:
+    return simulate_showers(24, energy=(10.0, 20.0), seed=4, progress=False)
+
+
+def test_mixture_nll_equals_a_direct_calculation():
+    weights, means, sigmas = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 2.0]), np.array([0.3, 1.0, 0.1])
+    raw = torch.tensor(np.concatenate([np.log(weights) + 7.0, means, np.log(sigmas)]), dtype=torch.float64)
+    y = np.array([-1.2, 0.0, 1.95, 5.0])
+    density = (weights * np.exp(-0.5 * ((y[:, None] - means) / sigmas) ** 2) / (sigmas * math.sqrt(2 * math.pi))).sum(1)
+    nll = mixture_nll(raw.expand(len(y), -1), torch.tensor(y))
+    np.testing.assert_allclose(nll.numpy(), -np.log(density), rtol=1e-10)
+
+
+def test_sampling_a_known_mixture():
+    weights, means, sigmas = np.array([0.25, 0.75]), np.array([-3.0, 2.0]), np.array([0.5, 0.2])
+    raw = torch.tensor(np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float32)
+    draws = sample_mixture(raw.expand(40_000, -1), generator=torch.Generator().manual_seed(0)).numpy()
+    low, high = draws[draws < 0], draws[draws >= 0]
+    assert len(low) / len(draws) == pytest.approx(0.25, abs=0.01)
+    assert low.mean() == pytest.approx(-3.0, abs=0.02) and low.std() == pytest.approx(0.5, rel=0.03)
+    assert high.mean() == pytest.approx(2.0, abs=0.01) and high.std() == pytest.approx(0.2, rel=0.03)
+    sharp = sample_mixture(raw.expand(40_000, -1), temperature=0.5, generator=torch.Generator().manual_seed(0))
+    assert sharp[sharp >= 0].std() == pytest.approx(0.1, rel=0.03)  # temperature scales the widths
+    with pytest.raises(ValueError, match="temperature"):
+        sample_mixture(raw[None], temperature=0.0)
+
+
+@pytest.mark.parametrize("order", ["energy", "layer"])
+def test_hit_sequences_round_trip_and_order(showers, order):
+    hits = hit_sequences(showers, order=order)
+    back = showers_from_hits(hits)
+    for i in range(len(showers)):
+        original = {tuple(h) for h in showers.hits[i][showers.mask[i]].tolist()}
+        restored = back.hits[i][back.mask[i]]
+        assert len(restored) == len(original)
+        np.testing.assert_allclose(np.sort(restored[:, 3]), np.sort(showers.energy[i][showers.mask[i]]), rtol=1e-6)
+    real = hits.mask[0]
+    if order == "energy":
+        assert np.all(np.diff(hits.log_energy[0][real]) <= 0)
+    else:
+        z, e = hits.voxels[0][real][:, 2], hits.log_energy[0][real]
+        assert np.all(np.diff(z) >= 0) and np.all(np.diff(e)[np.diff(z) == 0] <= 0)
+    off_grid = Showers(showers.hits + np.float32(0.3) * showers.mask[..., None], showers.incident_energy)
+    with pytest.raises(BadDataError, match="whole cell indices"):
+        hit_sequences(off_grid)
+    with pytest.raises(BadDataError, match="more than max_hits"):
+        hit_sequences(showers, max_hits=10)
+
+
+@pytest.mark.parametrize("tokenization", ["joint", "per_axis"])
+def test_shapes_loss_and_generation_of_both_tokenizations(showers, tokenization):
+    config = SpatialGPTConfig(tokenization=tokenization, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config)
+    hits = hit_sequences(showers[:4])
+    batch = (torch.as_tensor(hits.voxels), torch.as_tensor(hits.log_energy), torch.as_tensor(hits.mask),
+             torch.as_tensor(condition_features(hits.incident_energy, config=config)))  # fmt: skip
+    hidden = model.hidden_states(*[batch[i] for i in (0, 1)], batch[3])
+    assert hidden.shape == (4, hits.voxels.shape[1] + 1, 16)
+    out = spatial_loss(model, batch)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())  # every head takes part
+    # padding never changes the loss
+    padded = tuple(
+        torch.cat([t, torch.zeros_like(t[:, :5])], 1) if t.ndim > 1 and i < 3 else t for i, t in enumerate(batch)
+    )
+    assert spatial_loss(model, padded).loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
+
+    generated = generate_hits(model, [10.0, 60.0, 90.0], max_hits=30, generator=torch.Generator().manual_seed(1))
+    assert isinstance(generated, HitSequences) and len(generated) == 3
+    assert generated.voxels.shape[1] <= 30 and generated.voxels.shape[2] == 3
+    voxels = generated.voxels[generated.mask]
+    assert voxels.min() >= 0 and voxels.max() <= GRID_SIZE - 1
+    assert np.isfinite(generated.log_energy[generated.mask]).all()
+    # seeds make it reproducible; the cache gives what the full recomputation gives
+    again = generate_hits(model, [10.0, 60.0, 90.0], max_hits=30, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(again.voxels, generated.voxels)
+    np.testing.assert_array_equal(again.log_energy, generated.log_energy)
+
+
+def test_cached_generation_matches_full_recomputation(showers):
+    config = SpatialGPTConfig(**TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    generated = generate_hits(model, [40.0], max_hits=12, generator=torch.Generator().manual_seed(3))
+    n = int(generated.n_hits[0])
+    vox, energy = torch.as_tensor(generated.voxels[:, :n]), torch.as_tensor(generated.log_energy[:, :n])
+    cond = torch.as_tensor(condition_features([40.0], config=config))
+    with torch.no_grad():
+        full = model.hidden_states(vox, energy, cond)  # all positions at once, no cache
+        # step by step through the cache, each hit embedded as generate_hits embeds it
+        cache = KVCache(config.blocks, 1, device="cpu", max_length=n + 1)
+        c = model.condition_in(cond)
+        steps = [run_blocks(model.blocks, (model.start + c)[:, None], cache, max_length=n + 1)[:, -1]]
+        for j in range(n):
+            step = model.embed_hits(vox[:, j], energy[:, j]) + c
+            steps.append(run_blocks(model.blocks, step[:, None], cache, max_length=n + 1)[:, -1])
+    assert n >= 1 and full.shape[1] == n + 1
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_conditioning_changes_the_output():
+    config = SpatialGPTConfig(condition_on_n_hits=True, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    vox, energy = torch.zeros((2, 3, 3), dtype=torch.long), torch.zeros((2, 3))
+    cond = torch.as_tensor(condition_features([10.0, 90.0], [100, 1000], config=config))
+    hidden = model.hidden_states(vox, energy, cond)
+    assert not torch.allclose(hidden[0], hidden[1])  # same hits, other energy: other predictions
+    with pytest.raises(BadDataError, match="incident energy"):
+        condition_features([0.0], [100], config=config)
+    with pytest.raises(ValueError, match="give n_hits"):
+        condition_features([10.0], config=config)
+
+
+def test_tiny_run_trains_saves_and_generates(showers, tmp_path):
+    config = SpatialGPTConfig(**TINY)
+    hits = hit_sequences(showers)
+    training = TrainingConfig(epochs=2, batch_size=8, learning_rate=3e-3, seed=0)
+    model, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)
+    assert result.history[-1]["val_loss"] < result.history[0]["train_loss"]  # it learns
+    loaded = load_spatial_gpt(result.best_checkpoint)
+    assert loaded.config == config
+    generated = generate_hits(loaded, [15.0, 15.0], max_hits=50, generator=torch.Generator().manual_seed(0))
+    gen_showers = showers_from_hits(generated)
+    assert len(gen_showers) == 2 and np.all(gen_showers.incident_energy == 15.0)
+    with pytest.raises(ValueError, match="not a direct-spatial-token checkpoint"):
+        from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+
+        seq = np.array([[0, 1, 2, 3], [0, 2, 3, -1]])
+        _, gpt_result = fit_gpt(GPTConfig(codebook_size=2, embed_dim=8, n_heads=2, n_blocks=1, ffn_dim=8, max_length=4),
+                                seq, seq, TrainingConfig(epochs=1, batch_size=2), tmp_path / "gpt", progress=False)  # fmt: skip
+        load_spatial_gpt(gpt_result.best_checkpoint)
