@@ -67,7 +67,7 @@ class SpatialGPTConfig:
         if self.n_components < 1:
             msg = f"n_components must be >= 1, got {self.n_components}"
             raise ValueError(msg)
-        self.blocks  # validates the backbone's sizes
+        _ = self.blocks  # GPTConfig validates the backbone's sizes
 
     @property
     def blocks(self) -> GPTConfig:
