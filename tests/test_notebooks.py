@@ -60,12 +60,25 @@ TINY = {
         "generation_batch_size": 4,
         "reference_points": 2,
     },
+    "07_direct_spatial_tokens": {
+        "n_showers": 40,  # notebook 06's showers and models
+        "variants": ["per_axis/energy", "per_axis/layer"],  # an untrained joint head rarely stops: 1700 hits
+        "embed_dim": 16,
+        "n_heads": 2,
+        "n_blocks": 1,
+        "ffn_dim": 32,
+        "epochs": 1,
+        "batch_size": 8,
+        "n_per_slice": 4,
+        "generation_batch_size": 4,
+    },
 }
 # Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
 REQUIRES = {
     "03_token_space": "02_tokenization_quality",
     "04_generation": "02_tokenization_quality",
     "05_transfer_learning": "04_generation",
+    "07_direct_spatial_tokens": "06_calorimeter_showers",
 }
 
 
@@ -114,6 +127,10 @@ def headless(tmp_path_factory):
                     parameters[name] = str(shared / "runs" / stem)
             if "pretrained" in names:  # notebook 04's generative checkpoint
                 parameters["pretrained"] = str(shared / "runs" / "04_generation" / "gpt" / "best.pt")
+            if "vqvae_checkpoint" in names:  # notebook 06's shower tokenizer and GPT
+                parameters["vqvae_checkpoint"] = str(shared / "runs" / "06_calorimeter_showers" / "gpt" / "best.pt")
+                spec = TINY["06_calorimeter_showers"]["tokenizer"]
+                parameters["vqvae_tokenizer"] = str(shared / "tokenizers" / f"showers_{spec}_seed1.pt")
             out = shared / "out" / stem
             executed = run_notebook(notebook, parameters=parameters, output_dir=out, progress=False)
             assert executed.exists()
@@ -209,6 +226,23 @@ def _check_06_calorimeter_showers(metrics):
     )
 
 
+def _check_07_direct_spatial_tokens(metrics):
+    from omnijet_lib.data.shower_files import read_showers
+    from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
+
+    variants = ["per_axis/energy", "per_axis/layer"]
+    assert set(metrics["models"]) == set(variants)
+    assert all(metrics["models"][v]["n_components"] == 4 for v in variants)
+    assert set(metrics["wasserstein"]) == {*variants, "vqvae"}
+    assert all(set(w) == set(SHOWER_OBSERVABLES) for w in metrics["wasserstein"].values())
+    assert set(metrics["seconds_per_shower"]) == {*variants, "vqvae"}
+    assert all(s > 0 for s in metrics["seconds_per_shower"].values())
+    assert [r["incident_energy"] for r in metrics["energy_slices"]] == [10.0, 50.0, 90.0]
+    generated = read_showers(metrics["generated_file"])
+    assert len(generated) == 8 and np.all(generated.incident_energy > 0)  # asked for the test showers' energies
+    assert {"energy_slices.png", "hit_energy_spectrum_fine.png", "distribution_n_hits.png"} <= set(metrics["figures"])
+
+
 CHECKS = {
     "01_data": _check_01_data,
     "02_tokenization_quality": _check_02_tokenization_quality,
@@ -216,4 +250,5 @@ CHECKS = {
     "04_generation": _check_04_generation,
     "05_transfer_learning": _check_05_transfer_learning,
     "06_calorimeter_showers": _check_06_calorimeter_showers,
+    "07_direct_spatial_tokens": _check_07_direct_spatial_tokens,
 }

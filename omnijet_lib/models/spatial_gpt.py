@@ -33,8 +33,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from omnijet_lib.data.showers import GRID_SIZE, Showers, check_showers
+from omnijet_lib.data.shower_preprocessing import voxelise
+from omnijet_lib.data.showers import GRID_SIZE, Showers, check_showers, concatenate_showers
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.generation import COMPACT_FRACTION, sample_categorical
 from omnijet_lib.models.gpt import Block, GPTConfig, KVCache, chunked_cross_entropy, run_blocks
@@ -450,3 +452,36 @@ def generate_hits(
     return HitSequences(
         voxels[:, :width].cpu().numpy(), log_energy[:, :width].cpu().numpy(), mask[:, :width].cpu().numpy(), incident
     )
+
+
+def generate_showers(
+    model: SpatialGPT,
+    incident_energy,
+    *,
+    n_hits=None,
+    batch_size: int = 64,
+    temperature: float = 1.0,
+    energy_temperature: float = 1.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> Showers:
+    """One shower per incident energy [GeV], in batches, put onto the grid.
+
+    The model may place two hits in one voxel; :func:`voxelise` then moves one as
+    for the VQ-VAE model's showers (energy and hit count kept).  The same seed,
+    model, device and ``batch_size`` give the same showers.
+    """
+    incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
+    requested = None if n_hits is None else np.broadcast_to(np.asarray(n_hits), incident.shape)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    batches = []
+    with tqdm(total=len(incident), desc="generating showers", unit="shower", disable=not progress) as bar:
+        for start in range(0, len(incident), batch_size):
+            part = slice(start, start + batch_size)
+            hits = generate_hits(
+                model, incident[part], n_hits=None if requested is None else requested[part],
+                temperature=temperature, energy_temperature=energy_temperature, generator=generator,
+            )  # fmt: skip
+            batches.append(showers_from_hits(hits, log_energy_shift=model.config.log_energy_shift))
+            bar.update(len(hits))
+    return voxelise(concatenate_showers(batches))

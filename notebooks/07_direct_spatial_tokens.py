@@ -1,0 +1,275 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 — Direct spatial tokens and a mixture-of-Gaussians energy head
+#
+# The published upgrade of OmniJet-α_C (REFERENCE §3): no VQ-VAE. A hit enters the
+# GPT as its voxel and its continuous energy; the model predicts the next hit's voxel
+# as classes (one joint class among 27 000 voxels, or per axis: layer, then x, then y)
+# and its log energy from a mixture of Gaussians, so no precision is lost to tokens.
+# Beyond the paper, the model is conditioned on the incident photon energy: it
+# generates showers for an energy the user asks for.
+#
+# Compared here on the same simulated test showers: the direct model(s), notebook 06's
+# VQ-VAE model and the simulator — observables with ratio panels and Wasserstein
+# distances, slices in incident energy, and the generation speed of both models
+# measured side by side.
+
+# %%
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from omnijet_lib.data.shower_files import read_showers, write_showers
+from omnijet_lib.data.shower_simulation import shower_dataset, simulate_showers
+from omnijet_lib.data.splits import split_indices
+from omnijet_lib.generation import decode_generated_showers, generate_sequences
+from omnijet_lib.metrics.shower_quality import shower_distributions, shower_wasserstein
+from omnijet_lib.models.gpt import load_gpt
+from omnijet_lib.models.spatial_gpt import (
+    ORDERS,
+    TOKENIZATIONS,
+    SpatialGPTConfig,
+    fit_spatial_gpt,
+    generate_showers,
+    hit_sequences,
+)
+from omnijet_lib.notebooks import project_root
+from omnijet_lib.plotting import (
+    compare_distributions,
+    compare_shower_distributions,
+    draw_shower,
+    save_figure,
+    use_style,
+)
+from omnijet_lib.shower_observables import SHOWER_OBSERVABLES, energy_sum, n_hits
+from omnijet_lib.tokenizers import load_tokenizer
+from omnijet_lib.training import TrainingConfig, pick_device
+
+os.chdir(project_root())  # relative paths below mean the same here and in a headless run
+use_style()
+
+# %% tags=["parameters"]
+n_showers = 1_000  # simulated showers, split 60/20/20 -- notebook 06's file and split (paper: 950 000)
+energy = (10.0, 100.0)  # incident photon energy [GeV] (paper: 10-100)
+seed = 1  # data, split, training and generation
+data_dir = "data/showers"
+# Direct models to train, "<tokenization>/<order>": joint or per_axis; hits by energy or by layer.
+# The first is the main model (energy slices, drawn showers).
+variants = ["per_axis/energy", "per_axis/layer"]
+n_components = 4  # Gaussians in the energy head (REFERENCE §3: ~4)
+condition_on_n_hits = False  # also condition on the number of hits (generation then asks the simulator's)
+embed_dim = 64  # (a GPU node: 256, as the paper's GPT)
+n_heads = 4  # (8)
+n_blocks = 3  # (3)
+ffn_dim = 256  # (1024)
+epochs = 3
+batch_size = 16  # (72)
+learning_rate = 1e-3
+temperature = 1.0  # of the voxel classes
+energy_temperature = 1.0  # of the energy mixture (scales its widths)
+slice_energies = [10.0, 50.0, 90.0]  # incident energies [GeV] for the conditioning check
+n_per_slice = 100  # simulated and generated showers per slice energy
+generation_batch_size = 64
+vqvae_tokenizer = "data/tokenizers/showers_conditional-4096_seed1.pt"  # notebook 06's tokenizer
+vqvae_checkpoint = "runs/06_calorimeter_showers/gpt/best.pt"  # and its GPT
+device = "auto"
+run_dir = "runs/07_direct_spatial_tokens"
+generated_dir = "data/generated"
+output_dir = "figures/07_direct_spatial_tokens"
+
+# %%
+output_dir, run_dir = Path(output_dir), Path(run_dir)
+output_dir.mkdir(parents=True, exist_ok=True)
+for variant in variants:
+    tokenization, _, order = variant.partition("/")
+    if tokenization not in TOKENIZATIONS or order not in ORDERS:
+        msg = f"variant {variant!r} not understood: use '<tokenization>/<order>' with {TOKENIZATIONS} and {ORDERS}"
+        raise ValueError(msg)
+for path, what in ((vqvae_tokenizer, "tokenizer"), (vqvae_checkpoint, "GPT checkpoint")):
+    if not Path(path).exists():
+        msg = f"notebook 06's {what} not found: {path}; run notebooks/06_calorimeter_showers.py first"
+        raise FileNotFoundError(msg)
+shower_file = shower_dataset(n_showers, seed=seed, energy=energy, data_dir=data_dir)
+showers = read_showers(shower_file)
+train_idx, val_idx, test_idx = split_indices(len(showers), seed=seed)  # notebook 06's split
+test = showers[test_idx]
+print(f"{len(showers)} showers from {shower_file}: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test")
+
+# %% [markdown]
+# ## Train the direct models
+# Next-hit voxel cross-entropy plus the energy head's negative log-likelihood; each
+# variant orders the hits its own way. An interrupted run continues where it stopped.
+
+# %%
+models, results, train_seconds = {}, {}, {}
+for variant in variants:
+    tokenization, _, order = variant.partition("/")
+    config = SpatialGPTConfig(
+        tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
+        n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits,
+    )  # fmt: skip
+    training = TrainingConfig(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device
+    )
+    start = time.perf_counter()
+    models[variant], results[variant] = fit_spatial_gpt(
+        config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),
+        training, run_dir / variant.replace("/", "_"),
+    )  # fmt: skip
+    train_seconds[variant] = time.perf_counter() - start
+    best = results[variant].history[results[variant].best_epoch]
+    print(f"{variant}: {models[variant].n_parameters():,} parameters, best epoch {results[variant].best_epoch + 1}: "
+          f"val loss {best['val_loss']:.3f} (voxel {best['val_voxel_ce']:.3f}, energy {best['val_energy_nll']:.3f})")  # fmt: skip
+
+fig, ax = plt.subplots(figsize=(7, 5))
+for variant, result in results.items():
+    epochs_done = [r["epoch"] + 1 for r in result.history]
+    ax.plot(epochs_done, [r["val_loss"] for r in result.history], "s-", label=f"{variant} (validation)")
+ax.set_xlabel("epoch")
+ax.set_ylabel("voxel cross-entropy + energy NLL per hit")
+ax.legend(fontsize="small")
+figures = [save_figure(fig, output_dir, "learning_curves").name]
+
+# %% [markdown]
+# ## Generate, side by side
+# The direct models generate one shower per test shower, at its incident energy; notebook
+# 06's VQ-VAE model (unconditional) generates as many. Both are timed in this run, on the
+# same device, with the same batch size.
+
+# %%
+generated, speed = {}, {}
+for variant, model in models.items():
+    start = time.perf_counter()
+    generated[variant] = generate_showers(
+        model, test.incident_energy, n_hits=test.n_hits if condition_on_n_hits else None,
+        batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature, seed=seed,
+    )  # fmt: skip
+    speed[variant] = (time.perf_counter() - start) / len(test)
+
+vqvae_tok = load_tokenizer(vqvae_tokenizer, device=device)
+vqvae_model = load_gpt(vqvae_checkpoint, device=device)
+start = time.perf_counter()
+sequences = generate_sequences(vqvae_model, len(test), batch_size=generation_batch_size, seed=seed)
+generated["vqvae"], _ = decode_generated_showers(sequences, vqvae_tok)
+speed["vqvae"] = (time.perf_counter() - start) / len(test)
+
+main = variants[0]
+generated_file = write_showers(
+    Path(generated_dir) / f"{run_dir.name}_{main.replace('/', '_')}_seed{seed}.h5", generated[main],
+    provenance={"generator": "omnijet direct spatial tokens", "checkpoint": str(results[main].best_checkpoint),
+                "seed": seed, "temperature": temperature, "energy_temperature": energy_temperature},
+)  # fmt: skip
+print(
+    f"seconds per generated shower on {pick_device(device)}, batch {generation_batch_size} (decoding and voxelising included):"
+)
+for name, seconds in speed.items():
+    print(f"  {name:<20}{seconds:.3f} s  ({generated[name].n_hits.mean():.0f} hits on average)")
+
+fig = plt.figure(figsize=(18, 6))
+for i in range(3):
+    title = f"{main}, {test.incident_energy[i]:.0f} GeV"
+    draw_shower(generated[main], i, ax=fig.add_subplot(1, 3, i + 1, projection="3d"), title=title)
+figures.append(save_figure(fig, output_dir, "generated_showers").name)
+
+# %% [markdown]
+# ## Observables
+# Every observable of notebook 06 for the simulator, the VQ-VAE model and the direct
+# model(s); 1-D Wasserstein distances to the simulated test showers.
+
+# %%
+samples = {"simulated": shower_distributions(test)}
+samples |= {name: shower_distributions(s) for name, s in generated.items()}
+wasserstein = {name: shower_wasserstein(samples[name], samples["simulated"]) for name in generated}
+for name in SHOWER_OBSERVABLES:
+    fig = compare_shower_distributions(samples, name, reference="simulated")
+    figures.append(save_figure(fig, output_dir, f"distribution_{name}").name)
+names = list(generated)
+print(f"1-D Wasserstein distance to the simulated showers:\n{'observable':<22}" + "".join(f"{n:>18}" for n in names))
+for observable in SHOWER_OBSERVABLES:
+    print(f"{observable:<22}" + "".join(f"{wasserstein[n][observable]:>18.4g}" for n in names))
+
+# The hit-energy spectrum in fine bins: tokens can only give back the energies their codes
+# decode to, the mixture gives any.
+fine = np.geomspace(0.05, 50.0, 201)
+spectra = {"simulated": samples["simulated"]["cell_energy"].values, "vqvae": samples["vqvae"]["cell_energy"].values,
+           main: samples[main]["cell_energy"].values}  # fmt: skip
+fig = compare_distributions(spectra, bins=fine, logx=True, logy=True, xlabel="hit energy [MeV]", reference="simulated")
+figures.append(save_figure(fig, output_dir, "hit_energy_spectrum_fine").name)
+distinct = {name: int(len(np.unique(values))) for name, values in spectra.items()}
+print(f"distinct hit energies among {', '.join(f'{n}: {len(v)} hits' for n, v in spectra.items())}: {distinct}")
+
+# %% [markdown]
+# ## Conditioning on the incident energy
+# Showers asked for at fixed energies, next to the simulator's at the same energies:
+# mean and width of the visible energy sum and of the number of hits.
+
+# %%
+slices = []
+for i, e in enumerate(slice_energies):
+    simulated = simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)
+    asked = generate_showers(
+        models[main], np.full(n_per_slice, e), n_hits=simulated.n_hits if condition_on_n_hits else None,
+        batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature,
+        seed=seed + 100 + i, progress=False,
+    )  # fmt: skip
+    row = {"incident_energy": e}
+    for observable, fn in (("energy_sum", energy_sum), ("n_hits", n_hits)):
+        sim, gen = fn(simulated).astype(float), fn(asked).astype(float)
+        row |= {f"{observable}_simulated_mean": sim.mean(), f"{observable}_simulated_std": sim.std(),
+                f"{observable}_generated_mean": gen.mean(), f"{observable}_generated_std": gen.std(),
+                f"{observable}_mean_ratio": gen.mean() / sim.mean()}  # fmt: skip
+    slices.append(row)
+print(f"{'E [GeV]':>8}{'E_sum sim':>12}{'E_sum gen':>12}{'ratio':>8}{'hits sim':>10}{'hits gen':>10}{'ratio':>8}")
+for r in slices:
+    print(f"{r['incident_energy']:>8.0f}{r['energy_sum_simulated_mean']:>9.0f}±{r['energy_sum_simulated_std']:<3.0f}"
+          f"{r['energy_sum_generated_mean']:>9.0f}±{r['energy_sum_generated_std']:<3.0f}{r['energy_sum_mean_ratio']:>7.3f}"
+          f"{r['n_hits_simulated_mean']:>10.0f}{r['n_hits_generated_mean']:>10.0f}{r['n_hits_mean_ratio']:>8.3f}")  # fmt: skip
+
+fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+for ax, observable, label in ((axes[0], "energy_sum", "visible energy sum [MeV]"), (axes[1], "n_hits", "hits")):
+    for kind, marker in (("simulated", "o"), ("generated", "s")):
+        ax.errorbar([r["incident_energy"] for r in slices], [r[f"{observable}_{kind}_mean"] for r in slices],
+                    yerr=[r[f"{observable}_{kind}_std"] for r in slices], fmt=marker, capsize=4, label=kind)  # fmt: skip
+    ax.set_xlabel("incident energy [GeV]")
+    ax.set_ylabel(f"{label}: mean ± standard deviation")
+    ax.legend()
+figures.append(save_figure(fig, output_dir, "energy_slices").name)
+
+# %%
+metrics = {
+    "shower_file": str(shower_file),
+    "n_showers": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+    "models": {
+        variant: {**asdict(models[variant].config), "parameters": models[variant].n_parameters(), "epochs": epochs,
+                  "batch_size": batch_size, "seconds": train_seconds[variant],
+                  "best_epoch": results[variant].best_epoch, "best_val_loss": results[variant].best_val_loss}
+        for variant in variants
+    },
+    "vqvae_model": {"tokenizer": vqvae_tokenizer, "checkpoint": vqvae_checkpoint},
+    "seconds_per_shower": speed,
+    "generation_device": str(pick_device(device)),
+    "mean_hits": {name: float(s.n_hits.mean()) for name, s in generated.items()},
+    "distinct_hit_energies": distinct,
+    "wasserstein": wasserstein,
+    "energy_slices": slices,
+    "generated_file": str(generated_file),
+    "figures": figures,
+}  # fmt: skip
+(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
