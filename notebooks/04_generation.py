@@ -48,7 +48,7 @@ from omnijet_lib.metrics.generation_quality import (
 )
 from omnijet_lib.models.gpt import GPTConfig, fit_gpt
 from omnijet_lib.notebooks import project_root
-from omnijet_lib.plotting import compare_distributions, draw_jet, save_figure, use_style
+from omnijet_lib.plotting import compare_distributions, draw_jet, plot_learning_curves, save_figure, use_style
 from omnijet_lib.tokenizers import load_tokenizer
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig, pick_device
@@ -117,13 +117,7 @@ model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], traini
 train_seconds = time.perf_counter() - start
 print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
 
-fig, ax = plt.subplots(figsize=(7, 5))
-epochs_done = [r["epoch"] + 1 for r in result.history]
-ax.plot(epochs_done, [r["train_loss"] for r in result.history], "o-", label="train")
-ax.plot(epochs_done, [r["val_loss"] for r in result.history], "s-", label="validation")
-ax.set_xlabel("epoch")
-ax.set_ylabel("next-token cross-entropy")
-ax.legend()
+fig = plot_learning_curves({"GPT": result.history}, ylabel="next-token cross-entropy")
 figures = [save_figure(fig, output_dir, "learning_curve").name]
 
 # %% [markdown]

@@ -58,6 +58,7 @@ from omnijet_lib.plotting import (
     compare_distributions,
     compare_shower_distributions,
     draw_shower,
+    plot_learning_curves,
     save_figure,
     use_style,
 )
@@ -208,13 +209,7 @@ model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], gpt_tr
 gpt_seconds = time.perf_counter() - start
 print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
 
-fig, ax = plt.subplots(figsize=(7, 5))
-epochs_done = [r["epoch"] + 1 for r in result.history]
-ax.plot(epochs_done, [r["train_loss"] for r in result.history], "o-", label="train")
-ax.plot(epochs_done, [r["val_loss"] for r in result.history], "s-", label="validation")
-ax.set_xlabel("epoch")
-ax.set_ylabel("next-token cross-entropy")
-ax.legend()
+fig = plot_learning_curves({"GPT": result.history}, ylabel="next-token cross-entropy")
 figures.append(save_figure(fig, output_dir, "learning_curve").name)
 
 # %% [markdown]

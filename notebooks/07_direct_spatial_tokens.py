@@ -55,6 +55,7 @@ from omnijet_lib.plotting import (
     compare_distributions,
     compare_shower_distributions,
     draw_shower,
+    plot_learning_curves,
     save_figure,
     use_style,
 )
@@ -138,13 +139,9 @@ for variant in variants:
     print(f"{variant}: {models[variant].n_parameters():,} parameters, best epoch {results[variant].best_epoch + 1}: "
           f"val loss {best['val_loss']:.3f} (voxel {best['val_voxel_ce']:.3f}, energy {best['val_energy_nll']:.3f})")  # fmt: skip
 
-fig, ax = plt.subplots(figsize=(7, 5))
-for variant, result in results.items():
-    epochs_done = [r["epoch"] + 1 for r in result.history]
-    ax.plot(epochs_done, [r["val_loss"] for r in result.history], "s-", label=f"{variant} (validation)")
-ax.set_xlabel("epoch")
-ax.set_ylabel("voxel cross-entropy + energy NLL per hit")
-ax.legend(fontsize="small")
+fig = plot_learning_curves(
+    {variant: result.history for variant, result in results.items()}, ylabel="voxel cross-entropy + energy NLL per hit"
+)
 figures = [save_figure(fig, output_dir, "learning_curves").name]
 
 # %% [markdown]

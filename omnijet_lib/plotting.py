@@ -157,6 +157,21 @@ def draw_shower(showers, index: int, *, ax=None, title: str = "", threshold: flo
     return ax
 
 
+def plot_learning_curves(histories: dict[str, list[dict]], *, ylabel: str, train: bool = True):
+    """Loss per epoch of one or more training runs (``TrainingResult.history``): validation, and training if asked."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, history in histories.items():
+        epochs = [record["epoch"] + 1 for record in history]
+        prefix = f"{name}: " if len(histories) > 1 else ""
+        if train:
+            ax.plot(epochs, [record["train_loss"] for record in history], "o-", label=f"{prefix}train")
+        ax.plot(epochs, [record["val_loss"] for record in history], "s-", label=f"{prefix}validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    return fig
+
+
 def save_figure(fig, output_dir: str | os.PathLike, name: str) -> Path:
     """Save ``fig`` as ``output_dir/name.png`` and close it; returns the path."""
     path = Path(output_dir) / f"{name}.png"
