@@ -2,6 +2,7 @@
 
 omnijet generate-jets --process top --n 20000 --seed 1 --out data/jets/top.h5
 omnijet import-jetclass 'TTBar_*.root' 'ZJetsToNuNu_*.root' --classes Tbqq QCD --out data/jets/jetclass.h5
+omnijet simulate-showers --n 10000 --energy 10 100 --seed 1 --out data/showers/photons.h5
 omnijet tokenize data/jets/top.h5 --tokenizer data/tokenizers/vqvae_conditional_8192.pt --out data/tokens/top.h5
 omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
 """
@@ -38,10 +39,29 @@ def _import_jetclass(args: argparse.Namespace) -> None:
     print(f"{path}: {jet_file_info(path)['n_jets']} jets")
 
 
-def _tokenize(args: argparse.Namespace) -> None:
-    from omnijet_lib.data.token_files import read_token_file, tokenize_jet_file
+def _simulate_showers(args: argparse.Namespace) -> None:
+    from omnijet_lib.data.shower_files import write_shower_chunks
+    from omnijet_lib.data.shower_simulation import iter_simulated_showers
 
-    path = tokenize_jet_file(args.jets, args.tokenizer, args.out, chunk_size=args.chunk_size)
+    if len(args.energy) not in (1, 2):
+        msg = f"--energy takes one value or a range LOW HIGH [GeV], got {len(args.energy)} values"
+        raise ValueError(msg)
+    low, high = (args.energy * 2)[:2]
+    start = time.perf_counter()
+    chunks = iter_simulated_showers(args.n, energy=(low, high), seed=args.seed, max_hits=args.max_hits)
+    provenance = {
+        "generator": "omnijet GFlash photon-shower simulator",
+        "seed": args.seed,
+        "incident_energy_gev": [low, high],
+    }
+    path = write_shower_chunks(args.out, chunks, provenance=provenance)
+    print(f"{path}: {args.n} photon showers, {low:g}-{high:g} GeV, in {time.perf_counter() - start:.1f} s")
+
+
+def _tokenize(args: argparse.Namespace) -> None:
+    from omnijet_lib.data.token_files import read_token_file, tokenize_file
+
+    path = tokenize_file(args.jets, args.tokenizer, args.out, chunk_size=args.chunk_size)
     tokens = read_token_file(path)
     print(f"{path}: {len(tokens)} token sequences, mean length {tokens.lengths.mean():.1f} (with START and STOP)")
 
@@ -75,11 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--step-size", type=int, default=100_000, help="entries read at a time")
     imp.set_defaults(func=_import_jetclass)
 
-    tok = commands.add_parser("tokenize", help="tokenize a jet file once with a saved tokenizer (GPT input)")
-    tok.add_argument("jets", help="jet file (HDF5, the project's schema)")
+    sim = commands.add_parser("simulate-showers", help="simulate photon showers in the ILD-like ECAL (GFlash)")
+    sim.add_argument("--n", type=int, required=True, help="number of showers")
+    sim.add_argument("--energy", type=float, nargs="+", default=[10.0, 100.0], metavar="GEV",
+                     help="incident energy: one value, or a range LOW HIGH drawn uniformly (default 10 100)")  # fmt: skip
+    sim.add_argument("--seed", type=int, required=True)
+    sim.add_argument("--max-hits", type=int, default=1700, help="hits kept per shower, the most energetic")
+    sim.add_argument("--out", required=True, help="output HDF5 file (reference shower layout)")
+    sim.set_defaults(func=_simulate_showers)
+
+    tok = commands.add_parser("tokenize", help="tokenize a jet or shower file once with a saved tokenizer (GPT input)")
+    tok.add_argument("jets", help="jet or shower file (HDF5), as the tokenizer was trained on")
     tok.add_argument("--tokenizer", required=True, help="saved tokenizer file (.pt)")
     tok.add_argument("--out", required=True, help="output token file (HDF5)")
-    tok.add_argument("--chunk-size", type=int, default=20_000, help="jets read and encoded at a time")
+    tok.add_argument("--chunk-size", type=int, default=None, help="jets or showers read and encoded at a time")
     tok.set_defaults(func=_tokenize)
 
     run = commands.add_parser("run-notebook", help="execute a jupytext notebook headless with papermill")

@@ -87,3 +87,26 @@ def test_simulate_tokenize_train_generate_postprocess(tmp_path):
 
     seconds, lengths_timed, step_seconds = reference_integrated(model, 2, 50, 4, 1, torch.Generator().manual_seed(0))
     assert lengths_timed[0] == 1 and lengths_timed[-1] == 50 and seconds > 0 and np.all(step_seconds > 0)
+
+
+def test_cli_simulates_and_tokenizes_showers(tmp_path, capsys):
+    from omnijet_lib.cli import main
+
+    out = tmp_path / "photons.h5"
+    assert main(["simulate-showers", "--n", "20", "--energy", "30", "--seed", "4", "--out", str(out)]) == 0
+    showers = read_showers(out)
+    assert len(showers) == 20 and np.all(showers.incident_energy == 30.0)
+    assert main(["simulate-showers", "--n", "5", "--energy", "1", "2", "3", "--seed", "4", "--out", str(out)]) == 2
+    assert "one value or a range" in capsys.readouterr().err
+
+    config = ShowerPreprocessingConfig()
+    tok = build_tokenizer("unconditional-16", preprocessing=config, vqvae=TINY_VQVAE)
+    features, mask = preprocess_showers(showers, config)
+    fit_tokenizer(tok, (features, mask), (features, mask), training=TrainingConfig(epochs=1, batch_size=10),
+                  run_dir=tmp_path / "run", progress=False)  # fmt: skip
+    tokens_out = tmp_path / "tokens.h5"
+    assert (
+        main(["tokenize", str(out), "--tokenizer", str(tok.save(tmp_path / "tok.pt")), "--out", str(tokens_out)]) == 0
+    )
+    stored = read_token_file(tokens_out)
+    assert stored.content == "showers" and np.array_equal(stored.lengths, mask.sum(1) + 2)

@@ -218,13 +218,26 @@ def tokenized(
         raise FileNotFoundError(msg)
     out_path = Path(token_dir) / f"{tokenizer_file.stem}-{file_digest(tokenizer_file)}" / f"{Path(jet_path).stem}.h5"
     if not out_path.exists():
-        from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
-
-        tokenizer = load_tokenizer(tokenizer_file)
-        showers = isinstance(tokenizer.preprocessing, ShowerPreprocessingConfig)
-        tokenize = tokenize_shower_file if showers else tokenize_jet_file
-        tokenize(jet_path, tokenizer, out_path, progress=progress)
+        tokenize_file(jet_path, tokenizer_file, out_path, progress=progress)
     return out_path
+
+
+def tokenize_file(
+    path: str | os.PathLike,
+    tokenizer: Tokenizer | str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Tokenize a jet or a shower file, whichever the tokenizer was trained on (its pre-processing says)."""
+    from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
+
+    tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
+    showers = isinstance(tokenizer.preprocessing, ShowerPreprocessingConfig)
+    tokenize = tokenize_shower_file if showers else tokenize_jet_file
+    size = {} if chunk_size is None else {"chunk_size": chunk_size}
+    return tokenize(path, tokenizer_file or tokenizer, out_path, progress=progress, **size)
 
 
 def read_token_file(path: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> TokenSequences:
