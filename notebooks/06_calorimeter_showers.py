@@ -143,12 +143,11 @@ tok = build_tokenizer(tokenizer, preprocessing=preprocessing, vqvae=vqvae, devic
 vqvae_training = TrainingConfig(
     epochs=vqvae_epochs, batch_size=vqvae_batch_size, learning_rate=learning_rate, seed=seed, device=device
 )
-start = time.perf_counter()
 fit_tokenizer(
     tok, (features[train_idx], mask[train_idx]), (features[val_idx], mask[val_idx]),
     training=vqvae_training, run_dir=run_dir / "vqvae", length_buckets=True,
 )  # fmt: skip
-vqvae_seconds = time.perf_counter() - start
+vqvae_seconds = sum(r["seconds"] for r in tok.history)  # all epochs, also those of an earlier, resumed run
 tokenizer_file = tok.save(Path(tokenizer_dir) / f"showers_{tokenizer}_seed{seed}.pt")
 
 # %% [markdown]
@@ -204,9 +203,8 @@ config = GPTConfig(
 gpt_training = TrainingConfig(
     epochs=gpt_epochs, batch_size=gpt_batch_size, learning_rate=learning_rate, seed=seed, device=device
 )
-start = time.perf_counter()
 model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], gpt_training, run_dir / "gpt")
-gpt_seconds = time.perf_counter() - start
+gpt_seconds = sum(r["seconds"] for r in result.history)
 print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
 
 fig = plot_learning_curves({"GPT": result.history}, ylabel="next-token cross-entropy")

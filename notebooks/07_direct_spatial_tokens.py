@@ -129,12 +129,11 @@ for variant in variants:
     training = TrainingConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device
     )
-    start = time.perf_counter()
     models[variant], results[variant] = fit_spatial_gpt(
         config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),
         training, run_dir / variant.replace("/", "_"),
     )  # fmt: skip
-    train_seconds[variant] = time.perf_counter() - start
+    train_seconds[variant] = sum(r["seconds"] for r in results[variant].history)  # resumed runs included
     best = results[variant].history[results[variant].best_epoch]
     print(f"{variant}: {models[variant].n_parameters():,} parameters, best epoch {results[variant].best_epoch + 1}: "
           f"val loss {best['val_loss']:.3f} (voxel {best['val_voxel_ce']:.3f}, energy {best['val_energy_nll']:.3f})")  # fmt: skip

@@ -176,7 +176,7 @@ def save_figure(fig, output_dir: str | os.PathLike, name: str) -> Path:
     """Save ``fig`` as ``output_dir/name.png`` and close it; returns the path."""
     path = Path(output_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # nothing cut off, whatever the layout
     plt.close(fig)
     return path
 
