@@ -61,6 +61,9 @@ class SpatialGPTConfig:
     max_hits: int = 1700
     condition_on_n_hits: bool = False  # also condition on the number of hits asked for
     log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
+    # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift): a
+    # Gaussian's tail would otherwise, now and then, put a TeV into one cell of a 10 GeV shower.
+    log_energy_range: tuple[float, float] = (-5.9, 7.9)
 
     def __post_init__(self):
         if self.tokenization not in TOKENIZATIONS:
@@ -70,6 +73,11 @@ class SpatialGPTConfig:
             msg = f"n_components must be >= 1, got {self.n_components}"
             raise ValueError(msg)
         _ = self.blocks  # GPTConfig validates the backbone's sizes
+        object.__setattr__(self, "log_energy_range", tuple(float(v) for v in self.log_energy_range))  # from JSON too
+        low, high = self.log_energy_range
+        if not low < high:
+            msg = f"log_energy_range must be (low, high) with low < high, got {self.log_energy_range}"
+            raise ValueError(msg)
 
     @property
     def blocks(self) -> GPTConfig:
@@ -281,7 +289,8 @@ class SpatialGPT(nn.Module):
             y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
             voxels = torch.stack([x, y, z], dim=-1)
         raw = self.energy_head(self.voxel_condition(hidden, voxels))
-        return voxels, sample_mixture(raw, temperature=energy_temperature, generator=generator), stop
+        log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator)
+        return voxels, log_energy.clamp(*self.config.log_energy_range), stop
 
 
 def flat_voxel(voxels: Tensor) -> Tensor:
