@@ -150,21 +150,23 @@ figures = [save_figure(fig, output_dir, "learning_curves").name]
 # same device, with the same batch size.
 
 # %%
-generated, speed = {}, {}
+generated, speed, n_empty = {}, {}, {}
 for variant, model in models.items():
     start = time.perf_counter()
-    generated[variant] = generate_showers(
+    generated[variant], kept = generate_showers(
         model, test.incident_energy, n_hits=test.n_hits if condition_on_n_hits else None,
         batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature, seed=seed,
     )  # fmt: skip
     speed[variant] = (time.perf_counter() - start) / len(test)
+    n_empty[variant] = len(test) - len(kept)  # showers that stopped before their first hit
 
 vqvae_tok = load_tokenizer(vqvae_tokenizer, device=device)
 vqvae_model = load_gpt(vqvae_checkpoint, device=device)
 start = time.perf_counter()
 sequences = generate_sequences(vqvae_model, len(test), batch_size=generation_batch_size, seed=seed)
-generated["vqvae"], _ = decode_generated_showers(sequences, vqvae_tok)
+generated["vqvae"], kept = decode_generated_showers(sequences, vqvae_tok)
 speed["vqvae"] = (time.perf_counter() - start) / len(test)
+n_empty["vqvae"] = len(test) - len(kept)
 
 main = variants[0]
 generated_file = write_showers(
@@ -176,11 +178,13 @@ print(
     f"seconds per generated shower on {pick_device(device)}, batch {generation_batch_size} (decoding and voxelising included):"
 )
 for name, seconds in speed.items():
-    print(f"  {name:<20}{seconds:.3f} s  ({generated[name].n_hits.mean():.0f} hits on average)")
+    print(
+        f"  {name:<20}{seconds:.3f} s  ({generated[name].n_hits.mean():.0f} hits on average, {n_empty[name]} empty, left out)"
+    )
 
 fig = plt.figure(figsize=(18, 6))
 for i in range(3):
-    title = f"{main}, {test.incident_energy[i]:.0f} GeV"
+    title = f"{main}, {generated[main].incident_energy[i]:.0f} GeV"
     draw_shower(generated[main], i, ax=fig.add_subplot(1, 3, i + 1, projection="3d"), title=title)
 figures.append(save_figure(fig, output_dir, "generated_showers").name)
 
@@ -220,7 +224,7 @@ print(f"distinct hit energies among {', '.join(f'{n}: {len(v)} hits' for n, v in
 slices = []
 for i, e in enumerate(slice_energies):
     simulated = simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)
-    asked = generate_showers(
+    asked, _ = generate_showers(
         models[main], np.full(n_per_slice, e), n_hits=simulated.n_hits if condition_on_n_hits else None,
         batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature,
         seed=seed + 100 + i, progress=False,
@@ -261,6 +265,7 @@ metrics = {
     "vqvae_model": {"tokenizer": vqvae_tokenizer, "checkpoint": vqvae_checkpoint},
     "seconds_per_shower": speed,
     "generation_device": str(pick_device(device)),
+    "n_empty_dropped": n_empty,
     "mean_hits": {name: float(s.n_hits.mean()) for name, s in generated.items()},
     "distinct_hit_energies": distinct,
     "wasserstein": wasserstein,

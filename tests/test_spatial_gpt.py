@@ -166,3 +166,16 @@ def test_tiny_run_trains_saves_and_generates(showers, tmp_path):
         _, gpt_result = fit_gpt(GPTConfig(codebook_size=2, embed_dim=8, n_heads=2, n_blocks=1, ffn_dim=8, max_length=4),
                                 seq, seq, TrainingConfig(epochs=1, batch_size=2), tmp_path / "gpt", progress=False)  # fmt: skip
         load_spatial_gpt(gpt_result.best_checkpoint)
+
+
+def test_showers_stopped_before_their_first_hit_are_left_out():
+    from omnijet_lib.models.spatial_gpt import generate_showers
+
+    torch.manual_seed(0)
+    model = SpatialGPT(SpatialGPTConfig(**TINY, max_hits=20)).eval()
+    with torch.no_grad():
+        model.z_head.linear.bias[-1] = 3.4  # STOP about as likely as all 30 layers together
+    showers, kept = generate_showers(model, np.linspace(10, 90, 40), batch_size=16, seed=0, progress=False)
+    assert 0 < len(kept) < 40 and len(showers) == len(kept)
+    assert np.all(showers.n_hits > 0)
+    np.testing.assert_array_equal(showers.incident_energy, np.linspace(10, 90, 40)[kept].astype(np.float32))

@@ -473,8 +473,11 @@ def generate_showers(
     energy_temperature: float = 1.0,
     seed: int = 0,
     progress: bool = True,
-) -> Showers:
-    """One shower per incident energy [GeV], in batches, put onto the grid.
+) -> tuple[Showers, np.ndarray]:
+    """One shower per incident energy [GeV], in batches, put onto the grid; and which requests they answer.
+
+    A shower that drew STOP before any hit is no shower: it is left out, and the
+    returned indices (into ``incident_energy``) of the kept ones show how many were.
 
     The model may place two hits in one voxel; :func:`voxelise` then moves one as
     for the VQ-VAE model's showers (energy and hit count kept).  The same seed,
@@ -493,4 +496,6 @@ def generate_showers(
             )  # fmt: skip
             batches.append(showers_from_hits(hits, log_energy_shift=model.config.log_energy_shift))
             bar.update(len(hits))
-    return voxelise(concatenate_showers(batches))
+    showers = concatenate_showers(batches)
+    kept = np.flatnonzero(showers.n_hits > 0)
+    return voxelise(showers[kept]), kept
