@@ -45,12 +45,18 @@ def _generate_command(out, seed=3):
             "--seed", str(seed), "--out", str(out), "--chunk-size", "20", "--workers", "1"]  # fmt: skip
 
 
+def _hear_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("interruption", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tmp_path, interruption):
     out = tmp_path / "qcd.h5"
     parts = tmp_path / "qcd.h5.parts"
+    # The child must hear Ctrl-C even if this test process ignores SIGINT (an ignored signal is inherited:
+    # the full suite, run under some launchers or after kernels it started, can leave it ignored).
     run = subprocess.Popen(_generate_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)  # fmt: skip
+                           start_new_session=True, preexec_fn=_hear_ctrl_c)  # fmt: skip
     deadline = time.monotonic() + 120
     # 10 chunks, so that a test process starved of CPU (a loaded machine) still catches the run part-way
     while len(list(parts.glob("chunk_*.h5"))) < 2 and time.monotonic() < deadline and run.poll() is None:
