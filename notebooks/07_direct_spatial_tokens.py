@@ -242,13 +242,14 @@ for r in slices:
           f"{r['energy_sum_generated_mean']:>9.0f}±{r['energy_sum_generated_std']:<3.0f}{r['energy_sum_mean_ratio']:>7.3f}"
           f"{r['n_hits_simulated_mean']:>10.0f}{r['n_hits_generated_mean']:>10.0f}{r['n_hits_mean_ratio']:>8.3f}")  # fmt: skip
 
-fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
 for ax, observable, label in ((axes[0], "energy_sum", "visible energy sum [MeV]"), (axes[1], "n_hits", "hits")):
     for kind, marker in (("simulated", "o"), ("generated", "s")):
         ax.errorbar([r["incident_energy"] for r in slices], [r[f"{observable}_{kind}_mean"] for r in slices],
                     yerr=[r[f"{observable}_{kind}_std"] for r in slices], fmt=marker, capsize=4, label=kind)  # fmt: skip
     ax.set_xlabel("incident energy [GeV]")
-    ax.set_ylabel(f"{label}: mean ± standard deviation")
+    ax.set_ylabel(label)
+    ax.set_title("mean ± standard deviation", fontsize="small")
     ax.legend()
 figures.append(save_figure(fig, output_dir, "energy_slices").name)
 
