@@ -1,5 +1,6 @@
 """Showers through the whole workflow: simulate -> tokenize -> train a GPT a little -> generate -> post-process."""
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -109,4 +110,6 @@ def test_cli_simulates_and_tokenizes_showers(tmp_path, capsys):
         main(["tokenize", str(out), "--tokenizer", str(tok.save(tmp_path / "tok.pt")), "--out", str(tokens_out)]) == 0
     )
     stored = read_token_file(tokens_out)
+    with h5py.File(tokens_out) as file:  # the tokenizer file is recorded, though it was loaded only once
+        assert file.attrs["tokenizer"] == str(tmp_path / "tok.pt") and file.attrs["source"] == str(out)
     assert stored.content == "showers" and np.array_equal(stored.lengths, mask.sum(1) + 2)

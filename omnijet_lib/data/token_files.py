@@ -88,9 +88,8 @@ class TokenSequences:
 
 
 def _as_tokenizer(tokenizer: Tokenizer | str | os.PathLike) -> tuple[Tokenizer, str]:
-    if isinstance(tokenizer, Tokenizer):
-        return tokenizer, ""
-    return load_tokenizer(tokenizer), str(tokenizer)
+    tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
+    return tokenizer, tokenizer.source_file
 
 
 def write_token_file(
@@ -233,11 +232,11 @@ def tokenize_file(
     """Tokenize a jet or a shower file, whichever the tokenizer was trained on (its pre-processing says)."""
     from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
 
-    tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
+    tokenizer, _ = _as_tokenizer(tokenizer)  # loaded once; it remembers its file
     showers = isinstance(tokenizer.preprocessing, ShowerPreprocessingConfig)
     tokenize = tokenize_shower_file if showers else tokenize_jet_file
     size = {} if chunk_size is None else {"chunk_size": chunk_size}
-    return tokenize(path, tokenizer_file or tokenizer, out_path, progress=progress, **size)
+    return tokenize(path, tokenizer, out_path, progress=progress, **size)
 
 
 def read_token_file(path: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> TokenSequences:

@@ -137,9 +137,8 @@ def hit_sequences(
         ranks = np.argsort(-energy, axis=1, kind="stable")
     else:  # padding (E = 0) last, then layer ascending, then energy falling
         ranks = np.lexsort((-energy, showers.z, ~showers.mask), axis=1)
-    hits = np.take_along_axis(showers.hits, ranks[..., None], axis=1)[:, :max_hits]
-    width = max(1, int(showers.n_hits.max()))
-    hits = hits[:, :width]
+    width = max(1, int(showers.n_hits.max()))  # <= max_hits, checked above
+    hits = np.take_along_axis(showers.hits, ranks[..., None], axis=1)[:, :width]
     mask = hits[..., 3] > 0
     voxels = np.where(mask[..., None], hits[..., :3], 0).astype(np.int64)
     log_energy = np.where(mask, np.log(np.where(mask, hits[..., 3], 1.0)) + log_energy_shift, 0.0).astype(np.float32)

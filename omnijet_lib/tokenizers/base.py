@@ -37,6 +37,7 @@ class Tokenizer(ABC):
 
     kind: str  # name stored in the file, picks the class on load
     preprocessing: PreprocessingConfig  # or a ShowerPreprocessingConfig for calorimeter showers
+    source_file: str = ""  # the file it was loaded from (set by load_tokenizer), recorded in what it makes
 
     @property
     @abstractmethod
@@ -172,6 +173,7 @@ def load_tokenizer(path: str | os.PathLike, *, device: str = "auto") -> Tokenize
         msg = f"unknown tokenizer kind {state['kind']!r} in {path}; known: {sorted(kinds)}"
         raise ValueError(msg)
     tokenizer = kinds[state["kind"]].from_state(state)
+    tokenizer.source_file = str(path)
     if hasattr(tokenizer, "to"):
         tokenizer.to(device)
     return tokenizer
