@@ -75,7 +75,9 @@ data_dir = "data/showers"
 # The first is the main model (energy slices, drawn showers): by layer, which did better here.
 variants = ["per_axis/layer", "per_axis/energy"]
 n_components = 4  # Gaussians in the energy head (REFERENCE §3: ~4)
-condition_on_n_hits = False  # also condition on the number of hits (generation then asks the simulator's)
+# Also condition on the number of hits: the model then places exactly the hits asked for, knowing how
+# far along it is, and a log-normal fitted to the training showers draws that number for an energy.
+condition_on_n_hits = False
 embed_dim = 64  # (a GPU node: 256, as the paper's GPT)
 n_heads = 4  # (8)
 n_blocks = 3  # (3)
@@ -154,8 +156,7 @@ generated, speed, n_empty = {}, {}, {}
 for variant, model in models.items():
     start = time.perf_counter()
     generated[variant], kept = generate_showers(
-        model, test.incident_energy, n_hits=test.n_hits if condition_on_n_hits else None,
-        batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature, seed=seed,
+        model, test.incident_energy, batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature, seed=seed,
     )  # fmt: skip
     speed[variant] = (time.perf_counter() - start) / len(test)
     n_empty[variant] = len(test) - len(kept)  # showers that stopped before their first hit
@@ -218,15 +219,15 @@ print(f"distinct hit energies among {', '.join(f'{n}: {len(v)} hits' for n, v in
 # %% [markdown]
 # ## Conditioning on the incident energy
 # Showers asked for at fixed energies, next to the simulator's at the same energies:
-# mean and width of the visible energy sum and of the number of hits.
+# mean and width of the visible energy sum and of the number of hits. Only the energy
+# is asked for; a model conditioned on the number of hits draws it itself.
 
 # %%
 slices = []
 for i, e in enumerate(slice_energies):
     simulated = simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)
     asked, _ = generate_showers(
-        models[main], np.full(n_per_slice, e), n_hits=simulated.n_hits if condition_on_n_hits else None,
-        batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature,
+        models[main], np.full(n_per_slice, e), batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature,
         seed=seed + 100 + i, progress=False,
     )  # fmt: skip
     row = {"incident_energy": e}

@@ -11,6 +11,7 @@ from omnijet_lib.data.showers import GRID_SIZE, Showers
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.models.gpt import KVCache, run_blocks
 from omnijet_lib.models.spatial_gpt import (
+    HitCountModel,
     HitSequences,
     SpatialGPT,
     SpatialGPTConfig,
@@ -113,24 +114,30 @@ def test_shapes_loss_and_generation_of_both_tokenizations(showers, tokenization)
     np.testing.assert_array_equal(again.log_energy, generated.log_energy)
 
 
-def test_cached_generation_matches_full_recomputation(showers):
-    config = SpatialGPTConfig(**TINY)
+@pytest.mark.parametrize("condition_on_n_hits", [False, True])
+def test_cached_generation_matches_full_recomputation(condition_on_n_hits):
+    config = SpatialGPTConfig(condition_on_n_hits=condition_on_n_hits, **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
-    generated = generate_hits(model, [40.0], max_hits=12, generator=torch.Generator().manual_seed(3))
+    asked = [12] if condition_on_n_hits else None
+    generated = generate_hits(model, [40.0], n_hits=asked, max_hits=12, generator=torch.Generator().manual_seed(3))
     n = int(generated.n_hits[0])
     vox, energy = torch.as_tensor(generated.voxels[:, :n]), torch.as_tensor(generated.log_energy[:, :n])
-    cond = torch.as_tensor(condition_features([40.0], config=config))
+    cond = torch.as_tensor(condition_features([40.0], asked, config=config))
     with torch.no_grad():
         full = model.hidden_states(vox, energy, cond)  # all positions at once, no cache
         # step by step through the cache, each hit embedded as generate_hits embeds it
         cache = KVCache(config.blocks, 1, device="cpu", max_length=n + 1)
         c = model.condition_in(cond)
-        steps = [run_blocks(model.blocks, (model.start + c)[:, None], cache, max_length=n + 1)[:, -1]]
-        for j in range(n):
-            step = model.embed_hits(vox[:, j], energy[:, j]) + c
-            steps.append(run_blocks(model.blocks, step[:, None], cache, max_length=n + 1)[:, -1])
+        inputs = [model.start + c] + [model.embed_hits(vox[:, j], energy[:, j]) + c for j in range(n)]
+        steps = []
+        for j, x in enumerate(inputs):
+            if condition_on_n_hits:  # j of the 12 asked hits placed
+                x = x + model.placed_in(torch.tensor([[j / 12]]))
+            steps.append(run_blocks(model.blocks, x[:, None], cache, max_length=n + 1)[:, -1])
     assert n >= 1 and full.shape[1] == n + 1
+    if condition_on_n_hits:
+        assert n == 12  # exactly the hits asked for
     torch.testing.assert_close(torch.stack(steps, dim=1), full, rtol=1e-4, atol=1e-5)
 
 
@@ -146,6 +153,36 @@ def test_conditioning_changes_the_output():
         condition_features([0.0], [100], config=config)
     with pytest.raises(ValueError, match="give n_hits"):
         condition_features([10.0], config=config)
+
+
+def test_a_model_conditioned_on_hits_gives_the_hits_asked_for():
+    config = SpatialGPTConfig(condition_on_n_hits=True, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    with torch.no_grad():
+        model.z_head.linear.bias[-1] = 10.0  # STOP would win almost always: it must not be drawn
+    asked = np.array([1, 7, 30, 3])
+    hits = generate_hits(model, [10.0, 20.0, 50.0, 90.0], n_hits=asked, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(hits.n_hits, asked)
+    with pytest.raises(ValueError, match="more than max_hits"):
+        generate_hits(model, [10.0], n_hits=[40], max_hits=30)
+
+
+def test_hit_count_model_recovers_a_known_log_normal():
+    rng = np.random.default_rng(0)
+    energy = rng.uniform(10, 100, 20_000)
+    x = np.log(energy / 30.0)
+    n = np.exp(rng.normal(6.0 + 0.8 * x - 0.1 * x**2, 0.1 + 0.05 * x))
+    fit = HitCountModel.fit(energy, n)
+    mean, width = fit.mean_and_width([10.0, 50.0, 90.0])
+    x = np.log(np.array([10.0, 50.0, 90.0]) / 30.0)
+    np.testing.assert_allclose(mean, 6.0 + 0.8 * x - 0.1 * x**2, atol=0.01)
+    np.testing.assert_allclose(width, 0.1 + 0.05 * x, atol=0.01)
+    drawn = fit.sample(np.full(5000, 50.0), max_hits=1700, rng=np.random.default_rng(1))
+    assert drawn.dtype == np.int64 and drawn.min() >= 1 and drawn.max() <= 1700
+    assert abs(np.log(drawn).mean() - mean[1]) < 0.01
+    with pytest.raises(BadDataError, match="more than"):
+        HitCountModel.fit([10.0, 20.0], [100, 200])
 
 
 def test_tiny_run_trains_saves_and_generates(showers, tmp_path):
@@ -179,3 +216,20 @@ def test_showers_stopped_before_their_first_hit_are_left_out():
     assert 0 < len(kept) < 40 and len(showers) == len(kept)
     assert np.all(showers.n_hits > 0)
     np.testing.assert_array_equal(showers.incident_energy, np.linspace(10, 90, 40)[kept].astype(np.float32))
+
+
+def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(showers, tmp_path):
+    from omnijet_lib.models.spatial_gpt import generate_showers
+
+    config = SpatialGPTConfig(condition_on_n_hits=True, **TINY)
+    hits = hit_sequences(showers, order="layer")
+    training = TrainingConfig(epochs=1, batch_size=8, seed=0)
+    _, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)
+    loaded = load_spatial_gpt(result.best_checkpoint)
+    assert loaded.hit_count_model == HitCountModel.fit(hits.incident_energy, hits.n_hits)  # saved with the weights
+    generated, kept = generate_showers(loaded, [12.0, 18.0], batch_size=2, seed=0, progress=False)
+    asked = loaded.hit_count_model.sample([12.0, 18.0], max_hits=config.max_hits, rng=np.random.default_rng(0))
+    assert len(kept) == 2
+    # voxelising keeps the hit count; a hit-count draw lies in the simulated range
+    np.testing.assert_array_equal(generated.n_hits, asked)
+    assert hits.n_hits.min() * 0.7 < asked.min() and asked.max() < hits.n_hits.max() * 1.3

@@ -22,6 +22,16 @@ Inputs: joint -- one embedding per voxel; per axis -- an embedding per axis,
 concatenated and projected; plus a linear embedding of the log energy.  Like the
 jet GPT there is no positional encoding; the blocks and their key/value cache are
 :mod:`omnijet_lib.models.gpt`'s.
+
+Number of hits.  With ``condition_on_n_hits`` the model is told how many hits the
+shower has, and each position also gets the fraction ``i / n`` of them already
+placed: without it the model must count its own hits through attention, which a
+small model does badly -- it stops early and, in energy order, lets the energies
+drift.  Such a model generates exactly the hits asked for (STOP is never drawn).
+When only an energy is asked for, the number of hits is drawn from
+:class:`HitCountModel`, a log-normal fitted to the training showers at their
+incident energies and stored with the model -- as shower-size models do in point-
+cloud generators (e.g. CaloClouds).
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ N_VOXELS = GRID_SIZE**3
 LOG_SIGMA_RANGE = (-7.0, 3.0)  # a component's log width is clamped here: no collapse onto one training value
 REFERENCE_INCIDENT_GEV = 30.0  # the condition is log(E / 30 GeV): about -1.1..1.2 over 10-100 GeV
 REFERENCE_N_HITS = 500.0  # and log(n_hits / 500)
+HIT_COUNT_DEGREE = 2  # the log-normal's mean and width are polynomials of this degree in log E
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,49 @@ def condition_features(incident_energy, n_hits=None, *, config: SpatialGPTConfig
     return np.stack(columns, axis=1).astype(np.float32)
 
 
+def placed_fraction(length: int, n_hits: Tensor) -> Tensor:
+    """(B, length) fraction of each shower's ``n_hits`` (B,) placed before positions 0..length-1."""
+    placed = torch.arange(length, device=n_hits.device, dtype=torch.float32)
+    return placed / n_hits.to(torch.float32).clamp(min=1).unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------- the number of hits
+
+
+@dataclass(frozen=True)
+class HitCountModel:
+    """log(n_hits) ~ Normal(mean(log E), width(log E)), polynomials fitted to simulated showers.
+
+    The number of hits a shower of incident energy E has; a conditioned model
+    draws it from here when only E is asked for.
+    """
+
+    mean_coefficients: tuple[float, ...]  # numpy.polyval order, in x = log(E / 30 GeV)
+    width_coefficients: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, incident_energy, n_hits, *, degree: int = HIT_COUNT_DEGREE) -> HitCountModel:
+        x = np.log(np.asarray(incident_energy, dtype=np.float64) / REFERENCE_INCIDENT_GEV)
+        y = np.log(np.asarray(n_hits, dtype=np.float64))
+        if len(x) <= 2 * degree + 1 or not np.isfinite(y).all():
+            msg = f"fitting the number of hits needs more than {2 * degree + 1} showers, each with a hit"
+            raise BadDataError(msg)
+        mean = np.polyfit(x, y, degree)
+        # E|r| = width * sqrt(2 / pi) for a Gaussian residual r: a fit of |r| gives the width.
+        width = np.polyfit(x, np.abs(y - np.polyval(mean, x)) * math.sqrt(math.pi / 2), degree)
+        return cls(tuple(mean.tolist()), tuple(width.tolist()))
+
+    def mean_and_width(self, incident_energy) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and width of log(n_hits) at each incident energy [GeV]."""
+        x = np.log(np.asarray(incident_energy, dtype=np.float64) / REFERENCE_INCIDENT_GEV)
+        return np.polyval(self.mean_coefficients, x), np.maximum(np.polyval(self.width_coefficients, x), 0.0)
+
+    def sample(self, incident_energy, *, max_hits: int, rng: np.random.Generator) -> np.ndarray:
+        """One number of hits (int64, 1..max_hits) per incident energy [GeV]."""
+        mean, width = self.mean_and_width(incident_energy)
+        return np.clip(np.rint(np.exp(rng.normal(mean, width))), 1, max_hits).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- the energy head
 
 
@@ -238,6 +292,10 @@ class SpatialGPT(nn.Module):
         self.energy_in = nn.Linear(1, dim)
         self.start = nn.Parameter(0.02 * torch.randn(dim))
         self.condition_in = nn.Linear(config.n_conditions, dim)
+        if config.condition_on_n_hits:
+            self.placed_in = nn.Linear(1, dim)  # the fraction of the asked hits placed so far
+            # The fitted HitCountModel (mean, then width coefficients), saved with the weights.
+            self.register_buffer("hit_count_coefficients", torch.zeros(2 * (HIT_COUNT_DEGREE + 1), dtype=torch.float64))
         self.blocks = nn.ModuleList(Block(config.blocks, i) for i in range(config.n_blocks))
         self.energy_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 3 * config.n_components))
 
@@ -256,11 +314,28 @@ class SpatialGPT(nn.Module):
             position = self.axis_project(torch.cat([emb(voxels[..., i]) for i, emb in enumerate(self.axis_in)], -1))
         return position + self.energy_in(log_energy.unsqueeze(-1))
 
+    @property
+    def hit_count_model(self) -> HitCountModel | None:
+        if not self.config.condition_on_n_hits:
+            return None
+        mean, width = self.hit_count_coefficients.cpu().numpy().reshape(2, -1).tolist()
+        return HitCountModel(tuple(mean), tuple(width))
+
+    def set_hit_count_model(self, fit: HitCountModel) -> None:
+        values = np.concatenate([fit.mean_coefficients, fit.width_coefficients])
+        self.hit_count_coefficients.copy_(torch.as_tensor(values, dtype=torch.float64))
+
     def hidden_states(self, voxels: Tensor, log_energy: Tensor, condition: Tensor, cache: KVCache | None = None):
         """START and hits 1..L -> (B, L + 1, D): position i predicts hit i + 1, or STOP after the last."""
         cond = self.condition_in(condition)[:, None]  # (B, 1, D)
         x = torch.cat([self.start + cond, self.embed_hits(voxels, log_energy) + cond], dim=1)
+        if self.config.condition_on_n_hits:
+            x = x + self.placed_in(placed_fraction(x.shape[1], self.asked_hits(condition)).unsqueeze(-1))
         return run_blocks(self.blocks, x, cache, max_length=self.config.blocks.max_length)
+
+    def asked_hits(self, condition: Tensor) -> Tensor:
+        """(B,) the number of hits asked for, back from the condition features."""
+        return torch.round(torch.exp(condition[:, 1].double()) * REFERENCE_N_HITS)
 
     def voxel_condition(self, hidden: Tensor, voxels: Tensor) -> Tensor:
         """The energy head's input: the hidden state plus the (chosen or true) voxel's embedding."""
@@ -271,15 +346,21 @@ class SpatialGPT(nn.Module):
 
     @torch.no_grad()
     def sample_hit(
-        self, hidden: Tensor, *, temperature: float, energy_temperature: float, generator
+        self, hidden: Tensor, *, temperature: float, energy_temperature: float, generator, allow_stop: bool = True
     ) -> tuple[Tensor, Tensor, Tensor]:
         """From hidden states (B, D): voxels (B, 3), log energies (B,), and which rows drew STOP (B,)."""
         if self.config.tokenization == "joint":
-            choice = sample_categorical(self.voxel_head(hidden), temperature=temperature, generator=generator)
+            logits = self.voxel_head(hidden)
+            if not allow_stop:
+                logits[:, N_VOXELS] = -math.inf
+            choice = sample_categorical(logits, temperature=temperature, generator=generator)
             stop = choice == N_VOXELS
             voxels = unflat_voxel(choice.clamp(max=N_VOXELS - 1))
         else:
-            z = sample_categorical(self.z_head(hidden), temperature=temperature, generator=generator)
+            logits = self.z_head(hidden)
+            if not allow_stop:
+                logits[:, GRID_SIZE] = -math.inf
+            z = sample_categorical(logits, temperature=temperature, generator=generator)
             stop = z == GRID_SIZE
             z = z.clamp(max=GRID_SIZE - 1)
             h = hidden + self.axis_out[0](z)
@@ -372,6 +453,8 @@ def fit_spatial_gpt(
             raise ValueError(msg)
     torch.manual_seed(training.seed)
     model = SpatialGPT(config)
+    if config.condition_on_n_hits:  # for generation at an asked energy alone
+        model.set_hit_count_model(HitCountModel.fit(train_hits.incident_energy, train_hits.n_hits))
     train_data, val_data = _tensors(train_hits, config), _tensors(val_hits, config)
     order = val_data[2].sum(dim=1).argsort(stable=True)  # validation batches of similar lengths
     val_data = tuple(t[order] for t in val_data)
@@ -410,6 +493,7 @@ def generate_hits(
 
     Hit by hit with a key/value cache until STOP or ``max_hits``; showers that have
     stopped leave the batch, as in :func:`omnijet_lib.generation.generate_batch`.
+    A model conditioned on the number of hits gives each shower exactly the hits asked for.
     """
     config = model.config
     max_hits = config.max_hits if max_hits is None else max_hits
@@ -420,22 +504,34 @@ def generate_hits(
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
     batch = len(incident)
-    cond = model.condition_in(torch.as_tensor(condition_features(incident, n_hits, config=config), device=device))
+    condition = torch.as_tensor(condition_features(incident, n_hits, config=config), device=device)
+    cond = model.condition_in(condition)  # (B, D)
+    if config.condition_on_n_hits:
+        asked = model.asked_hits(condition).long()  # (B,) per output row
+        if asked.max() > max_hits:
+            msg = f"asked for showers of up to {int(asked.max())} hits, more than max_hits = {max_hits}"
+            raise ValueError(msg)
     cache = KVCache(config.blocks, batch, device=device, dtype=dtype, max_length=max_hits + 1)
     voxels = torch.zeros((batch, max_hits, 3), dtype=torch.long, device=device)
     log_energy = torch.zeros((batch, max_hits), dtype=torch.float32, device=device)
     length = torch.zeros(batch, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
-    hidden = run_blocks(model.blocks, (model.start + cond)[:, None], cache, max_length=max_hits + 1)[:, -1]
+    first = model.start + cond
+    if config.condition_on_n_hits:
+        first = first + model.placed_in(torch.zeros((batch, 1), device=device))  # START: none placed yet
+    hidden = run_blocks(model.blocks, first[:, None], cache, max_length=max_hits + 1)[:, -1]
     for position in range(max_hits):
         live_rows = live.nonzero().squeeze(1)
         vox, energy, stop = model.sample_hit(
-            hidden[live_rows], temperature=temperature, energy_temperature=energy_temperature, generator=generator
-        )
+            hidden[live_rows], temperature=temperature, energy_temperature=energy_temperature,
+            generator=generator, allow_stop=not config.condition_on_n_hits,
+        )  # fmt: skip
         kept = live_rows[~stop]
         voxels[rows[kept], position], log_energy[rows[kept], position] = vox[~stop], energy[~stop]
         length[rows[kept]] += 1
+        if config.condition_on_n_hits:
+            stop = length[rows[live_rows]] >= asked[rows[live_rows]]  # the asked hits are all placed
         live[live_rows[stop]] = False
         if not live.any() or position == max_hits - 1:
             break
@@ -454,6 +550,9 @@ def generate_hits(
                 cond[keep],
             )
         step = model.embed_hits(step_vox, step_energy) + cond
+        if config.condition_on_n_hits:  # this hit is number position + 1 of the asked
+            placed = (position + 1) / asked[rows].to(torch.float32).clamp(min=1)
+            step = step + model.placed_in(placed[:, None])
         hidden = run_blocks(model.blocks, step[:, None], cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
     width = max(1, int(length.max()))
@@ -477,12 +576,16 @@ def generate_showers(
 
     A shower that drew STOP before any hit is no shower: it is left out, and the
     returned indices (into ``incident_energy``) of the kept ones show how many were.
+    A model conditioned on the number of hits draws it from its :class:`HitCountModel`
+    unless ``n_hits`` is given.
 
     The model may place two hits in one voxel; :func:`voxelise` then moves one as
     for the VQ-VAE model's showers (energy and hit count kept).  The same seed,
     model, device and ``batch_size`` give the same showers.
     """
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
+    if n_hits is None and model.config.condition_on_n_hits:
+        n_hits = model.hit_count_model.sample(incident, max_hits=model.config.max_hits, rng=np.random.default_rng(seed))
     requested = None if n_hits is None else np.broadcast_to(np.asarray(n_hits), incident.shape)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     batches = []
