@@ -128,13 +128,10 @@ def test_cached_generation_matches_full_recomputation(condition_on_n_hits):
         full = model.hidden_states(vox, energy, cond)  # all positions at once, no cache
         # step by step through the cache, each hit embedded as generate_hits embeds it
         cache = KVCache(config.blocks, 1, device="cpu", max_length=n + 1)
-        c = model.condition_in(cond)
-        inputs = [model.start + c] + [model.embed_hits(vox[:, j], energy[:, j]) + c for j in range(n)]
-        steps = []
-        for j, x in enumerate(inputs):
-            if condition_on_n_hits:  # j of the 12 asked hits placed
-                x = x + model.placed_in(torch.tensor([[j / 12]]))
-            steps.append(run_blocks(model.blocks, x[:, None], cache, max_length=n + 1)[:, -1])
+        steps = [run_blocks(model.blocks, model.start_input(cond), cache, max_length=n + 1)[:, -1]]
+        for j in range(n):
+            step = model.hit_inputs(vox[:, j : j + 1], energy[:, j : j + 1], cond, first=j + 1)
+            steps.append(run_blocks(model.blocks, step, cache, max_length=n + 1)[:, -1])
     assert n >= 1 and full.shape[1] == n + 1
     if condition_on_n_hits:
         assert n == 12  # exactly the hits asked for
@@ -166,6 +163,21 @@ def test_a_model_conditioned_on_hits_gives_the_hits_asked_for():
     np.testing.assert_array_equal(hits.n_hits, asked)
     with pytest.raises(ValueError, match="more than max_hits"):
         generate_hits(model, [10.0], n_hits=[40], max_hits=30)
+
+
+def test_a_model_conditioned_on_hits_scales_hit_energies_with_incident_energy_per_hit():
+    config = SpatialGPTConfig(condition_on_n_hits=True, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    last = model.energy_head[-1]
+    with torch.no_grad():  # every component: mean 0.5, width e^-7, in the model's units
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0] * 3 + [0.5] * 3 + [-7.0] * 3))
+    energy, asked = np.array([10.0, 90.0, 90.0]), np.array([100, 100, 900])
+    hits = generate_hits(model, energy, n_hits=asked, generator=torch.Generator().manual_seed(0))
+    expected = 0.5 + np.log(energy / 30.0) - np.log(asked / 500.0)  # log(E_hit) - log(E_inc / n) is what it learns
+    for row in range(3):
+        np.testing.assert_allclose(hits.log_energy[row, : asked[row]], expected[row], atol=0.01)
 
 
 def test_hit_count_model_recovers_a_known_log_normal():

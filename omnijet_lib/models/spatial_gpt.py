@@ -27,7 +27,12 @@ Number of hits.  With ``condition_on_n_hits`` the model is told how many hits th
 shower has, and each position also gets the fraction ``i / n`` of them already
 placed: without it the model must count its own hits through attention, which a
 small model does badly -- it stops early and, in energy order, lets the energies
-drift.  Such a model generates exactly the hits asked for (STOP is never drawn).
+drift.  Such a model generates exactly the hits asked for (STOP is never drawn),
+and reads and predicts a hit's energy relative to the mean it would have if the
+incident energy were shared evenly, ``log(E_hit / (E_inc / n))`` (as calorimeter
+flows normalise by the incident energy): the simulator's sampling fraction is
+nearly constant, so this leaves the model a distribution that hardly moves with
+E_inc, and the energy scale -- what the energy sum measures -- comes with the condition.
 When only an energy is asked for, the number of hits is drawn from
 :class:`HitCountModel`, a log-normal fitted to the training showers at their
 incident energies and stored with the model -- as shower-size models do in point-
@@ -184,12 +189,6 @@ def condition_features(incident_energy, n_hits=None, *, config: SpatialGPTConfig
     return np.stack(columns, axis=1).astype(np.float32)
 
 
-def placed_fraction(length: int, n_hits: Tensor) -> Tensor:
-    """(B, length) fraction of each shower's ``n_hits`` (B,) placed before positions 0..length-1."""
-    placed = torch.arange(length, device=n_hits.device, dtype=torch.float32)
-    return placed / n_hits.to(torch.float32).clamp(min=1).unsqueeze(1)
-
-
 # ----------------------------------------------------------------------------- the number of hits
 
 
@@ -327,15 +326,35 @@ class SpatialGPT(nn.Module):
 
     def hidden_states(self, voxels: Tensor, log_energy: Tensor, condition: Tensor, cache: KVCache | None = None):
         """START and hits 1..L -> (B, L + 1, D): position i predicts hit i + 1, or STOP after the last."""
-        cond = self.condition_in(condition)[:, None]  # (B, 1, D)
-        x = torch.cat([self.start + cond, self.embed_hits(voxels, log_energy) + cond], dim=1)
-        if self.config.condition_on_n_hits:
-            x = x + self.placed_in(placed_fraction(x.shape[1], self.asked_hits(condition)).unsqueeze(-1))
+        x = torch.cat([self.start_input(condition), self.hit_inputs(voxels, log_energy, condition, first=1)], dim=1)
         return run_blocks(self.blocks, x, cache, max_length=self.config.blocks.max_length)
+
+    def start_input(self, condition: Tensor) -> Tensor:
+        """(B, 1, D): position 0, which carries the condition."""
+        x = self.start + self.condition_in(condition)
+        if self.config.condition_on_n_hits:
+            x = x + self.placed_in(torch.zeros_like(condition[:, :1]))  # none placed yet
+        return x[:, None]
+
+    def hit_inputs(self, voxels: Tensor, log_energy: Tensor, condition: Tensor, *, first: int) -> Tensor:
+        """Hits (B, T, 3), (B, T) at positions first..first + T - 1 -> (B, T, D), the condition added."""
+        energy = log_energy - self.energy_offset(condition)[:, None]
+        x = self.embed_hits(voxels, energy) + self.condition_in(condition)[:, None]
+        if self.config.condition_on_n_hits:
+            placed = torch.arange(first, first + voxels.shape[1], device=voxels.device, dtype=torch.float32)
+            fraction = placed / self.asked_hits(condition).to(torch.float32).clamp(min=1)[:, None]  # (B, T)
+            x = x + self.placed_in(fraction.unsqueeze(-1))
+        return x
 
     def asked_hits(self, condition: Tensor) -> Tensor:
         """(B,) the number of hits asked for, back from the condition features."""
         return torch.round(torch.exp(condition[:, 1].double()) * REFERENCE_N_HITS)
+
+    def energy_offset(self, condition: Tensor) -> Tensor:
+        """(B,) what the model's log hit energy is relative to: log((E_inc / n) / (30 GeV / 500)), or 0."""
+        if not self.config.condition_on_n_hits:
+            return torch.zeros_like(condition[:, 0])
+        return condition[:, 0] - condition[:, 1]
 
     def voxel_condition(self, hidden: Tensor, voxels: Tensor) -> Tensor:
         """The energy head's input: the hidden state plus the (chosen or true) voxel's embedding."""
@@ -346,9 +365,16 @@ class SpatialGPT(nn.Module):
 
     @torch.no_grad()
     def sample_hit(
-        self, hidden: Tensor, *, temperature: float, energy_temperature: float, generator, allow_stop: bool = True
+        self,
+        hidden: Tensor,
+        condition: Tensor,
+        *,
+        temperature: float,
+        energy_temperature: float,
+        generator,
+        allow_stop: bool = True,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """From hidden states (B, D): voxels (B, 3), log energies (B,), and which rows drew STOP (B,)."""
+        """From hidden states (B, D) and conditions (B, C): voxels (B, 3), log energies (B,), rows that drew STOP (B,)."""
         if self.config.tokenization == "joint":
             logits = self.voxel_head(hidden)
             if not allow_stop:
@@ -370,6 +396,7 @@ class SpatialGPT(nn.Module):
             voxels = torch.stack([x, y, z], dim=-1)
         raw = self.energy_head(self.voxel_condition(hidden, voxels))
         log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator)
+        log_energy = log_energy + self.energy_offset(condition)
         return voxels, log_energy.clamp(*self.config.log_energy_range), stop
 
 
@@ -411,7 +438,8 @@ def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
         h = h + model.axis_out[1](target[:, 0])
         ce_y, correct_y = chunked_cross_entropy(model.y_head, h, target[:, 1])
         ce, n_class = ce + ce_x + ce_y, len(target) + len(stop)  # summed over the axes, per hit
-    nll = mixture_nll(model.energy_head(model.voxel_condition(hit_hidden, target)), log_energy[mask]).sum()
+    energy = (log_energy - model.energy_offset(condition)[:, None])[mask]  # in the model's units
+    nll = mixture_nll(model.energy_head(model.voxel_condition(hit_hidden, target)), energy).sum()
     n_targets = len(target) + len(stop)
     voxel_loss, energy_loss = ce / n_targets, nll / max(1, len(target))
     return StepOutput(
@@ -504,8 +532,7 @@ def generate_hits(
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
     batch = len(incident)
-    condition = torch.as_tensor(condition_features(incident, n_hits, config=config), device=device)
-    cond = model.condition_in(condition)  # (B, D)
+    condition = torch.as_tensor(condition_features(incident, n_hits, config=config), device=device)  # (B, C)
     if config.condition_on_n_hits:
         asked = model.asked_hits(condition).long()  # (B,) per output row
         if asked.max() > max_hits:
@@ -517,14 +544,11 @@ def generate_hits(
     length = torch.zeros(batch, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
-    first = model.start + cond
-    if config.condition_on_n_hits:
-        first = first + model.placed_in(torch.zeros((batch, 1), device=device))  # START: none placed yet
-    hidden = run_blocks(model.blocks, first[:, None], cache, max_length=max_hits + 1)[:, -1]
+    hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
     for position in range(max_hits):
         live_rows = live.nonzero().squeeze(1)
         vox, energy, stop = model.sample_hit(
-            hidden[live_rows], temperature=temperature, energy_temperature=energy_temperature,
+            hidden[live_rows], condition[live_rows], temperature=temperature, energy_temperature=energy_temperature,
             generator=generator, allow_stop=not config.condition_on_n_hits,
         )  # fmt: skip
         kept = live_rows[~stop]
@@ -542,18 +566,15 @@ def generate_hits(
         if (~live).sum() >= COMPACT_FRACTION * cache.batch_size:
             keep = live.nonzero().squeeze(1)
             cache.keep(keep)
-            rows, live, step_vox, step_energy, cond = (
+            rows, live, step_vox, step_energy, condition = (
                 rows[keep],
                 live[keep],
                 step_vox[keep],
                 step_energy[keep],
-                cond[keep],
+                condition[keep],
             )
-        step = model.embed_hits(step_vox, step_energy) + cond
-        if config.condition_on_n_hits:  # this hit is number position + 1 of the asked
-            placed = (position + 1) / asked[rows].to(torch.float32).clamp(min=1)
-            step = step + model.placed_in(placed[:, None])
-        hidden = run_blocks(model.blocks, step[:, None], cache, max_length=max_hits + 1)[:, -1]
+        step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
+        hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
     width = max(1, int(length.max()))
     return HitSequences(
