@@ -205,7 +205,11 @@ def test_tiny_run_trains_saves_and_generates(showers, tmp_path):
     assert result.history[-1]["val_loss"] < result.history[0]["train_loss"]  # it learns
     loaded = load_spatial_gpt(result.best_checkpoint)
     assert loaded.config == config
+    trained = hits.log_energy[hits.mask]
+    np.testing.assert_allclose(loaded.trained_energy_range.numpy(), [trained.min(), trained.max()])
     generated = generate_hits(loaded, [15.0, 15.0], max_hits=50, generator=torch.Generator().manual_seed(0))
+    sampled = generated.log_energy[generated.mask]  # never outside the training hits' range
+    assert trained.min() - 1e-6 <= sampled.min() and sampled.max() <= trained.max() + 1e-6
     gen_showers = showers_from_hits(generated)
     assert len(gen_showers) == 2 and np.all(gen_showers.incident_energy == 15.0)
     with pytest.raises(ValueError, match="not a direct-spatial-token checkpoint"):

@@ -77,8 +77,9 @@ class SpatialGPTConfig:
     max_hits: int = 1700
     condition_on_n_hits: bool = False  # also condition on the number of hits asked for
     log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
-    # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift): a
-    # Gaussian's tail would otherwise, now and then, put a TeV into one cell of a 10 GeV shower.
+    # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift), and
+    # inside the range of the training hits in the model's units (see SpatialGPT.trained_energy_range): a
+    # Gaussian's tail would otherwise, now and then, put a GeV into one cell of a 10 GeV shower.
     log_energy_range: tuple[float, float] = (-5.9, 7.9)
 
     def __post_init__(self):
@@ -297,6 +298,10 @@ class SpatialGPT(nn.Module):
             self.register_buffer("hit_count_coefficients", torch.zeros(2 * (HIT_COUNT_DEGREE + 1), dtype=torch.float64))
         self.blocks = nn.ModuleList(Block(config.blocks, i) for i in range(config.n_blocks))
         self.energy_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 3 * config.n_components))
+        # Lowest and highest log energy of the training hits, in the model's units (see energy_offset): sampled
+        # energies stay inside.  A few draws from a wide component's tail beyond every training hit would
+        # otherwise carry much of a shower's energy sum.  Unbounded until fit_spatial_gpt sets it.
+        self.register_buffer("trained_energy_range", torch.tensor([-math.inf, math.inf]))
 
     @property
     def stop_class(self) -> int:
@@ -396,7 +401,7 @@ class SpatialGPT(nn.Module):
             voxels = torch.stack([x, y, z], dim=-1)
         raw = self.energy_head(self.voxel_condition(hidden, voxels))
         log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator)
-        log_energy = log_energy + self.energy_offset(condition)
+        log_energy = log_energy.clamp(*self.trained_energy_range) + self.energy_offset(condition)
         return voxels, log_energy.clamp(*self.config.log_energy_range), stop
 
 
@@ -484,6 +489,10 @@ def fit_spatial_gpt(
     if config.condition_on_n_hits:  # for generation at an asked energy alone
         model.set_hit_count_model(HitCountModel.fit(train_hits.incident_energy, train_hits.n_hits))
     train_data, val_data = _tensors(train_hits, config), _tensors(val_hits, config)
+    _, log_energy, mask, condition = train_data
+    with torch.no_grad():
+        energy = (log_energy - model.energy_offset(condition)[:, None])[mask]
+        model.trained_energy_range.copy_(torch.stack([energy.min(), energy.max()]))
     order = val_data[2].sum(dim=1).argsort(stable=True)  # validation batches of similar lengths
     val_data = tuple(t[order] for t in val_data)
     result = train(
