@@ -77,7 +77,7 @@ variants = ["per_axis/layer", "per_axis/energy"]
 n_components = 4  # Gaussians in the energy head (REFERENCE §3: ~4)
 # Also condition on the number of hits: the model then places exactly the hits asked for, knowing how
 # far along it is, and a log-normal fitted to the training showers draws that number for an energy.
-condition_on_n_hits = False
+condition_on_n_hits = True  # False: the paper's model, which ends showers with its STOP class
 embed_dim = 64  # (a GPU node: 256, as the paper's GPT)
 n_heads = 4  # (8)
 n_blocks = 3  # (3)
