@@ -156,7 +156,8 @@ generated, speed, n_empty = {}, {}, {}
 for variant, model in models.items():
     start = time.perf_counter()
     generated[variant], kept = generate_showers(
-        model, test.incident_energy, batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature, seed=seed,
+        model, test.incident_energy, batch_size=generation_batch_size, temperature=temperature,
+        energy_temperature=energy_temperature, seed=seed,
     )  # fmt: skip
     speed[variant] = (time.perf_counter() - start) / len(test)
     n_empty[variant] = len(test) - len(kept)  # showers that stopped before their first hit
@@ -227,8 +228,8 @@ slices = []
 for i, e in enumerate(slice_energies):
     simulated = simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)
     asked, _ = generate_showers(
-        models[main], np.full(n_per_slice, e), batch_size=generation_batch_size, temperature=temperature, energy_temperature=energy_temperature,
-        seed=seed + 100 + i, progress=False,
+        models[main], np.full(n_per_slice, e), batch_size=generation_batch_size, temperature=temperature,
+        energy_temperature=energy_temperature, seed=seed + 100 + i, progress=False,
     )  # fmt: skip
     row = {"incident_energy": e}
     for observable, fn in (("energy_sum", energy_sum), ("n_hits", n_hits)):
