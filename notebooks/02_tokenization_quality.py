@@ -66,6 +66,10 @@ mlp_layers = 3  # unconditional VQ-VAE hidden layers (paper: 3)
 epochs = 12  # VQ-VAE epochs (the paper trains far longer on 10^7 jets; use a GPU for that)
 batch_size = 64
 learning_rate = 1e-3
+lr_schedule = "cosine"  # "constant" or "cosine" (falls to 0 over the epochs)
+# The epoch kept: by reconstruction MSE. The whole validation loss (MSE + commitment) picks an early epoch,
+# as the commitment term grows while the reconstruction still improves.
+best_by = "mse"  # or "loss"
 device = "auto"  # cpu, cuda, mps or auto
 classifiers = ["deepsets", "transformer"]  # lost-information test; [] skips it
 classifier_epochs = 8
@@ -95,11 +99,14 @@ print({s: len(i) for s, i in split.items()}, "jets;", f"{data.mask.sum(1).mean()
 # %% [markdown]
 # ## Train the tokenizers
 # A binned tokenizer only fits its grid to the training data; a VQ-VAE trains with
-# the project's loop (best epoch by validation loss; an interrupted run resumes).
+# the project's loop (best epoch by validation `best_by`; an interrupted run resumes).
 
 # %%
 vqvae = VQVAEConfig(hidden_dim=hidden_dim, n_heads=n_heads, quantizer=QuantizerConfig())
-training = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device)
+training = TrainingConfig(
+    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, best_by=best_by,
+    seed=seed, device=device,
+)  # fmt: skip
 trained, seconds = {}, {}
 for spec in tokenizers:
     start = time.perf_counter()
@@ -191,6 +198,9 @@ metrics = {
     "budget": {
         "epochs": epochs,
         "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "lr_schedule": lr_schedule,
+        "best_by": best_by,
         "hidden_dim": hidden_dim,
         "n_blocks": n_blocks,
         "device": str(device),

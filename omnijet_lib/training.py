@@ -89,6 +89,9 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 10  # passes over the training data; may be raised when resuming
@@ -98,8 +101,14 @@ class TrainingConfig:
     seed: int = 0  # seeds torch's RNG at the start and the batch order of every epoch
     device: str = "auto"  # "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", "mps"; may change when resuming
     checkpoint_every: int = 200  # optimizer steps between mid-epoch checkpoints; may change when resuming
-    patience: int | None = None  # early stopping: epochs without a better validation loss; None trains all epochs
+    patience: int | None = None  # early stopping: epochs without a better validation best_by; None trains all epochs
     max_grad_norm: float | None = None  # clip the global gradient norm to this; None does not clip
+    # The validation number that picks best.pt and drives early stopping, smaller is better: "loss", or a
+    # metric of the loss function (e.g. a VQ-VAE's "mse", when a growing commitment term hides the reconstruction).
+    best_by: str = "loss"
+    # "constant", or "cosine": the learning rate falls from learning_rate to 0 over the run (half a cosine),
+    # set from the run's progress alone, so a resumed run follows it exactly. Raising epochs stretches the rest.
+    lr_schedule: str = "constant"
 
     def __post_init__(self):
         rules = [
@@ -111,6 +120,8 @@ class TrainingConfig:
             ("checkpoint_every", _is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "an integer >= 1"),
             ("patience", self.patience is None or (_is_int(self.patience) and self.patience >= 1), "None or >= 1"),
             ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "None or > 0"),
+            ("best_by", isinstance(self.best_by, str) and bool(self.best_by), "a validation metric's name"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
         ]
         bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, ok, rule in rules if not ok]
         if bad:
@@ -134,7 +145,7 @@ LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], StepOutput]
 class TrainingResult:
     history: list[dict]  # one dict per finished epoch: epoch, train_loss, val_loss, <metrics>, seconds, ...
     best_epoch: int  # index into history
-    best_val_loss: float
+    best_val_loss: float  # the best epoch's validation value of TrainingConfig.best_by ("loss" by default)
     best_checkpoint: Path  # run_dir / "best.pt"
     last_checkpoint: Path  # run_dir / "last.pt"
 
@@ -221,7 +232,7 @@ CHECKPOINT_KEYS = (
     "epoch",  # the epoch in progress, from 0 (== finished epochs when step_in_epoch is 0)
     "step_in_epoch",  # batches of that epoch already trained on
     "global_step",  # optimizer steps since the start of the run
-    "best_val_loss",
+    "best_val_loss",  # of TrainingConfig.best_by
     "best_epoch",  # -1 before the first epoch has finished
     "stopped_early",  # early stopping triggered: the run is over whatever `epochs` says
     "history",  # one dict per finished epoch
@@ -429,6 +440,13 @@ def _validate(
     return {name: sums[name] / weights[name] for name in sums}
 
 
+def _set_cosine_lr(optimizer: torch.optim.Optimizer, progress: float) -> None:
+    """Each group's learning rate at ``progress`` (0..1) of the run: half a cosine from its initial value to 0."""
+    factor = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    for group in optimizer.param_groups:
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+
 def _epoch_record(
     epoch: int, state: _RunState, val: dict, extra: dict, lr: float, seconds: float
 ) -> dict[str, float | int]:
@@ -576,6 +594,11 @@ def _train_epochs(
                             f"(global step {state.global_step}); this step was not taken or saved"
                         )
                         raise FloatingPointError(msg)
+                    if config.best_by not in ("loss", *metrics):
+                        msg = f"best_by={config.best_by!r} is not a validation number: use 'loss' or one of {sorted(metrics)}"
+                        raise ValueError(msg)
+                    if config.lr_schedule == "cosine":
+                        _set_cosine_lr(optimizer, (epoch + state.step_in_epoch / len(batches)) / config.epochs)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.max_grad_norm is not None:
@@ -610,13 +633,14 @@ def _train_epochs(
                 record = _epoch_record(epoch, state, val, extra, lr, time.perf_counter() - started)
                 bar.set_postfix(train_loss=f"{record['train_loss']:.4g}", val_loss=f"{val['loss']:.4g}")
 
-            improved = val["loss"] < state.best_val_loss
+            score = val[config.best_by]
+            improved = score < state.best_val_loss
             best_epoch = epoch if improved else state.best_epoch
             finished = replace(
                 state,
                 epoch=epoch + 1,
                 step_in_epoch=0,
-                best_val_loss=val["loss"] if improved else state.best_val_loss,
+                best_val_loss=score if improved else state.best_val_loss,
                 best_epoch=best_epoch,
                 stopped_early=config.patience is not None and epoch - best_epoch >= config.patience,
                 history=[*state.history, record],
@@ -634,7 +658,7 @@ def _train_epochs(
             _write_json(state.history, run_dir / "history.json")
             if state.stopped_early:
                 if progress:
-                    print(f"early stopping: no better validation loss for {config.patience} epochs")
+                    print(f"early stopping: no better validation {config.best_by} for {config.patience} epochs")
                 break
     except KeyboardInterrupt:
         if not dirty:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -238,9 +239,35 @@ def test_early_stopping(tmp_path):
     assert again.history == stopped.history
 
 
+def test_best_epoch_by_a_chosen_metric(tmp_path):
+    result = run(tmp_path, config(epochs=6, best_by="mae"))[1]
+    maes = [r["val_mae"] for r in result.history]
+    assert result.best_epoch == maes.index(min(maes)) and result.best_val_loss == min(maes)
+    assert load_checkpoint(result.best_checkpoint)["best_epoch"] == result.best_epoch
+
+
+def test_cosine_schedule_falls_to_zero_and_resumes_exactly(tmp_path):
+    cfg = config(lr_schedule="cosine")
+    reference = run(tmp_path / "reference", cfg)
+    lrs = [r["lr"] for r in reference[1].history]  # the rate of each epoch's last step
+    steps = 3 * N_BATCHES
+    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * (k * N_BATCHES - 1) / steps)) for k in (1, 2, 3)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[0] > lrs[1] > lrs[2] > 0
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed", cfg, on_step=stop_at(7))
+    assert_same_run(run(tmp_path / "resumed", cfg), reference)
+    with pytest.raises(ValueError, match="another training config"):
+        run(tmp_path / "resumed", config())  # the constant-rate run would compute something else
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="epochs=0"):
         TrainingConfig(epochs=0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainingConfig(lr_schedule="linear")
+    with pytest.raises(ValueError, match="best_by='accuracy'.*'mae'"):
+        train(TinyMLP(), TRAIN, VAL, mse, config(best_by="accuracy"), tmp_path / "bad", progress=False)
     with pytest.raises(ValueError, match="patience"):
         TrainingConfig(patience=0)
     with pytest.raises(ValueError, match="train_data must be a tuple"):
