@@ -15,6 +15,7 @@ from omnijet_lib.models.spatial_gpt import (
     HitSequences,
     SpatialGPT,
     SpatialGPTConfig,
+    check_order,
     condition_features,
     fit_spatial_gpt,
     generate_hits,
@@ -56,6 +57,76 @@ def test_sampling_a_known_mixture():
     assert sharp[sharp >= 0].std() == pytest.approx(0.1, rel=0.03)  # temperature scales the widths
     with pytest.raises(ValueError, match="temperature"):
         sample_mixture(raw[None], temperature=0.0)
+
+
+def normal_cdf(x):
+    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def test_a_bounded_mixture_is_the_mixture_cut_and_renormalised():
+    weights, means, sigmas = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 2.0]), np.array([0.3, 1.0, 0.1])
+    raw = torch.tensor(
+        np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float64, requires_grad=True
+    )
+    y, upper = np.array([-1.2, 0.0, 1.95, -30.0]), np.array([0.0, 0.5, np.inf, -20.0])
+    density = (weights * np.exp(-0.5 * ((y[:, None] - means) / sigmas) ** 2) / (sigmas * math.sqrt(2 * math.pi))).sum(1)
+    below = (weights * normal_cdf((np.where(np.isinf(upper), 50.0, upper)[:, None] - means) / sigmas)).sum(1)
+    nll = mixture_nll(raw.expand(len(y), -1), torch.tensor(y), upper=torch.tensor(upper))
+    # the last row lies 29 widths below the mean of its nearest Gaussian: only logs keep it finite
+    np.testing.assert_allclose(nll[:3].detach().numpy(), -np.log(density[:3] / below[:3]), rtol=1e-10)
+    assert torch.isfinite(nll[3])
+    nll.sum().backward()  # rows without a bound (+inf) leave the gradient finite
+    assert torch.isfinite(raw.grad).all()
+
+
+def test_sampling_a_bounded_mixture():
+    weights, means, sigmas = np.array([0.25, 0.75]), np.array([-3.0, 2.0]), np.array([0.5, 0.2])
+    raw = torch.tensor(np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float32)
+    n, upper = 40_000, 2.0  # the bound cuts the second Gaussian at its mean
+    draws = sample_mixture(raw.expand(n, -1), upper=torch.full((n,), upper), generator=torch.Generator().manual_seed(0))
+    draws = draws.numpy()
+    assert draws.max() <= upper
+    low, high = draws[draws < 0], draws[draws >= 0]
+    assert len(low) / n == pytest.approx(0.25 / (0.25 + 0.75 * 0.5), abs=0.01)  # weight times mass below
+    assert high.mean() == pytest.approx(2.0 - 0.2 * math.sqrt(2 / math.pi), abs=0.005)  # a half-normal's mean
+    assert low.std() == pytest.approx(0.5, rel=0.03)  # the first is hardly cut
+    far = sample_mixture(raw[None].expand(10, -1), upper=torch.full((10,), -40.0), generator=torch.Generator())
+    assert torch.isfinite(far).all() and far.max() <= -40.0  # a bound far in the tail still gives draws below it
+
+
+@pytest.mark.parametrize("order", ["energy", "layer"])
+def test_a_bounded_model_keeps_its_order_while_generating(showers, order):
+    config = SpatialGPTConfig(condition_on_n_hits=True, order=order, bounded_by_previous=True, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    with torch.no_grad():  # one wide component, so that an unbounded draw would often rise
+        model.energy_head[-1].weight.zero_()
+        model.energy_head[-1].bias.copy_(torch.tensor([0.0] * 3 + [0.0] * 3 + [1.0] * 3))
+
+    def rises_where_bounded(hits):  # (N, L - 1): a hit above its predecessor where the order forbids it
+        rising = hits.log_energy[:, 1:] > hits.log_energy[:, :-1]
+        same_layer = hits.voxels[:, 1:, 2] == hits.voxels[:, :-1, 2]
+        return rising & hits.mask[:, 1:] & (same_layer if order == "layer" else True)
+
+    hits = generate_hits(model, [20.0, 80.0], n_hits=[60, 60], generator=torch.Generator().manual_seed(0))
+    assert not rises_where_bounded(hits).any()
+    if order == "energy":
+        check_order(hits, order)
+    else:  # the layer only falls after training; a new layer's first hit may exceed the one before
+        assert (hits.log_energy[:, 1:] > hits.log_energy[:, :-1]).any()
+    unbounded = SpatialGPT(SpatialGPTConfig(condition_on_n_hits=True, order=order, **TINY)).eval()
+    unbounded.load_state_dict(model.state_dict())
+    free = generate_hits(unbounded, [20.0, 80.0], n_hits=[60, 60], generator=torch.Generator().manual_seed(0))
+    assert rises_where_bounded(free).any()
+
+
+def test_training_hits_must_be_in_the_configured_order(showers, tmp_path):
+    config = SpatialGPTConfig(order="energy", **TINY)
+    hits = hit_sequences(showers[:8], order="layer")
+    with pytest.raises(BadDataError, match="train showers are not ordered by energy"):
+        fit_spatial_gpt(config, hits, hits, TrainingConfig(epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="order must be one of"):
+        SpatialGPTConfig(order="radius")
 
 
 @pytest.mark.parametrize("order", ["energy", "layer"])
@@ -237,7 +308,7 @@ def test_showers_stopped_before_their_first_hit_are_left_out():
 def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(showers, tmp_path):
     from omnijet_lib.models.spatial_gpt import generate_showers
 
-    config = SpatialGPTConfig(condition_on_n_hits=True, **TINY)
+    config = SpatialGPTConfig(condition_on_n_hits=True, order="layer", **TINY)
     hits = hit_sequences(showers, order="layer")
     training = TrainingConfig(epochs=1, batch_size=8, seed=0)
     _, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)

@@ -76,6 +76,11 @@ class SpatialGPTConfig:
     ffn_dim: int = 1024
     max_hits: int = 1700
     condition_on_n_hits: bool = False  # also condition on the number of hits asked for
+    order: str = "energy"  # how the training hits are ordered (see ORDERS): by falling energy, or by layer
+    # Cut the energy density at the previous hit's energy wherever the order makes that an upper bound (every
+    # hit after the first in energy order; a hit in the same layer as the previous one in layer order), in
+    # training and sampling: the model then never spends probability on energies its order forbids.
+    bounded_by_previous: bool = False
     log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
     # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift), and
     # inside the range of the training hits in the model's units (see SpatialGPT.trained_energy_range): a
@@ -85,6 +90,9 @@ class SpatialGPTConfig:
     def __post_init__(self):
         if self.tokenization not in TOKENIZATIONS:
             msg = f"tokenization must be one of {TOKENIZATIONS}, got {self.tokenization!r}"
+            raise ValueError(msg)
+        if self.order not in ORDERS:
+            msg = f"order must be one of {ORDERS}, got {self.order!r}"
             raise ValueError(msg)
         if self.n_components < 1:
             msg = f"n_components must be >= 1, got {self.n_components}"
@@ -162,6 +170,20 @@ def hit_sequences(
     return HitSequences(voxels, log_energy, mask, showers.incident_energy.astype(np.float32))
 
 
+def check_order(hits: HitSequences, order: str, *, source: str = "hits") -> None:
+    """Raise :class:`BadDataError` unless ``hits`` are in ``order`` (as :func:`hit_sequences` makes them)."""
+    both = hits.mask[:, 1:]  # a hit and its predecessor
+    falling = hits.log_energy[:, 1:] <= hits.log_energy[:, :-1]
+    if order == "energy":
+        ok = falling | ~both
+    else:
+        z = hits.voxels[..., 2]
+        ok = (z[:, 1:] > z[:, :-1]) | ((z[:, 1:] == z[:, :-1]) & falling) | ~both
+    if not ok.all():
+        msg = f"{source} are not ordered by {order}: make them with hit_sequences(showers, order={order!r})"
+        raise BadDataError(msg)
+
+
 def showers_from_hits(hits: HitSequences, *, log_energy_shift: float = 1.0) -> Showers:
     """The inverse of :func:`hit_sequences` (hits stay in sequence order)."""
     energy = np.where(hits.mask, np.exp(hits.log_energy.astype(np.float64) - log_energy_shift), 0.0)
@@ -236,27 +258,56 @@ def mixture_parameters(raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return logits.log_softmax(dim=-1), mean, log_sigma.clamp(*LOG_SIGMA_RANGE)
 
 
-def mixture_nll(raw: Tensor, y: Tensor) -> Tensor:
-    """Negative log-likelihood of ``y`` (...) under the mixture given by ``raw`` (..., 3K)."""
+def _log_cdf_below(upper: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
+    """(..., K) log P(y <= upper) of each component; 0 where ``upper`` (...) is +inf (no bound)."""
+    bounded = torch.isfinite(upper).unsqueeze(-1)
+    z = (torch.where(torch.isfinite(upper), upper, 0.0).unsqueeze(-1) - mean) * torch.exp(-log_sigma)
+    return torch.where(bounded, torch.special.log_ndtr(z), 0.0)  # no inf * 0 in the gradient where unbounded
+
+
+def mixture_nll(raw: Tensor, y: Tensor, upper: Tensor | None = None) -> Tensor:
+    """Negative log-likelihood of ``y`` (...) under the mixture given by ``raw`` (..., 3K).
+
+    With ``upper`` (..., +inf where unbounded) the mixture is cut there and renormalised:
+    the density of y given y <= upper.
+    """
     log_weight, mean, log_sigma = mixture_parameters(raw)
     z = (y.unsqueeze(-1) - mean) * torch.exp(-log_sigma)
     log_normal = -0.5 * z.square() - log_sigma - 0.5 * math.log(2 * math.pi)
-    return -torch.logsumexp(log_weight + log_normal, dim=-1)
+    nll = -torch.logsumexp(log_weight + log_normal, dim=-1)
+    if upper is not None:
+        nll = nll + torch.logsumexp(log_weight + _log_cdf_below(upper, mean, log_sigma), dim=-1)
+    return nll
 
 
-def sample_mixture(raw: Tensor, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+def sample_mixture(
+    raw: Tensor, *, temperature: float = 1.0, generator: torch.Generator | None = None, upper: Tensor | None = None
+) -> Tensor:
     """One value per row of ``raw`` (B, 3K): a component by its weight, then a Gaussian draw.
 
-    ``temperature`` scales the widths (1: the learned density; < 1 sharper).
+    ``temperature`` scales the widths (1: the learned density; < 1 sharper).  With
+    ``upper`` (B,), +inf where unbounded, the draw comes from the mixture cut there:
+    a component by its weight times its mass below, then its Gaussian cut there
+    (by the inverse CDF, in float64 where the device has it, so that far tails stay finite).
     """
     if temperature <= 0:
         msg = f"energy temperature must be > 0, got {temperature}"
         raise ValueError(msg)
-    log_weight, mean, log_sigma = mixture_parameters(raw.float())
-    component = sample_categorical(log_weight, generator=generator)[:, None]
-    noise = torch.randn(len(raw), generator=generator, device=raw.device)
-    sigma = torch.exp(log_sigma.gather(1, component).squeeze(1))
-    return mean.gather(1, component).squeeze(1) + temperature * sigma * noise
+    dtype = torch.float32 if raw.device.type == "mps" else torch.float64  # MPS has no float64
+    log_weight, mean, log_sigma = mixture_parameters(raw.to(dtype))
+    log_sigma = log_sigma + math.log(temperature)
+    if upper is None:
+        upper = torch.full((len(raw),), math.inf, device=raw.device)
+    upper = upper.to(dtype)
+    log_below = _log_cdf_below(upper, mean, log_sigma)  # (B, K)
+    component = sample_categorical(log_weight + log_below, generator=generator)[:, None]
+    mean, sigma = mean.gather(1, component).squeeze(1), torch.exp(log_sigma.gather(1, component).squeeze(1))
+    u = torch.rand(len(raw), generator=generator, device=raw.device, dtype=dtype)
+    # A uniform draw below the component's CDF at the bound, mapped back: exactly the cut Gaussian.
+    y = mean + sigma * torch.special.ndtri(u * torch.exp(log_below.gather(1, component).squeeze(1)))
+    # u * CDF = 0 (a CDF that underflowed, far below the mean): the cut Gaussian sits at its bound.
+    y = torch.where(torch.isfinite(y), y, torch.where(torch.isfinite(upper), upper, mean))
+    return torch.minimum(y, upper).float()
 
 
 # ----------------------------------------------------------------------------- the model
@@ -378,8 +429,13 @@ class SpatialGPT(nn.Module):
         energy_temperature: float,
         generator,
         allow_stop: bool = True,
+        previous: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """From hidden states (B, D) and conditions (B, C): voxels (B, 3), log energies (B,), rows that drew STOP (B,)."""
+        """From hidden states (B, D) and conditions (B, C): voxels (B, 3), log energies (B,), rows that drew STOP (B,).
+
+        ``previous`` = the previous hit's layer (B,) and energy in the model's units (B,),
+        +inf before the first hit, for a model ``bounded_by_previous``.
+        """
         if self.config.tokenization == "joint":
             logits = self.voxel_head(hidden)
             if not allow_stop:
@@ -400,7 +456,8 @@ class SpatialGPT(nn.Module):
             y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
             voxels = torch.stack([x, y, z], dim=-1)
         raw = self.energy_head(self.voxel_condition(hidden, voxels))
-        log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator)
+        upper = None if previous is None else upper_bounds(self.config, voxels[:, 2], *previous)
+        log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator, upper=upper)
         log_energy = log_energy.clamp(*self.trained_energy_range) + self.energy_offset(condition)
         return voxels, log_energy.clamp(*self.config.log_energy_range), stop
 
@@ -412,6 +469,20 @@ def flat_voxel(voxels: Tensor) -> Tensor:
 
 def unflat_voxel(index: Tensor) -> Tensor:
     return torch.stack([index // GRID_SIZE**2, index // GRID_SIZE % GRID_SIZE, index % GRID_SIZE], dim=-1)
+
+
+def upper_bounds(config: SpatialGPTConfig, layer: Tensor, previous_layer: Tensor, previous_energy: Tensor) -> Tensor:
+    """Each hit's upper energy bound (model units) from its predecessor: +inf where there is none.
+
+    ``previous_energy`` is +inf before the first hit.  Energy order: always the previous hit's
+    energy; layer order: only within the previous hit's layer.  +inf everywhere unless
+    ``config.bounded_by_previous``.
+    """
+    if not config.bounded_by_previous:
+        return torch.full_like(previous_energy, math.inf)
+    if config.order == "energy":
+        return previous_energy
+    return torch.where(layer == previous_layer, previous_energy, math.inf)
 
 
 def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
@@ -443,8 +514,12 @@ def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
         h = h + model.axis_out[1](target[:, 0])
         ce_y, correct_y = chunked_cross_entropy(model.y_head, h, target[:, 1])
         ce, n_class = ce + ce_x + ce_y, len(target) + len(stop)  # summed over the axes, per hit
-    energy = (log_energy - model.energy_offset(condition)[:, None])[mask]  # in the model's units
-    nll = mixture_nll(model.energy_head(model.voxel_condition(hit_hidden, target)), energy).sum()
+    energy = log_energy - model.energy_offset(condition)[:, None]  # in the model's units
+    previous_energy = torch.cat([torch.full_like(energy[:, :1], math.inf), energy[:, :-1]], dim=1)
+    previous_layer = torch.cat([torch.full_like(voxels[:, :1, 2], -1), voxels[:, :-1, 2]], dim=1)
+    upper = upper_bounds(model.config, voxels[..., 2], previous_layer, previous_energy)[mask]
+    raw = model.energy_head(model.voxel_condition(hit_hidden, target))
+    nll = mixture_nll(raw, energy[mask], upper=upper).sum()
     n_targets = len(target) + len(stop)
     voxel_loss, energy_loss = ce / n_targets, nll / max(1, len(target))
     return StepOutput(
@@ -484,6 +559,7 @@ def fit_spatial_gpt(
         if len(hits) == 0 or hits.voxels.shape[1] > config.max_hits:
             msg = f"{name} showers: need at least one, each of at most max_hits = {config.max_hits} hits"
             raise ValueError(msg)
+        check_order(hits, config.order, source=f"{name} showers")
     torch.manual_seed(training.seed)
     model = SpatialGPT(config)
     if config.condition_on_n_hits:  # for generation at an asked energy alone
@@ -551,6 +627,8 @@ def generate_hits(
     voxels = torch.zeros((batch, max_hits, 3), dtype=torch.long, device=device)
     log_energy = torch.zeros((batch, max_hits), dtype=torch.float32, device=device)
     length = torch.zeros(batch, dtype=torch.long, device=device)
+    previous_layer = torch.full((batch,), -1, dtype=torch.long, device=device)  # per cache row
+    previous_energy = torch.full((batch,), math.inf, device=device)  # in the model's units; none yet
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
     hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
@@ -559,7 +637,10 @@ def generate_hits(
         vox, energy, stop = model.sample_hit(
             hidden[live_rows], condition[live_rows], temperature=temperature, energy_temperature=energy_temperature,
             generator=generator, allow_stop=not config.condition_on_n_hits,
+            previous=(previous_layer[live_rows], previous_energy[live_rows]),
         )  # fmt: skip
+        previous_layer[live_rows] = vox[:, 2]
+        previous_energy[live_rows] = energy - model.energy_offset(condition[live_rows])
         kept = live_rows[~stop]
         voxels[rows[kept], position], log_energy[rows[kept], position] = vox[~stop], energy[~stop]
         length[rows[kept]] += 1
@@ -582,6 +663,7 @@ def generate_hits(
                 step_energy[keep],
                 condition[keep],
             )
+            previous_layer, previous_energy = previous_layer[keep], previous_energy[keep]
         step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
         hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
