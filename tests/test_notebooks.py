@@ -62,7 +62,7 @@ TINY = {
     },
     "07_direct_spatial_tokens": {
         "n_showers": 40,  # notebook 06's showers and models
-        "variants": ["per_axis/layer", "per_axis/energy"],  # an untrained joint head rarely stops: 1700 hits
+        "variants": ["per_axis/energy", "per_axis/layer"],  # an untrained joint head rarely stops: 1700 hits
         "embed_dim": 16,
         "n_heads": 2,
         "n_blocks": 1,
@@ -160,6 +160,7 @@ def _check_01_data(metrics):
 
 def _check_02_tokenization_quality(metrics):
     assert set(metrics["top_mass_sigma"]) == set(TINY_VQ)
+    assert (metrics["budget"]["best_by"], metrics["budget"]["lr_schedule"]) == ("mse", "cosine")
     assert all(sigma > 0 for sigma in metrics["top_mass_sigma"].values())
     assert metrics["codebook_size"] == {"binned-5": 125, "unconditional-32": 32, "conditional-32": 32}
     assert all(0 < u <= 1 for u in metrics["codebook_utilisation"].values())
@@ -233,13 +234,16 @@ def _check_07_direct_spatial_tokens(metrics):
     variants = ["per_axis/energy", "per_axis/layer"]
     assert set(metrics["models"]) == set(variants)
     assert all(metrics["models"][v]["n_components"] == 4 for v in variants)
+    assert all(metrics["models"][v]["order"] == v.partition("/")[2] for v in variants)  # each trained in its order
+    assert all(metrics["models"][v]["bounded_by_previous"] for v in variants)
     assert set(metrics["wasserstein"]) == {*variants, "vqvae"}
     assert all(set(w) == set(SHOWER_OBSERVABLES) for w in metrics["wasserstein"].values())
     assert set(metrics["seconds_per_shower"]) == {*variants, "vqvae"}
     assert all(s > 0 for s in metrics["seconds_per_shower"].values())
-    assert [r["incident_energy"] for r in metrics["energy_slices"]] == [10.0, 50.0, 90.0]
+    assert set(metrics["energy_slices"]) == set(variants)  # every direct model asked for fixed energies
+    assert all([r["incident_energy"] for r in rows] == [10.0, 50.0, 90.0] for rows in metrics["energy_slices"].values())
     generated = read_showers(metrics["generated_file"])
-    assert len(generated) == 8 - metrics["n_empty_dropped"]["per_axis/layer"]
+    assert len(generated) == 8 - metrics["n_empty_dropped"]["per_axis/energy"]  # the first variant's showers
     assert np.all(generated.incident_energy > 0)  # asked for the test showers' energies
     assert {"energy_slices.png", "hit_energy_spectrum_fine.png", "distribution_n_hits.png"} <= set(metrics["figures"])
 
