@@ -19,7 +19,8 @@
 # as classes (one joint class among 27 000 voxels, or per axis: layer, then x, then y)
 # and its log energy from a mixture of Gaussians, so no precision is lost to tokens.
 # Beyond the paper, the model is conditioned on the incident photon energy: it
-# generates showers for an energy the user asks for.
+# generates showers for an energy the user asks for; and the energy density can be cut
+# at the previous hit's energy wherever the hit order makes that an upper bound.
 #
 # Compared here on the same simulated test showers: the direct model(s), notebook 06's
 # VQ-VAE model and the simulator — observables with ratio panels and Wasserstein
@@ -90,7 +91,7 @@ epochs = 10  # about a minute each on a CPU core
 batch_size = 16  # (72)
 learning_rate = 1e-3
 temperature = 1.0  # of the voxel classes
-energy_temperature = 1.0  # of the energy mixture (scales its widths)
+energy_temperature = 1.0  # of the energy mixture (scales its widths); keep 1 for bounded heads (see the library)
 slice_energies = [10.0, 50.0, 90.0]  # incident energies [GeV] for the conditioning check
 n_per_slice = 100  # simulated and generated showers per slice energy
 generation_batch_size = 64

@@ -37,6 +37,17 @@ When only an energy is asked for, the number of hits is drawn from
 :class:`HitCountModel`, a log-normal fitted to the training showers at their
 incident energies and stored with the model -- as shower-size models do in point-
 cloud generators (e.g. CaloClouds).
+
+Bounded energies.  The order bounds each energy by its predecessor's: every hit in
+energy order, a hit in the same layer in layer order.  With ``bounded_by_previous``
+the mixture is cut at that bound and renormalised, in the likelihood and in sampling,
+so no probability goes to energies the order forbids.  Unbounded, a small model
+spends a wide component on them: its draws then run past the hottest cells now and
+then, and in layer order the first hit of a layer is predicted about as cold as the
+last hit of the layer before.  A price while generating: each draw bounds the next,
+so a draw too low is never made up for, and the errors of a bounded model drift
+downwards.  An energy temperature below 1 narrows every cut Gaussian towards its
+bound, so the energies then fall too slowly instead.
 """
 
 from __future__ import annotations
