@@ -255,7 +255,10 @@ for variant, model in models.items():
               f"{r['n_hits_simulated_mean']:>10.0f}{r['n_hits_generated_mean']:>10.0f}{r['n_hits_mean_ratio']:>8.3f}")  # fmt: skip
 
 fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
-for ax, observable, label in ((axes[0], "energy_sum", "visible energy sum [MeV]"), (axes[1], "n_hits", "hits")):
+for ax, observable, label in (
+    (axes[0], "energy_sum", "visible energy sum [MeV]"),
+    (axes[1], "n_hits", "hits above 0.1 MeV"),
+):
     rows = slices[main]
     ax.errorbar(slice_energies, [r[f"{observable}_simulated_mean"] for r in rows],
                 yerr=[r[f"{observable}_simulated_std"] for r in rows], fmt="o", capsize=4, label="simulated")  # fmt: skip
