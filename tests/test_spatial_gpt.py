@@ -120,6 +120,18 @@ def test_a_bounded_model_keeps_its_order_while_generating(showers, order):
     assert rises_where_bounded(free).any()
 
 
+def test_a_bounded_head_places_its_means_below_the_previous_hit():
+    config = SpatialGPTConfig(condition_on_n_hits=True, order="energy", bounded_by_previous=True, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    with torch.no_grad():  # every component: 0.01 below the bound, width e^-7
+        model.energy_head[-1].weight.zero_()
+        model.energy_head[-1].bias.copy_(torch.tensor([0.0] * 3 + [-0.01] * 3 + [-7.0] * 3))
+    hits = generate_hits(model, [50.0], n_hits=[40], generator=torch.Generator().manual_seed(0))
+    steps = np.diff(hits.log_energy[0])  # after the first hit, each lies 0.01 below its predecessor
+    np.testing.assert_allclose(steps, -0.01, atol=0.004)
+
+
 def test_training_hits_must_be_in_the_configured_order(showers, tmp_path):
     config = SpatialGPTConfig(order="energy", **TINY)
     hits = hit_sequences(showers[:8], order="layer")

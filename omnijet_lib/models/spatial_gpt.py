@@ -44,7 +44,8 @@ the mixture is cut at that bound and renormalised, in the likelihood and in samp
 so no probability goes to energies the order forbids.  Unbounded, a small model
 spends a wide component on them: its draws then run past the hottest cells now and
 then, and in layer order the first hit of a layer is predicted about as cold as the
-last hit of the layer before.  A price while generating: each draw bounds the next,
+last hit of the layer before.  Where a bound applies, the mixture's means are placed
+relative to it (:meth:`SpatialGPT.energy_mixture`).  A price while generating: each draw bounds the next,
 so a draw too low is never made up for, and the errors of a bounded model drift
 downwards.  An energy temperature below 1 narrows every cut Gaussian towards its
 bound, so the energies then fall too slowly instead.
@@ -430,6 +431,23 @@ class SpatialGPT(nn.Module):
         z, x, y = (self.axis_out[i](voxels[..., axis]) for i, axis in enumerate((2, 0, 1)))
         return hidden + z + x + y
 
+    def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor | None) -> Tensor:
+        """The energy head's mixture (..., 3K) for hits at ``voxels``, given hidden states (..., D).
+
+        Where the hit has an upper bound (finite ``upper``), the component means are
+        placed relative to it: the head predicts how far below its predecessor a hit
+        lies.  Successive energies in the dense low-energy part of a shower differ by
+        ~0.1-1 %, finer than the head can read its predecessor's energy off the hidden
+        state; placed in absolute terms, the means land above the bound and the cut
+        draws stick to it, so generated energies stop falling.
+        """
+        raw = self.energy_head(self.voxel_condition(hidden, voxels))
+        if upper is None:
+            return raw
+        k = self.config.n_components
+        anchor = torch.where(torch.isfinite(upper), upper, 0.0).to(raw.dtype).unsqueeze(-1)
+        return torch.cat([raw[..., :k], raw[..., k : 2 * k] + anchor, raw[..., 2 * k :]], dim=-1)
+
     @torch.no_grad()
     def sample_hit(
         self,
@@ -466,8 +484,8 @@ class SpatialGPT(nn.Module):
             h = h + self.axis_out[1](x)
             y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
             voxels = torch.stack([x, y, z], dim=-1)
-        raw = self.energy_head(self.voxel_condition(hidden, voxels))
         upper = None if previous is None else upper_bounds(self.config, voxels[:, 2], *previous)
+        raw = self.energy_mixture(hidden, voxels, upper)
         log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator, upper=upper)
         log_energy = log_energy.clamp(*self.trained_energy_range) + self.energy_offset(condition)
         return voxels, log_energy.clamp(*self.config.log_energy_range), stop
@@ -529,7 +547,7 @@ def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
     previous_energy = torch.cat([torch.full_like(energy[:, :1], math.inf), energy[:, :-1]], dim=1)
     previous_layer = torch.cat([torch.full_like(voxels[:, :1, 2], -1), voxels[:, :-1, 2]], dim=1)
     upper = upper_bounds(model.config, voxels[..., 2], previous_layer, previous_energy)[mask]
-    raw = model.energy_head(model.voxel_condition(hit_hidden, target))
+    raw = model.energy_mixture(hit_hidden, target, upper)
     nll = mixture_nll(raw, energy[mask], upper=upper).sum()
     n_targets = len(target) + len(stop)
     voxel_loss, energy_loss = ce / n_targets, nll / max(1, len(target))
