@@ -45,10 +45,11 @@ so no probability goes to energies the order forbids.  Unbounded, a small model
 spends a wide component on them: its draws then run past the hottest cells now and
 then, and in layer order the first hit of a layer is predicted about as cold as the
 last hit of the layer before.  Where a bound applies, the mixture's means are placed
-relative to it (:meth:`SpatialGPT.energy_mixture`).  A price while generating: each draw bounds the next,
-so a draw too low is never made up for, and the errors of a bounded model drift
-downwards.  An energy temperature below 1 narrows every cut Gaussian towards its
-bound, so the energies then fall too slowly instead.
+relative to it (:meth:`SpatialGPT.energy_mixture`).  A price while generating: each
+draw bounds the next, so a draw too low is never made up for and an error travels
+down the rest of the chain -- the first, unbounded hit sets the scale of all that
+follow.  An energy temperature below 1 narrows every cut Gaussian towards its bound,
+so the energies then fall too slowly.
 """
 
 from __future__ import annotations
