@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -375,6 +375,8 @@ def _state_from(checkpoint: dict) -> _RunState:
 
 def _check_same_config(stored: dict, config: TrainingConfig, path: Path) -> None:
     given = asdict(config)
+    # A field added since the checkpoint was written ran at its default (which keeps the old behaviour).
+    stored = {f.name: f.default for f in fields(TrainingConfig) if f.name not in stored} | stored
     differing = [
         f"{name}: {stored.get(name, '(absent)')!r} in the checkpoint, {given.get(name, '(absent)')!r} given"
         for name in {**stored, **given}

@@ -193,6 +193,18 @@ def test_changed_config_is_refused(tmp_path):
     assert "choose another run_dir" in str(error.value) and "seed" not in str(error.value)
 
 
+def test_a_run_saved_before_newer_config_fields_resumes(tmp_path):
+    """A checkpoint without best_by / lr_schedule (older code) ran at their defaults: it continues."""
+    run(tmp_path, config(epochs=1))
+    saved = load_checkpoint(tmp_path / "last.pt")
+    for name in ("best_by", "lr_schedule"):
+        del saved["training_config"][name]
+    save_atomic(saved, tmp_path / "last.pt")
+    assert len(run(tmp_path, config(epochs=2))[1].history) == 2
+    with pytest.raises(ValueError, match="lr_schedule: 'constant' in the checkpoint, 'cosine' given"):
+        run(tmp_path, config(epochs=3, lr_schedule="cosine"))
+
+
 def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")
