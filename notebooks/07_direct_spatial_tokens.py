@@ -259,9 +259,10 @@ for ax, observable, label in (
     (axes[0], "energy_sum", "visible energy sum [MeV]"),
     (axes[1], "n_hits", "hits above 0.1 MeV"),
 ):
-    rows = slices[main]
-    ax.errorbar(slice_energies, [r[f"{observable}_simulated_mean"] for r in rows],
-                yerr=[r[f"{observable}_simulated_std"] for r in rows], fmt="o", capsize=4, label="simulated")  # fmt: skip
+    simulated_rows = slices[main]  # the same simulated showers for every variant
+    ax.errorbar(slice_energies, [r[f"{observable}_simulated_mean"] for r in simulated_rows],
+                yerr=[r[f"{observable}_simulated_std"] for r in simulated_rows], fmt="o", capsize=4,
+                label="simulated")  # fmt: skip
     for k, (variant, rows) in enumerate(slices.items()):
         shifted = np.asarray(slice_energies) + 1.5 * (k + 1)  # side by side, not on top of each other
         ax.errorbar(shifted, [r[f"{observable}_generated_mean"] for r in rows],

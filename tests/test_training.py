@@ -252,9 +252,17 @@ def test_early_stopping(tmp_path):
 
 
 def test_best_epoch_by_a_chosen_metric(tmp_path):
-    result = run(tmp_path, config(epochs=6, best_by="mae"))[1]
-    maes = [r["val_mae"] for r in result.history]
-    assert result.best_epoch == maes.index(min(maes)) and result.best_val_loss == min(maes)
+    def mse_and_its_negative(model, batch):  # a metric that is best where the loss is worst
+        out = mse(model, batch)
+        return StepOutput(out.loss, {"negative_mse": -out.loss.item()})
+
+    torch.manual_seed(123)
+    cfg = config(epochs=6, best_by="negative_mse")
+    result = train(TinyMLP(), TRAIN, VAL, mse_and_its_negative, cfg, tmp_path, progress=False)
+    scores = [r["val_negative_mse"] for r in result.history]
+    losses = [r["val_loss"] for r in result.history]
+    assert result.best_epoch == scores.index(min(scores)) and result.best_val_loss == min(scores)
+    assert result.best_epoch != losses.index(min(losses))  # not what the loss would have picked
     assert load_checkpoint(result.best_checkpoint)["best_epoch"] == result.best_epoch
 
 

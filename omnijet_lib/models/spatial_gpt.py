@@ -432,7 +432,7 @@ class SpatialGPT(nn.Module):
         z, x, y = (self.axis_out[i](voxels[..., axis]) for i, axis in enumerate((2, 0, 1)))
         return hidden + z + x + y
 
-    def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor | None) -> Tensor:
+    def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor) -> Tensor:
         """The energy head's mixture (..., 3K) for hits at ``voxels``, given hidden states (..., D).
 
         Where the hit has an upper bound (finite ``upper``), the component means are
@@ -443,8 +443,6 @@ class SpatialGPT(nn.Module):
         draws stick to it, so generated energies stop falling.
         """
         raw = self.energy_head(self.voxel_condition(hidden, voxels))
-        if upper is None:
-            return raw
         k = self.config.n_components
         anchor = torch.where(torch.isfinite(upper), upper, 0.0).to(raw.dtype).unsqueeze(-1)
         return torch.cat([raw[..., :k], raw[..., k : 2 * k] + anchor, raw[..., 2 * k :]], dim=-1)
@@ -459,12 +457,12 @@ class SpatialGPT(nn.Module):
         energy_temperature: float,
         generator,
         allow_stop: bool = True,
-        previous: tuple[Tensor, Tensor] | None = None,
+        previous: tuple[Tensor, Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
         """From hidden states (B, D) and conditions (B, C): voxels (B, 3), log energies (B,), rows that drew STOP (B,).
 
         ``previous`` = the previous hit's layer (B,) and energy in the model's units (B,),
-        +inf before the first hit, for a model ``bounded_by_previous``.
+        +inf before the first hit: the bounds of a model ``bounded_by_previous``.
         """
         if self.config.tokenization == "joint":
             logits = self.voxel_head(hidden)
@@ -485,7 +483,7 @@ class SpatialGPT(nn.Module):
             h = h + self.axis_out[1](x)
             y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
             voxels = torch.stack([x, y, z], dim=-1)
-        upper = None if previous is None else upper_bounds(self.config, voxels[:, 2], *previous)
+        upper = upper_bounds(self.config, voxels[:, 2], *previous)
         raw = self.energy_mixture(hidden, voxels, upper)
         log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator, upper=upper)
         log_energy = log_energy.clamp(*self.trained_energy_range) + self.energy_offset(condition)
