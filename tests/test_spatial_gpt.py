@@ -13,6 +13,7 @@ from omnijet_lib.models.gpt import KVCache, run_blocks
 from omnijet_lib.models.spatial_gpt import (
     HitCountModel,
     HitSequences,
+    LogNormalInEnergy,
     SpatialGPT,
     SpatialGPTConfig,
     check_order,
@@ -130,6 +131,55 @@ def test_a_bounded_head_places_its_means_below_the_previous_hit():
     hits = generate_hits(model, [50.0], n_hits=[40], generator=torch.Generator().manual_seed(0))
     steps = np.diff(hits.log_energy[0])  # after the first hit, each lies 0.01 below its predecessor
     np.testing.assert_allclose(steps, -0.01, atol=0.004)
+
+
+def test_a_fitted_hottest_cell_sets_the_first_energy_of_the_chain(showers, tmp_path):
+    with pytest.raises(ValueError, match="order='energy'"):
+        SpatialGPTConfig(order="layer", fitted_hottest_cell=True)
+    config = SpatialGPTConfig(condition_on_n_hits=True, bounded_by_previous=True, fitted_hottest_cell=True, **TINY)
+    hits = hit_sequences(showers)
+    training = TrainingConfig(epochs=1, batch_size=8, seed=0)
+    _, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)
+    model = load_spatial_gpt(result.best_checkpoint)
+    hottest = np.exp(
+        hits.log_energy[:, 0].astype(np.float64) - config.log_energy_shift
+    )  # MeV: the first hit in energy order
+    assert model.hottest_cell_model == LogNormalInEnergy.fit(hits.incident_energy, hottest)  # saved with the weights
+    # A known fit: log(E / MeV) = 2.5 + 0.3 log(E_inc / 30 GeV), width 0.1.  The draws follow it, whatever the head.
+    model.set_hottest_cell_model(LogNormalInEnergy((0.0, 0.3, 2.5), (0.0, 0.0, 0.1)))
+    incident = np.repeat([10.0, 90.0], 1000)
+    generated = generate_hits(model, incident, n_hits=2, generator=torch.Generator().manual_seed(0))
+    first = generated.log_energy[:, 0] - config.log_energy_shift
+    for energy in (10.0, 90.0):
+        drawn = first[incident == energy]
+        assert abs(drawn.mean() - (2.5 + 0.3 * np.log(energy / 30.0))) < 0.02
+        assert abs(drawn.std() - 0.1) < 0.01
+    assert (generated.log_energy[:, 1] <= generated.log_energy[:, 0]).all()  # the chain follows below it
+
+
+def test_the_energy_budget_is_the_same_in_training_and_generation(monkeypatch):
+    config = SpatialGPTConfig(condition_on_n_hits=True, bounded_by_previous=True, energy_budget=True, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    model.visible_fraction.fill_(0.02)
+    seen, mixture = [], model.energy_mixture
+
+    def record(hidden, voxels, upper, placed=None):
+        seen.append(placed.clone())
+        return mixture(hidden, voxels, upper, placed)
+
+    monkeypatch.setattr(model, "energy_mixture", record)
+    generated = generate_hits(model, [20.0, 70.0], n_hits=[15, 9], generator=torch.Generator().manual_seed(0))
+    while_generating = torch.stack([torch.cat([p, p.new_zeros(2 - len(p))]) for p in seen], dim=1)  # (2, 15)
+    hit_energy = np.where(generated.mask, np.exp(generated.log_energy.astype(np.float64) - 1.0), 0.0)  # MeV
+    before = np.cumsum(hit_energy, axis=1) - hit_energy  # visible energy of the hits before each
+    expected = before / (np.array([20.0, 70.0])[:, None] * 1000.0 * 0.02)
+    np.testing.assert_allclose(while_generating.numpy()[generated.mask], expected[generated.mask], rtol=1e-4)
+    seen.clear()  # the loss reads the same fractions off the true hits
+    vox, energy, mask = (torch.as_tensor(a) for a in (generated.voxels, generated.log_energy, generated.mask))
+    cond = torch.as_tensor(condition_features([20.0, 70.0], [15, 9], config=config))
+    spatial_loss(model, (vox, energy, mask, cond))
+    np.testing.assert_allclose(seen[0].numpy(), expected[generated.mask], rtol=1e-4)
 
 
 def test_training_hits_must_be_in_the_configured_order(showers, tmp_path):
@@ -263,7 +313,7 @@ def test_a_model_conditioned_on_hits_scales_hit_energies_with_incident_energy_pe
         np.testing.assert_allclose(hits.log_energy[row, : asked[row]], expected[row], atol=0.01)
 
 
-def test_hit_count_model_recovers_a_known_log_normal():
+def test_a_fitted_log_normal_recovers_a_known_one():
     rng = np.random.default_rng(0)
     energy = rng.uniform(10, 100, 20_000)
     x = np.log(energy / 30.0)
@@ -278,6 +328,8 @@ def test_hit_count_model_recovers_a_known_log_normal():
     assert abs(np.log(drawn).mean() - mean[1]) < 0.01
     with pytest.raises(BadDataError, match="more than"):
         HitCountModel.fit([10.0, 20.0], [100, 200])
+    with pytest.raises(BadDataError, match="value > 0"):
+        LogNormalInEnergy.fit(energy, np.where(np.arange(len(energy)) == 3, 0.0, n))
 
 
 def test_tiny_run_trains_saves_and_generates(showers, tmp_path):

@@ -76,7 +76,7 @@ N_VOXELS = GRID_SIZE**3
 LOG_SIGMA_RANGE = (-7.0, 3.0)  # a component's log width is clamped here: no collapse onto one training value
 REFERENCE_INCIDENT_GEV = 30.0  # the condition is log(E / 30 GeV): about -1.1..1.2 over 10-100 GeV
 REFERENCE_N_HITS = 500.0  # and log(n_hits / 500)
-HIT_COUNT_DEGREE = 2  # the log-normal's mean and width are polynomials of this degree in log E
+LOG_NORMAL_DEGREE = 2  # a fitted log-normal's mean and width are polynomials of this degree in log E
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ class SpatialGPTConfig:
     # hit after the first in energy order; a hit in the same layer as the previous one in layer order), in
     # training and sampling: the model then never spends probability on energies its order forbids.
     bounded_by_previous: bool = False
+    # The energy head also reads the state of the chain exactly: its bound, and the visible energy of the hits
+    # placed so far as a fraction of what a shower of this incident energy deposits (see energy_mixture).
+    energy_budget: bool = False
+    # Energy order: the first hit -- the hottest cell -- takes its energy from a log-normal in E_inc fitted to the
+    # training showers (LogNormalInEnergy) instead of the head, which learns it from one example per shower.
+    fitted_hottest_cell: bool = False
     log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
     # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift), and
     # inside the range of the training hits in the model's units (see SpatialGPT.trained_energy_range): a
@@ -106,6 +112,9 @@ class SpatialGPTConfig:
             raise ValueError(msg)
         if self.order not in ORDERS:
             msg = f"order must be one of {ORDERS}, got {self.order!r}"
+            raise ValueError(msg)
+        if self.fitted_hottest_cell and self.order != "energy":
+            msg = "fitted_hottest_cell needs order='energy', where the first hit is the hottest cell"
             raise ValueError(msg)
         if self.n_components < 1:
             msg = f"n_components must be >= 1, got {self.n_components}"
@@ -225,26 +234,27 @@ def condition_features(incident_energy, n_hits=None, *, config: SpatialGPTConfig
     return np.stack(columns, axis=1).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------- the number of hits
+# ----------------------------------------------------------------------------- fitted per-shower quantities
 
 
 @dataclass(frozen=True)
-class HitCountModel:
-    """log(n_hits) ~ Normal(mean(log E), width(log E)), polynomials fitted to simulated showers.
+class LogNormalInEnergy:
+    """log(value) ~ Normal(mean(log E), width(log E)), polynomials fitted to simulated showers.
 
-    The number of hits a shower of incident energy E has; a conditioned model
-    draws it from here when only E is asked for.
+    A per-shower quantity (the number of hits, the hottest cell's energy) at incident
+    energy E; a direct model draws it from here rather than learning it from one example per shower.
     """
 
     mean_coefficients: tuple[float, ...]  # numpy.polyval order, in x = log(E / 30 GeV)
     width_coefficients: tuple[float, ...]
 
     @classmethod
-    def fit(cls, incident_energy, n_hits, *, degree: int = HIT_COUNT_DEGREE) -> HitCountModel:
+    def fit(cls, incident_energy, values, *, degree: int = LOG_NORMAL_DEGREE):
         x = np.log(np.asarray(incident_energy, dtype=np.float64) / REFERENCE_INCIDENT_GEV)
-        y = np.log(np.asarray(n_hits, dtype=np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log(np.asarray(values, dtype=np.float64))
         if len(x) <= 2 * degree + 1 or not np.isfinite(y).all():
-            msg = f"fitting the number of hits needs more than {2 * degree + 1} showers, each with a hit"
+            msg = f"fitting {cls.__name__} needs more than {2 * degree + 1} showers, each with a value > 0"
             raise BadDataError(msg)
         mean = np.polyfit(x, y, degree)
         # E|r| = width * sqrt(2 / pi) for a Gaussian residual r: a fit of |r| gives the width.
@@ -252,9 +262,22 @@ class HitCountModel:
         return cls(tuple(mean.tolist()), tuple(width.tolist()))
 
     def mean_and_width(self, incident_energy) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and width of log(n_hits) at each incident energy [GeV]."""
+        """Mean and width of log(value) at each incident energy [GeV]."""
         x = np.log(np.asarray(incident_energy, dtype=np.float64) / REFERENCE_INCIDENT_GEV)
         return np.polyval(self.mean_coefficients, x), np.maximum(np.polyval(self.width_coefficients, x), 0.0)
+
+    def as_tensor(self) -> Tensor:
+        """Mean, then width coefficients: how a model stores the fit with its weights."""
+        return torch.as_tensor(np.concatenate([self.mean_coefficients, self.width_coefficients]), dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, values: Tensor):
+        mean, width = values.cpu().numpy().reshape(2, -1).tolist()
+        return cls(tuple(mean), tuple(width))
+
+
+class HitCountModel(LogNormalInEnergy):
+    """The number of hits a shower of incident energy E has (:class:`LogNormalInEnergy`)."""
 
     def sample(self, incident_energy, *, max_hits: int, rng: np.random.Generator) -> np.ndarray:
         """One number of hits (int64, 1..max_hits) per incident energy [GeV]."""
@@ -359,13 +382,23 @@ class SpatialGPT(nn.Module):
         if config.condition_on_n_hits:
             self.placed_in = nn.Linear(1, dim)  # the fraction of the asked hits placed so far
             # The fitted HitCountModel (mean, then width coefficients), saved with the weights.
-            self.register_buffer("hit_count_coefficients", torch.zeros(2 * (HIT_COUNT_DEGREE + 1), dtype=torch.float64))
+            self.register_buffer(
+                "hit_count_coefficients", torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
+            )
+        if config.fitted_hottest_cell:  # its LogNormalInEnergy of the energy in MeV, likewise
+            self.register_buffer(
+                "hottest_cell_coefficients", torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
+            )
         self.blocks = nn.ModuleList(Block(config.blocks, i) for i in range(config.n_blocks))
         self.energy_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 3 * config.n_components))
         # Lowest and highest log energy of the training hits, in the model's units (see energy_offset): sampled
         # energies stay inside.  A few draws from a wide component's tail beyond every training hit would
         # otherwise carry much of a shower's energy sum.  Unbounded until fit_spatial_gpt sets it.
         self.register_buffer("trained_energy_range", torch.tensor([-math.inf, math.inf]))
+        if config.energy_budget:
+            self.budget_in = nn.Linear(3, dim)  # placed fraction, bound, whether there is one
+            # The training showers' mean visible energy / incident energy: what "the budget" is.
+            self.register_buffer("visible_fraction", torch.tensor(1.0))
 
     @property
     def stop_class(self) -> int:
@@ -386,12 +419,30 @@ class SpatialGPT(nn.Module):
     def hit_count_model(self) -> HitCountModel | None:
         if not self.config.condition_on_n_hits:
             return None
-        mean, width = self.hit_count_coefficients.cpu().numpy().reshape(2, -1).tolist()
-        return HitCountModel(tuple(mean), tuple(width))
+        return HitCountModel.from_tensor(self.hit_count_coefficients)
 
     def set_hit_count_model(self, fit: HitCountModel) -> None:
-        values = np.concatenate([fit.mean_coefficients, fit.width_coefficients])
-        self.hit_count_coefficients.copy_(torch.as_tensor(values, dtype=torch.float64))
+        self.hit_count_coefficients.copy_(fit.as_tensor())
+
+    @property
+    def hottest_cell_model(self) -> LogNormalInEnergy | None:
+        if not self.config.fitted_hottest_cell:
+            return None
+        return LogNormalInEnergy.from_tensor(self.hottest_cell_coefficients)
+
+    def set_hottest_cell_model(self, fit: LogNormalInEnergy) -> None:
+        self.hottest_cell_coefficients.copy_(fit.as_tensor())
+
+    def sample_hottest_cell(self, condition: Tensor, *, temperature: float, generator) -> Tensor:
+        """(B,) log energies (``log(E / MeV) + shift``) of the hottest cell, from the fitted log-normal."""
+        x = condition[:, 0].double()  # log(E_inc / 30 GeV), as the fit's
+        mean_coefficients, width_coefficients = self.hottest_cell_coefficients.to(x.device).chunk(2)
+        mean, width = torch.zeros_like(x), torch.zeros_like(x)
+        for a, b in zip(mean_coefficients, width_coefficients):  # Horner, highest power first (numpy.polyval)
+            mean, width = mean * x + a, width * x + b
+        noise = torch.randn(len(x), generator=generator, device=x.device, dtype=torch.float32)
+        draw = mean.float() + temperature * width.clamp(min=0).float() * noise
+        return draw + self.config.log_energy_shift
 
     def hidden_states(self, voxels: Tensor, log_energy: Tensor, condition: Tensor, cache: KVCache | None = None):
         """START and hits 1..L -> (B, L + 1, D): position i predicts hit i + 1, or STOP after the last."""
@@ -432,7 +483,12 @@ class SpatialGPT(nn.Module):
         z, x, y = (self.axis_out[i](voxels[..., axis]) for i, axis in enumerate((2, 0, 1)))
         return hidden + z + x + y
 
-    def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor) -> Tensor:
+    def placed_fraction(self, placed: Tensor, condition: Tensor) -> Tensor:
+        """Visible energy placed so far, ``placed`` (B, ...) [MeV] -> fraction of the budget, E_inc * visible_fraction."""
+        budget = 1000.0 * REFERENCE_INCIDENT_GEV * torch.exp(condition[:, 0]) * self.visible_fraction  # MeV
+        return placed / budget.reshape((-1,) + (1,) * (placed.dim() - 1))
+
+    def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor, placed: Tensor | None = None) -> Tensor:
         """The energy head's mixture (..., 3K) for hits at ``voxels``, given hidden states (..., D).
 
         Where the hit has an upper bound (finite ``upper``), the component means are
@@ -441,10 +497,24 @@ class SpatialGPT(nn.Module):
         ~0.1-1 %, finer than the head can read its predecessor's energy off the hidden
         state; placed in absolute terms, the means land above the bound and the cut
         draws stick to it, so generated energies stop falling.
+
+        With ``energy_budget`` the head also reads its bound and ``placed`` (...), the
+        fraction of the budget the hits before have used (:meth:`placed_fraction`),
+        exactly rather than through the blocks: a chain that has drifted low or high
+        can then be pulled back, as the simulator's nearly fixed sampling fraction does.
         """
-        raw = self.energy_head(self.voxel_condition(hidden, voxels))
+        head_input = self.voxel_condition(hidden, voxels)
+        bounded = torch.isfinite(upper)
+        anchor = torch.where(bounded, upper, 0.0).to(hidden.dtype)
+        if self.config.energy_budget:
+            if placed is None:
+                msg = "a model with energy_budget needs the energy placed so far"
+                raise ValueError(msg)
+            features = torch.stack([placed.to(hidden.dtype), anchor, bounded.to(hidden.dtype)], dim=-1)
+            head_input = head_input + self.budget_in(features)
+        raw = self.energy_head(head_input)
         k = self.config.n_components
-        anchor = torch.where(torch.isfinite(upper), upper, 0.0).to(raw.dtype).unsqueeze(-1)
+        anchor = anchor.unsqueeze(-1)
         return torch.cat([raw[..., :k], raw[..., k : 2 * k] + anchor, raw[..., 2 * k :]], dim=-1)
 
     @torch.no_grad()
@@ -458,11 +528,13 @@ class SpatialGPT(nn.Module):
         generator,
         allow_stop: bool = True,
         previous: tuple[Tensor, Tensor],
+        placed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """From hidden states (B, D) and conditions (B, C): voxels (B, 3), log energies (B,), rows that drew STOP (B,).
 
         ``previous`` = the previous hit's layer (B,) and energy in the model's units (B,),
-        +inf before the first hit: the bounds of a model ``bounded_by_previous``.
+        +inf before the first hit: the bounds of a model ``bounded_by_previous``;
+        ``placed`` (B,) the visible energy of the hits before [MeV], for a model with ``energy_budget``.
         """
         if self.config.tokenization == "joint":
             logits = self.voxel_head(hidden)
@@ -484,9 +556,15 @@ class SpatialGPT(nn.Module):
             y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
             voxels = torch.stack([x, y, z], dim=-1)
         upper = upper_bounds(self.config, voxels[:, 2], *previous)
-        raw = self.energy_mixture(hidden, voxels, upper)
+        if self.config.energy_budget:
+            placed = self.placed_fraction(placed, condition)
+        raw = self.energy_mixture(hidden, voxels, upper, placed)
         log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator, upper=upper)
         log_energy = log_energy.clamp(*self.trained_energy_range) + self.energy_offset(condition)
+        first = previous[0] < 0  # no hit before
+        if self.config.fitted_hottest_cell and first.any():
+            hottest = self.sample_hottest_cell(condition, temperature=energy_temperature, generator=generator)
+            log_energy = torch.where(first, hottest, log_energy)
         return voxels, log_energy.clamp(*self.config.log_energy_range), stop
 
 
@@ -546,7 +624,11 @@ def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
     previous_energy = torch.cat([torch.full_like(energy[:, :1], math.inf), energy[:, :-1]], dim=1)
     previous_layer = torch.cat([torch.full_like(voxels[:, :1, 2], -1), voxels[:, :-1, 2]], dim=1)
     upper = upper_bounds(model.config, voxels[..., 2], previous_layer, previous_energy)[mask]
-    raw = model.energy_mixture(hit_hidden, target, upper)
+    placed = None
+    if model.config.energy_budget:
+        hit_energy = torch.where(mask, torch.exp(log_energy - model.config.log_energy_shift), 0.0)  # MeV
+        placed = model.placed_fraction(hit_energy.cumsum(dim=1) - hit_energy, condition)[mask]  # the hits before
+    raw = model.energy_mixture(hit_hidden, target, upper, placed)
     nll = mixture_nll(raw, energy[mask], upper=upper).sum()
     n_targets = len(target) + len(stop)
     voxel_loss, energy_loss = ce / n_targets, nll / max(1, len(target))
@@ -592,11 +674,18 @@ def fit_spatial_gpt(
     model = SpatialGPT(config)
     if config.condition_on_n_hits:  # for generation at an asked energy alone
         model.set_hit_count_model(HitCountModel.fit(train_hits.incident_energy, train_hits.n_hits))
+    if config.fitted_hottest_cell:  # in energy order (checked above) the first hit is the hottest cell
+        hottest = np.exp(train_hits.log_energy[:, 0].astype(np.float64) - config.log_energy_shift)
+        model.set_hottest_cell_model(LogNormalInEnergy.fit(train_hits.incident_energy, hottest))
     train_data, val_data = _tensors(train_hits, config), _tensors(val_hits, config)
     _, log_energy, mask, condition = train_data
     with torch.no_grad():
         energy = (log_energy - model.energy_offset(condition)[:, None])[mask]
         model.trained_energy_range.copy_(torch.stack([energy.min(), energy.max()]))
+        if config.energy_budget:
+            visible = torch.where(mask, torch.exp(log_energy - config.log_energy_shift), 0.0).sum(dim=1)  # MeV
+            incident = torch.as_tensor(train_hits.incident_energy, dtype=torch.float32) * 1000.0
+            model.visible_fraction.copy_((visible / incident).mean())
     order = val_data[2].sum(dim=1).argsort(stable=True)  # validation batches of similar lengths
     val_data = tuple(t[order] for t in val_data)
     result = train(
@@ -657,6 +746,7 @@ def generate_hits(
     length = torch.zeros(batch, dtype=torch.long, device=device)
     previous_layer = torch.full((batch,), -1, dtype=torch.long, device=device)  # per cache row
     previous_energy = torch.full((batch,), math.inf, device=device)  # in the model's units; none yet
+    placed = torch.zeros(batch, device=device)  # visible energy of the hits so far [MeV], per cache row
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
     hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
@@ -665,10 +755,11 @@ def generate_hits(
         vox, energy, stop = model.sample_hit(
             hidden[live_rows], condition[live_rows], temperature=temperature, energy_temperature=energy_temperature,
             generator=generator, allow_stop=not config.condition_on_n_hits,
-            previous=(previous_layer[live_rows], previous_energy[live_rows]),
+            previous=(previous_layer[live_rows], previous_energy[live_rows]), placed=placed[live_rows],
         )  # fmt: skip
         previous_layer[live_rows] = vox[:, 2]
         previous_energy[live_rows] = energy - model.energy_offset(condition[live_rows])
+        placed[live_rows] += torch.where(stop, 0.0, torch.exp(energy - config.log_energy_shift))
         kept = live_rows[~stop]
         voxels[rows[kept], position], log_energy[rows[kept], position] = vox[~stop], energy[~stop]
         length[rows[kept]] += 1
@@ -691,7 +782,7 @@ def generate_hits(
                 step_energy[keep],
                 condition[keep],
             )
-            previous_layer, previous_energy = previous_layer[keep], previous_energy[keep]
+            previous_layer, previous_energy, placed = previous_layer[keep], previous_energy[keep], placed[keep]
         step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
         hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
