@@ -83,6 +83,13 @@ condition_on_n_hits = True  # False: the paper's model, which ends showers with 
 # Cut each hit's energy density at the previous hit's energy where the order makes that a bound (energy
 # order: always; layer order: within a layer), in training and sampling. False: the paper's plain mixture.
 bounded_by_previous = True
+# The scale of the chain (see the library's module docstring): the hottest cell's energy from a log-normal in
+# E_inc fitted to the training showers (energy-order variants only) ...
+fitted_hottest_cell = True
+# ... and an energy head that reads the visible energy left per hit still to place (needs condition_on_n_hits;
+# generation draws the visible energy from a fitted log-normal), trained with its anchor blurred by this much.
+energy_budget = True
+anchor_noise = 0.05
 embed_dim = 64  # (a GPU node: 256, as the paper's GPT)
 n_heads = 4  # (8)
 n_blocks = 3  # (3)
@@ -132,7 +139,8 @@ for variant in variants:
     config = SpatialGPTConfig(
         tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
         n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
-        bounded_by_previous=bounded_by_previous,
+        bounded_by_previous=bounded_by_previous, fitted_hottest_cell=fitted_hottest_cell and order == "energy",
+        energy_budget=energy_budget, anchor_noise=anchor_noise,
     )  # fmt: skip
     training = TrainingConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device
@@ -227,7 +235,8 @@ print(f"distinct hit energies among {', '.join(f'{n}: {len(v)} hits' for n, v in
 # ## Conditioning on the incident energy
 # Showers asked for at fixed energies, next to the simulator's at the same energies:
 # mean and width of the visible energy sum and of the number of hits, for every direct model. Only the energy
-# is asked for; a model conditioned on the number of hits draws it itself.
+# is asked for; a model conditioned on the number of hits draws it itself, and one with an energy budget
+# its visible energy too (from log-normals fitted to the training showers).
 
 # %%
 simulated = [simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)

@@ -157,29 +157,66 @@ def test_a_fitted_hottest_cell_sets_the_first_energy_of_the_chain(showers, tmp_p
     assert (generated.log_energy[:, 1] <= generated.log_energy[:, 0]).all()  # the chain follows below it
 
 
-def test_the_energy_budget_is_the_same_in_training_and_generation(monkeypatch):
+def test_the_energy_budget_is_read_the_same_in_training_and_generation(monkeypatch):
+    with pytest.raises(ValueError, match="condition_on_n_hits"):
+        SpatialGPTConfig(energy_budget=True)
     config = SpatialGPTConfig(condition_on_n_hits=True, bounded_by_previous=True, energy_budget=True, **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
-    model.visible_fraction.fill_(0.02)
+    incident, asked = np.array([20.0, 70.0]), np.array([15, 9])
+    cond = torch.as_tensor(condition_features(incident, asked, config=config))
     seen, mixture = [], model.energy_mixture
 
-    def record(hidden, voxels, upper, placed=None):
-        seen.append(placed.clone())
-        return mixture(hidden, voxels, upper, placed)
+    def record(hidden, voxels, upper, budget=None):
+        seen.append(budget.clone())
+        return mixture(hidden, voxels, upper, budget)
+
+    def expected(hits, visible):  # (N, L, 2) the budget features by hand
+        energy = np.where(hits.mask, np.exp(hits.log_energy.astype(np.float64) - 1.0), 0.0)  # MeV
+        placed = np.cumsum(energy, axis=1) - energy  # the hits before each
+        hits_left = np.maximum(asked[:, None] - np.arange(hits.mask.shape[1]), 1)  # padding: any
+        per_hit = np.log(np.maximum(visible[:, None] - placed, 1e-3) / hits_left)
+        per_hit += 1.0 - model.energy_offset(cond).numpy()[:, None]  # in the model's units
+        return np.stack([placed / visible[:, None], per_hit], axis=-1)[hits.mask]
 
     monkeypatch.setattr(model, "energy_mixture", record)
-    generated = generate_hits(model, [20.0, 70.0], n_hits=[15, 9], generator=torch.Generator().manual_seed(0))
-    while_generating = torch.stack([torch.cat([p, p.new_zeros(2 - len(p))]) for p in seen], dim=1)  # (2, 15)
-    hit_energy = np.where(generated.mask, np.exp(generated.log_energy.astype(np.float64) - 1.0), 0.0)  # MeV
-    before = np.cumsum(hit_energy, axis=1) - hit_energy  # visible energy of the hits before each
-    expected = before / (np.array([20.0, 70.0])[:, None] * 1000.0 * 0.02)
-    np.testing.assert_allclose(while_generating.numpy()[generated.mask], expected[generated.mask], rtol=1e-4)
-    seen.clear()  # the loss reads the same fractions off the true hits
-    vox, energy, mask = (torch.as_tensor(a) for a in (generated.voxels, generated.log_energy, generated.mask))
-    cond = torch.as_tensor(condition_features([20.0, 70.0], [15, 9], config=config))
-    spatial_loss(model, (vox, energy, mask, cond))
-    np.testing.assert_allclose(seen[0].numpy(), expected[generated.mask], rtol=1e-4)
+    with pytest.raises(ValueError, match="give visible_energy"):
+        generate_hits(model, incident, n_hits=asked)
+    visible = np.array([300.0, 40.0])  # MeV; the second is overspent, and reads as 1 keV left
+    generated = generate_hits(
+        model, incident, n_hits=asked, visible_energy=visible, generator=torch.Generator().manual_seed(0)
+    )
+    assert seen[-1].shape == (1, 2)  # the shorter shower has left the batch
+    while_generating = torch.stack([torch.cat([b, b.new_zeros(2 - len(b), 2)]) for b in seen], dim=1)  # (2, 15, 2)
+    np.testing.assert_allclose(
+        while_generating.numpy()[generated.mask], expected(generated, visible), rtol=1e-4, atol=1e-4
+    )
+    seen.clear()  # the loss reads the same features off the true hits, whose budget is their own sum
+    tensors = (torch.as_tensor(a) for a in (generated.voxels, generated.log_energy, generated.mask))
+    spatial_loss(model, (*tensors, cond))
+    own_sum = np.where(generated.mask, np.exp(generated.log_energy.astype(np.float64) - 1.0), 0.0).sum(axis=1)
+    np.testing.assert_allclose(seen[0].numpy(), expected(generated, own_sum), rtol=1e-4, atol=1e-4)
+
+
+def test_anchor_noise_blurs_the_means_in_training_only(showers):
+    with pytest.raises(ValueError, match="anchor_noise"):
+        SpatialGPTConfig(anchor_noise=-0.1)
+    config = SpatialGPTConfig(condition_on_n_hits=True, bounded_by_previous=True, anchor_noise=0.5, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config)
+    hidden, voxels = torch.randn(5, config.embed_dim), torch.zeros((5, 3), dtype=torch.long)
+    upper = torch.tensor([math.inf, 1.0, 0.5, 0.0, -1.0])
+    model.eval()
+    assert torch.equal(model.energy_mixture(hidden, voxels, upper), model.energy_mixture(hidden, voxels, upper))
+    model.train()
+    first, second = model.energy_mixture(hidden, voxels, upper), model.energy_mixture(hidden, voxels, upper)
+    assert torch.equal(first[0], second[0])  # no bound, nothing to blur
+    assert not torch.allclose(first[1:], second[1:])
+    # the cut stays at the true bound: every training hit keeps a finite likelihood
+    hits = hit_sequences(showers)
+    tensors = (torch.as_tensor(a) for a in (hits.voxels, hits.log_energy, hits.mask))
+    cond = torch.as_tensor(condition_features(hits.incident_energy, hits.n_hits, config=config))
+    assert torch.isfinite(spatial_loss(model, (*tensors, cond)).loss)
 
 
 def test_training_hits_must_be_in_the_configured_order(showers, tmp_path):

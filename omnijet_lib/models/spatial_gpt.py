@@ -50,6 +50,20 @@ draw bounds the next, so a draw too low is never made up for and an error travel
 down the rest of the chain -- the first, unbounded hit sets the scale of all that
 follow.  An energy temperature below 1 narrows every cut Gaussian towards its bound,
 so the energies then fall too slowly.
+
+The scale of the chain.  Generating in energy order, the sum of a shower's energies
+followed its first draw (correlation 0.9, against 0.0 in the simulator), and that draw,
+learnt from one example per shower, was far too wide.  Two options take the scale off it:
+
+* ``fitted_hottest_cell``: the first hit -- the hottest cell -- takes its energy from
+  a log-normal in E_inc fitted to the training showers (:class:`LogNormalInEnergy`, as
+  the number of hits);
+* ``energy_budget``: the energy head also reads how much of the shower's visible energy
+  the hits so far have used and what is left per hit still to place
+  (:meth:`SpatialGPT.budget_features`).  Trained on true showers, whose last hit takes
+  exactly what is left; generation draws the visible energy from a fitted log-normal
+  too.  ``anchor_noise`` blurs, in training only, the bound the means are placed from,
+  so that the head learns to read the budget rather than follow its predecessor alone.
 """
 
 from __future__ import annotations
@@ -76,6 +90,7 @@ N_VOXELS = GRID_SIZE**3
 LOG_SIGMA_RANGE = (-7.0, 3.0)  # a component's log width is clamped here: no collapse onto one training value
 REFERENCE_INCIDENT_GEV = 30.0  # the condition is log(E / 30 GeV): about -1.1..1.2 over 10-100 GeV
 REFERENCE_N_HITS = 500.0  # and log(n_hits / 500)
+MIN_ENERGY_LEFT_MEV = 1e-3  # a budget overspent while generating counts as this much left
 LOG_NORMAL_DEGREE = 2  # a fitted log-normal's mean and width are polynomials of this degree in log E
 
 
@@ -94,12 +109,18 @@ class SpatialGPTConfig:
     # hit after the first in energy order; a hit in the same layer as the previous one in layer order), in
     # training and sampling: the model then never spends probability on energies its order forbids.
     bounded_by_previous: bool = False
-    # The energy head also reads the state of the chain exactly: its bound, and the visible energy of the hits
-    # placed so far as a fraction of what a shower of this incident energy deposits (see energy_mixture).
+    # The energy head also reads the state of the chain exactly: its bound, and how much of the shower's visible
+    # energy the hits so far have used, and what is left per hit still to place (see SpatialGPT.budget_features).
+    # Generation draws the visible energy from a log-normal in E_inc fitted to the training showers.  Needs
+    # condition_on_n_hits (the hits still to place).
     energy_budget: bool = False
     # Energy order: the first hit -- the hottest cell -- takes its energy from a log-normal in E_inc fitted to the
     # training showers (LogNormalInEnergy) instead of the head, which learns it from one example per shower.
     fitted_hottest_cell: bool = False
+    # Training only: Gaussian noise of this width added to the bound (model units) the head places its means
+    # from and reads, not to the cut.  A head that cannot trust its predecessor exactly learns to keep to the
+    # budget: generated chains then drift less (see the module docstring).
+    anchor_noise: float = 0.0
     log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
     # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift), and
     # inside the range of the training hits in the model's units (see SpatialGPT.trained_energy_range): a
@@ -115,6 +136,12 @@ class SpatialGPTConfig:
             raise ValueError(msg)
         if self.fitted_hottest_cell and self.order != "energy":
             msg = "fitted_hottest_cell needs order='energy', where the first hit is the hottest cell"
+            raise ValueError(msg)
+        if self.energy_budget and not self.condition_on_n_hits:
+            msg = "energy_budget needs condition_on_n_hits: the budget is shared among the hits still to place"
+            raise ValueError(msg)
+        if self.anchor_noise < 0:
+            msg = f"anchor_noise must be >= 0, got {self.anchor_noise}"
             raise ValueError(msg)
         if self.n_components < 1:
             msg = f"n_components must be >= 1, got {self.n_components}"
@@ -190,6 +217,12 @@ def hit_sequences(
     voxels = np.where(mask[..., None], hits[..., :3], 0).astype(np.int64)
     log_energy = np.where(mask, np.log(np.where(mask, hits[..., 3], 1.0)) + log_energy_shift, 0.0).astype(np.float32)
     return HitSequences(voxels, log_energy, mask, showers.incident_energy.astype(np.float32))
+
+
+def visible_energy(hits: HitSequences, config: SpatialGPTConfig) -> np.ndarray:
+    """(N,) each shower's visible energy, the sum of its hit energies [MeV]."""
+    energy = np.exp(hits.log_energy.astype(np.float64) - config.log_energy_shift)
+    return np.where(hits.mask, energy, 0.0).sum(axis=1)
 
 
 def check_order(hits: HitSequences, order: str, *, source: str = "hits") -> None:
@@ -275,14 +308,18 @@ class LogNormalInEnergy:
         mean, width = values.cpu().numpy().reshape(2, -1).tolist()
         return cls(tuple(mean), tuple(width))
 
+    def sample(self, incident_energy, *, rng: np.random.Generator) -> np.ndarray:
+        """One value per incident energy [GeV]."""
+        mean, width = self.mean_and_width(incident_energy)
+        return np.exp(rng.normal(mean, width))
+
 
 class HitCountModel(LogNormalInEnergy):
     """The number of hits a shower of incident energy E has (:class:`LogNormalInEnergy`)."""
 
     def sample(self, incident_energy, *, max_hits: int, rng: np.random.Generator) -> np.ndarray:
         """One number of hits (int64, 1..max_hits) per incident energy [GeV]."""
-        mean, width = self.mean_and_width(incident_energy)
-        return np.clip(np.rint(np.exp(rng.normal(mean, width))), 1, max_hits).astype(np.int64)
+        return np.clip(np.rint(super().sample(incident_energy, rng=rng)), 1, max_hits).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- the energy head
@@ -396,9 +433,11 @@ class SpatialGPT(nn.Module):
         # otherwise carry much of a shower's energy sum.  Unbounded until fit_spatial_gpt sets it.
         self.register_buffer("trained_energy_range", torch.tensor([-math.inf, math.inf]))
         if config.energy_budget:
-            self.budget_in = nn.Linear(3, dim)  # placed fraction, bound, whether there is one
-            # The training showers' mean visible energy / incident energy: what "the budget" is.
-            self.register_buffer("visible_fraction", torch.tensor(1.0))
+            self.budget_in = nn.Linear(4, dim)  # budget_features, the bound, whether there is one
+            # LogNormalInEnergy of the visible energy [MeV], for generation at an asked incident energy.
+            self.register_buffer(
+                "visible_energy_coefficients", torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
+            )
 
     @property
     def stop_class(self) -> int:
@@ -483,12 +522,32 @@ class SpatialGPT(nn.Module):
         z, x, y = (self.axis_out[i](voxels[..., axis]) for i, axis in enumerate((2, 0, 1)))
         return hidden + z + x + y
 
-    def placed_fraction(self, placed: Tensor, condition: Tensor) -> Tensor:
-        """Visible energy placed so far, ``placed`` (B, ...) [MeV] -> fraction of the budget, E_inc * visible_fraction."""
-        budget = 1000.0 * REFERENCE_INCIDENT_GEV * torch.exp(condition[:, 0]) * self.visible_fraction  # MeV
-        return placed / budget.reshape((-1,) + (1,) * (placed.dim() - 1))
+    def budget_features(self, placed: Tensor, visible: Tensor, hits_left: Tensor, condition: Tensor) -> Tensor:
+        """What the energy head of an ``energy_budget`` model reads about the shower's energy: (B, ..., 2).
 
-    def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor, placed: Tensor | None = None) -> Tensor:
+        ``placed`` (B, ...) the visible energy of the hits before [MeV], ``visible`` (B,) the
+        shower's visible energy [MeV], ``hits_left`` (B, ...) the hits still to place, this one
+        included.  Features: the fraction of ``visible`` used, and the log of what is left per
+        hit left, in the model's units.  Under teacher forcing the last hit's energy is exactly
+        what is left, so the head learns to spend the budget; a chain that has run high or
+        low while generating sees it, and is pulled back.
+        """
+        shape = (-1,) + (1,) * (placed.dim() - 1)
+        visible = visible.reshape(shape).to(placed.dtype)
+        left = (visible - placed).clamp(min=MIN_ENERGY_LEFT_MEV) / hits_left.to(placed.dtype).clamp(min=1)
+        per_hit = torch.log(left) + self.config.log_energy_shift - self.energy_offset(condition).reshape(shape)
+        return torch.stack([placed / visible, per_hit], dim=-1)
+
+    @property
+    def visible_energy_model(self) -> LogNormalInEnergy | None:
+        if not self.config.energy_budget:
+            return None
+        return LogNormalInEnergy.from_tensor(self.visible_energy_coefficients)
+
+    def set_visible_energy_model(self, fit: LogNormalInEnergy) -> None:
+        self.visible_energy_coefficients.copy_(fit.as_tensor())
+
+    def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor, budget: Tensor | None = None) -> Tensor:
         """The energy head's mixture (..., 3K) for hits at ``voxels``, given hidden states (..., D).
 
         Where the hit has an upper bound (finite ``upper``), the component means are
@@ -498,19 +557,19 @@ class SpatialGPT(nn.Module):
         state; placed in absolute terms, the means land above the bound and the cut
         draws stick to it, so generated energies stop falling.
 
-        With ``energy_budget`` the head also reads its bound and ``placed`` (...), the
-        fraction of the budget the hits before have used (:meth:`placed_fraction`),
-        exactly rather than through the blocks: a chain that has drifted low or high
-        can then be pulled back, as the simulator's nearly fixed sampling fraction does.
+        With ``energy_budget`` the head also reads its bound and ``budget`` (..., 2), the
+        :meth:`budget_features`, exactly rather than through the blocks.
         """
         head_input = self.voxel_condition(hidden, voxels)
         bounded = torch.isfinite(upper)
         anchor = torch.where(bounded, upper, 0.0).to(hidden.dtype)
+        if self.training and self.config.anchor_noise > 0:
+            anchor = anchor + self.config.anchor_noise * torch.randn_like(anchor) * bounded
         if self.config.energy_budget:
-            if placed is None:
-                msg = "a model with energy_budget needs the energy placed so far"
+            if budget is None:
+                msg = "a model with energy_budget needs its budget_features"
                 raise ValueError(msg)
-            features = torch.stack([placed.to(hidden.dtype), anchor, bounded.to(hidden.dtype)], dim=-1)
+            features = torch.cat([budget.to(hidden.dtype), anchor[..., None], bounded[..., None].to(hidden.dtype)], -1)
             head_input = head_input + self.budget_in(features)
         raw = self.energy_head(head_input)
         k = self.config.n_components
@@ -528,13 +587,13 @@ class SpatialGPT(nn.Module):
         generator,
         allow_stop: bool = True,
         previous: tuple[Tensor, Tensor],
-        placed: Tensor | None = None,
+        budget: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """From hidden states (B, D) and conditions (B, C): voxels (B, 3), log energies (B,), rows that drew STOP (B,).
 
         ``previous`` = the previous hit's layer (B,) and energy in the model's units (B,),
         +inf before the first hit: the bounds of a model ``bounded_by_previous``;
-        ``placed`` (B,) the visible energy of the hits before [MeV], for a model with ``energy_budget``.
+        ``budget`` (B, 2) the :meth:`budget_features`, for a model with ``energy_budget``.
         """
         if self.config.tokenization == "joint":
             logits = self.voxel_head(hidden)
@@ -556,9 +615,7 @@ class SpatialGPT(nn.Module):
             y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
             voxels = torch.stack([x, y, z], dim=-1)
         upper = upper_bounds(self.config, voxels[:, 2], *previous)
-        if self.config.energy_budget:
-            placed = self.placed_fraction(placed, condition)
-        raw = self.energy_mixture(hidden, voxels, upper, placed)
+        raw = self.energy_mixture(hidden, voxels, upper, budget)
         log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator, upper=upper)
         log_energy = log_energy.clamp(*self.trained_energy_range) + self.energy_offset(condition)
         first = previous[0] < 0  # no hit before
@@ -624,11 +681,13 @@ def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
     previous_energy = torch.cat([torch.full_like(energy[:, :1], math.inf), energy[:, :-1]], dim=1)
     previous_layer = torch.cat([torch.full_like(voxels[:, :1, 2], -1), voxels[:, :-1, 2]], dim=1)
     upper = upper_bounds(model.config, voxels[..., 2], previous_layer, previous_energy)[mask]
-    placed = None
+    budget = None
     if model.config.energy_budget:
         hit_energy = torch.where(mask, torch.exp(log_energy - model.config.log_energy_shift), 0.0)  # MeV
-        placed = model.placed_fraction(hit_energy.cumsum(dim=1) - hit_energy, condition)[mask]  # the hits before
-    raw = model.energy_mixture(hit_hidden, target, upper, placed)
+        placed = hit_energy.cumsum(dim=1) - hit_energy  # the hits before
+        hits_left = mask.sum(dim=1, keepdim=True) - torch.arange(mask.shape[1], device=mask.device)
+        budget = model.budget_features(placed, hit_energy.sum(dim=1), hits_left, condition)[mask]
+    raw = model.energy_mixture(hit_hidden, target, upper, budget)
     nll = mixture_nll(raw, energy[mask], upper=upper).sum()
     n_targets = len(target) + len(stop)
     voxel_loss, energy_loss = ce / n_targets, nll / max(1, len(target))
@@ -682,10 +741,10 @@ def fit_spatial_gpt(
     with torch.no_grad():
         energy = (log_energy - model.energy_offset(condition)[:, None])[mask]
         model.trained_energy_range.copy_(torch.stack([energy.min(), energy.max()]))
-        if config.energy_budget:
-            visible = torch.where(mask, torch.exp(log_energy - config.log_energy_shift), 0.0).sum(dim=1)  # MeV
-            incident = torch.as_tensor(train_hits.incident_energy, dtype=torch.float32) * 1000.0
-            model.visible_fraction.copy_((visible / incident).mean())
+    if config.energy_budget:
+        model.set_visible_energy_model(
+            LogNormalInEnergy.fit(train_hits.incident_energy, visible_energy(train_hits, config))
+        )
     order = val_data[2].sum(dim=1).argsort(stable=True)  # validation batches of similar lengths
     val_data = tuple(t[order] for t in val_data)
     result = train(
@@ -714,6 +773,7 @@ def generate_hits(
     incident_energy,
     *,
     n_hits=None,
+    visible_energy=None,
     max_hits: int | None = None,
     temperature: float = 1.0,
     energy_temperature: float = 1.0,
@@ -723,7 +783,8 @@ def generate_hits(
 
     Hit by hit with a key/value cache until STOP or ``max_hits``; showers that have
     stopped leave the batch, as in :func:`omnijet_lib.generation.generate_batch`.
-    A model conditioned on the number of hits gives each shower exactly the hits asked for.
+    A model conditioned on the number of hits gives each shower exactly the hits asked for;
+    one with ``energy_budget`` needs each shower's ``visible_energy`` [MeV] too.
     """
     config = model.config
     max_hits = config.max_hits if max_hits is None else max_hits
@@ -747,6 +808,14 @@ def generate_hits(
     previous_layer = torch.full((batch,), -1, dtype=torch.long, device=device)  # per cache row
     previous_energy = torch.full((batch,), math.inf, device=device)  # in the model's units; none yet
     placed = torch.zeros(batch, device=device)  # visible energy of the hits so far [MeV], per cache row
+    if config.energy_budget:
+        if visible_energy is None:
+            msg = "this model shares a visible energy among its hits: give visible_energy [MeV]"
+            raise ValueError(msg)
+        visible = torch.tensor(np.broadcast_to(visible_energy, (batch,)), dtype=torch.float32, device=device)
+        if not (torch.isfinite(visible).all() and (visible > 0).all()):
+            msg = "every visible energy asked for must be > 0 [MeV]"
+            raise BadDataError(msg)
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
     hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
@@ -755,7 +824,11 @@ def generate_hits(
         vox, energy, stop = model.sample_hit(
             hidden[live_rows], condition[live_rows], temperature=temperature, energy_temperature=energy_temperature,
             generator=generator, allow_stop=not config.condition_on_n_hits,
-            previous=(previous_layer[live_rows], previous_energy[live_rows]), placed=placed[live_rows],
+            previous=(previous_layer[live_rows], previous_energy[live_rows]),
+            budget=None if not config.energy_budget else model.budget_features(
+                placed[live_rows], visible[live_rows], asked[rows[live_rows]] - length[rows[live_rows]],
+                condition[live_rows],
+            ),
         )  # fmt: skip
         previous_layer[live_rows] = vox[:, 2]
         previous_energy[live_rows] = energy - model.energy_offset(condition[live_rows])
@@ -783,6 +856,8 @@ def generate_hits(
                 condition[keep],
             )
             previous_layer, previous_energy, placed = previous_layer[keep], previous_energy[keep], placed[keep]
+            if config.energy_budget:
+                visible = visible[keep]
         step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
         hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
@@ -797,6 +872,7 @@ def generate_showers(
     incident_energy,
     *,
     n_hits=None,
+    visible_energy=None,
     batch_size: int = 64,
     temperature: float = 1.0,
     energy_temperature: float = 1.0,
@@ -808,16 +884,21 @@ def generate_showers(
     A shower that drew STOP before any hit is no shower: it is left out, and the
     returned indices (into ``incident_energy``) of the kept ones show how many were.
     A model conditioned on the number of hits draws it from its :class:`HitCountModel`
-    unless ``n_hits`` is given.
+    unless ``n_hits`` is given, and one with ``energy_budget`` the visible energy [MeV] from
+    its fit likewise unless ``visible_energy`` is given.
 
     The model may place two hits in one voxel; :func:`voxelise` then moves one as
     for the VQ-VAE model's showers (energy and hit count kept).  The same seed,
     model, device and ``batch_size`` give the same showers.
     """
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
+    rng = np.random.default_rng(seed)
     if n_hits is None and model.config.condition_on_n_hits:
-        n_hits = model.hit_count_model.sample(incident, max_hits=model.config.max_hits, rng=np.random.default_rng(seed))
+        n_hits = model.hit_count_model.sample(incident, max_hits=model.config.max_hits, rng=rng)
+    if visible_energy is None and model.config.energy_budget:
+        visible_energy = model.visible_energy_model.sample(incident, rng=rng)
     requested = None if n_hits is None else np.broadcast_to(np.asarray(n_hits), incident.shape)
+    visible = None if visible_energy is None else np.broadcast_to(np.asarray(visible_energy), incident.shape)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     batches = []
     with tqdm(total=len(incident), desc="generating showers", unit="shower", disable=not progress) as bar:
@@ -825,6 +906,7 @@ def generate_showers(
             part = slice(start, start + batch_size)
             hits = generate_hits(
                 model, incident[part], n_hits=None if requested is None else requested[part],
+                visible_energy=None if visible is None else visible[part],
                 temperature=temperature, energy_temperature=energy_temperature, generator=generator,
             )  # fmt: skip
             batches.append(showers_from_hits(hits, log_energy_shift=model.config.log_energy_shift))
