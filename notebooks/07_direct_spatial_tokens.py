@@ -20,7 +20,10 @@
 # and its log energy from a mixture of Gaussians, so no precision is lost to tokens.
 # Beyond the paper, the model is conditioned on the incident photon energy: it
 # generates showers for an energy the user asks for; and the energy density can be cut
-# at the previous hit's energy wherever the hit order makes that an upper bound.
+# at the previous hit's energy wherever the hit order makes that an upper bound. Two
+# more options keep the chain of energies at the right scale: the hottest cell's energy
+# from a fitted log-normal, and an energy head that knows how much of the shower's
+# visible energy is left per hit still to place.
 #
 # Compared here on the same simulated test showers: the direct model(s), notebook 06's
 # VQ-VAE model and the simulator — observables with ratio panels and Wasserstein

@@ -235,7 +235,9 @@ def _check_07_direct_spatial_tokens(metrics):
     assert set(metrics["models"]) == set(variants)
     assert all(metrics["models"][v]["n_components"] == 4 for v in variants)
     assert all(metrics["models"][v]["order"] == v.partition("/")[2] for v in variants)  # each trained in its order
-    assert all(metrics["models"][v]["bounded_by_previous"] for v in variants)
+    assert all(metrics["models"][v]["bounded_by_previous"] and metrics["models"][v]["energy_budget"] for v in variants)
+    # the hottest cell comes first in energy order only: only there is its energy fitted
+    assert [metrics["models"][v]["fitted_hottest_cell"] for v in variants] == [True, False]
     assert set(metrics["wasserstein"]) == {*variants, "vqvae"}
     assert all(set(w) == set(SHOWER_OBSERVABLES) for w in metrics["wasserstein"].values())
     assert set(metrics["seconds_per_shower"]) == {*variants, "vqvae"}
