@@ -66,6 +66,10 @@ mlp_layers = 3  # unconditional VQ-VAE hidden layers (paper: 3)
 epochs = 12  # VQ-VAE epochs (the paper trains far longer on 10^7 jets; use a GPU for that)
 batch_size = 64
 learning_rate = 1e-3
+# Weight of a jet-level term in every VQ-VAE's loss: the reconstructed jet's four-momentum and mass against the
+# original's (not in the paper; 0 gives the paper's loss). Only a conditional decoder sees the whole jet and
+# can share a correction among its constituents; an unconditional one loses constituent precision to it.
+jet_weight = 2.0
 lr_schedule = "cosine"  # "constant" or "cosine" (falls to 0 over the epochs)
 # The epoch kept: by reconstruction MSE. The whole validation loss (MSE + commitment) picks an early epoch,
 # as the commitment term grows while the reconstruction still improves.
@@ -102,7 +106,7 @@ print({s: len(i) for s, i in split.items()}, "jets;", f"{data.mask.sum(1).mean()
 # the project's loop (best epoch by validation `best_by`; an interrupted run resumes).
 
 # %%
-vqvae = VQVAEConfig(hidden_dim=hidden_dim, n_heads=n_heads, quantizer=QuantizerConfig())
+vqvae = VQVAEConfig(hidden_dim=hidden_dim, n_heads=n_heads, jet_weight=jet_weight, quantizer=QuantizerConfig())
 training = TrainingConfig(
     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, best_by=best_by,
     seed=seed, device=device,
@@ -201,6 +205,7 @@ metrics = {
         "learning_rate": learning_rate,
         "lr_schedule": lr_schedule,
         "best_by": best_by,
+        "jet_weight": jet_weight,
         "hidden_dim": hidden_dim,
         "n_blocks": n_blocks,
         "device": str(device),

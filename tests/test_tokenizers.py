@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.jets import concatenate
-from omnijet_lib.data.preprocessing import preprocess
+from omnijet_lib.data.preprocessing import PreprocessingConfig, preprocess
 from omnijet_lib.data.token_files import read_token_file, tokenize_jet_file
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.tokenizers import (
@@ -261,3 +262,79 @@ def test_token_blobs_and_fixed_points(real):
         token_blobs(binned, [1], context_pool=np.array([], dtype=int))
     with pytest.raises(ValueError, match="context_size"):
         token_blobs(binned, [1], context_pool=tokens[mask], context_size=500)
+
+
+# --- the jet-level term ---------------------------------------------------
+
+
+def test_jet_term_sees_the_jet_mass_of_the_observables(pythia_jets):
+    from omnijet_lib.data.preprocessing import constituents_from_features
+    from omnijet_lib.observables import jet_kinematics
+    from omnijet_lib.tokenizers.vqvae import jet_four_momentum
+
+    pre = preprocess(pythia_jets["top"])
+    kept = constituents_from_features(pre.features, pre.mask, pre.jet_eta, pre.jet_phi)
+    expected = jet_kinematics(kept)  # in the lab frame
+    features, mask = torch.as_tensor(pre.features, dtype=torch.float64), torch.as_tensor(pre.mask)
+    momentum, pt_sum = jet_four_momentum(features, mask, PreprocessingConfig())
+    mass = torch.sqrt((momentum[:, 0] ** 2 - (momentum[:, 1:] ** 2).sum(-1)).clamp(min=0)).numpy()
+    np.testing.assert_allclose(mass, expected["mass"], rtol=1e-6, atol=1e-6)  # the axis frame keeps the mass
+    assert expected["mass"].mean() > 100  # top jets: a real test
+    np.testing.assert_allclose(pt_sum.numpy(), ak_sum_pt(kept), rtol=1e-9)
+
+
+def ak_sum_pt(constituents):
+    import awkward as ak
+
+    return ak.to_numpy(ak.sum(constituents.pt, axis=1))
+
+
+def test_jet_term_is_zero_for_a_perfect_reconstruction_and_grows_with_a_pt_scale(real):
+    from omnijet_lib.tokenizers.vqvae import jet_reconstruction_loss
+
+    (features, mask), _ = real
+    features, mask = torch.as_tensor(features[:64]), torch.as_tensor(mask[:64])
+    mask[0, 1:] = False  # a one-constituent jet: mass 0, still a finite gradient
+    config = PreprocessingConfig()
+    assert jet_reconstruction_loss(features, features, mask, config) < 1e-10
+    losses = []
+    for shift in (0.01, 0.05, 0.2):  # every pT scaled by e^shift
+        moved = features.clone().requires_grad_(True)
+        with torch.no_grad():
+            moved[..., 0] += shift
+        loss = jet_reconstruction_loss(features, moved, mask, config)
+        loss.backward()
+        assert torch.isfinite(moved.grad).all()
+        losses.append(float(loss.detach()))
+    assert losses[0] < losses[1] < losses[2]
+    # a pT scale of e^s moves four-momentum and mass by (e^s - 1): |dP|^2 + dm^2 = (e^s - 1)^2 (|P|^2 + m^2)
+    assert losses[1] == pytest.approx(float((math.exp(0.05) - 1) ** 2 * jet_norm(features, mask, config)), rel=1e-3)
+
+
+def jet_norm(features, mask, config):
+    from omnijet_lib.tokenizers.vqvae import jet_four_momentum
+
+    momentum, pt = jet_four_momentum(features, mask, config)
+    mass2 = (momentum[:, 0] ** 2 - (momentum[:, 1:] ** 2).sum(-1)).clamp(min=0)
+    return ((momentum.square().sum(-1) + mass2) / pt.square()).mean()
+
+
+def test_vqvae_with_a_jet_term_trains_and_refuses_showers(real, tmp_path):
+    from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
+
+    train, val = real
+    config = dataclasses.replace(SMALL_VQ, jet_weight=2.0)
+    tok = VQVAETokenizer(config, device="cpu")
+    result = tok.fit(train, val, TrainingConfig(epochs=1, batch_size=32, seed=3), tmp_path / "run", progress=False)
+    assert np.isfinite(result.history[-1]["val_jet"]) and result.history[-1]["val_jet"] > 0
+    with pytest.raises(ValueError, match="jet_weight must be"):
+        VQVAEConfig(jet_weight=-1.0)
+    showers = VQVAETokenizer(dataclasses.replace(config, n_features=4), ShowerPreprocessingConfig(), device="cpu")
+    features = np.zeros((4, 5, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="jet_weight needs jets"):
+        showers.fit(
+            (features, features[..., 0] == 0),
+            (features, features[..., 0] == 0),
+            TrainingConfig(epochs=1),
+            tmp_path / "s",
+        )

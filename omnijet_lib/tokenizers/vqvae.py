@@ -11,12 +11,19 @@ the nearest of K code vectors, the decoder maps codes back to constituents.
   reproduced far better for the same K.
 
 Loss (REFERENCE §1): MSE(x, x_hat) over real constituents + alpha * L_commit.
+
+Beyond the paper, ``jet_weight`` adds a jet-level term (:func:`jet_reconstruction_loss`):
+the reconstructed jet's four-momentum and mass against the original's, relative to its
+pT.  A per-constituent MSE counts a soft constituent as much as a hard one and lets a
+decoder's errors line up across a jet; the jet mass sees both.  Only the conditional
+decoder, which sees the whole jet, can share a correction among the constituents.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -38,6 +45,7 @@ class VQVAEConfig:
     n_layers: int | None = None  # None: the paper's 4 NormFormer blocks (conditional) or 3 hidden layers (MLP)
     n_heads: int = 8  # attention heads of a NormFormer block
     alpha: float = 10.0  # weight of the commitment loss against the reconstruction MSE
+    jet_weight: float = 0.0  # weight of the jet-level term (jets only; 0: the paper's loss), see module docstring
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     @property
@@ -47,6 +55,9 @@ class VQVAEConfig:
         return 4 if self.conditional else 3
 
     def __post_init__(self):
+        if self.jet_weight < 0:
+            msg = f"jet_weight must be >= 0, got {self.jet_weight}"
+            raise ValueError(msg)
         if self.hidden_dim % self.n_heads:
             msg = f"hidden_dim ({self.hidden_dim}) must be divisible by n_heads ({self.n_heads})"
             raise ValueError(msg)
@@ -171,14 +182,52 @@ def trim_to_longest(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.T
     return features[:, :longest], mask[:, :longest]
 
 
-def vqvae_loss(model: VQVAE, batch: tuple[torch.Tensor, ...]):
-    """The training loop's loss function: (features, mask) batch -> loss and logged parts."""
+def jet_four_momentum(
+    features: torch.Tensor, mask: torch.Tensor, preprocessing: PreprocessingConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled constituents (B, N, 3) -> the jet's (E, px, py, pz) (B, 4) and scalar pT sum (B,) [GeV].
+
+    Massless constituents at (eta_rel, phi_rel): the jet in the frame of its axis, which
+    differs from the lab frame by a boost along the beam and a rotation about it, so its
+    mass is the jet's mass.
+    """
+    log_pt, eta, phi = features.unbind(dim=-1)
+    pt = torch.exp(log_pt + preprocessing.log_pt_shift) * mask
+    eta, phi = eta / preprocessing.angle_scale, phi / preprocessing.angle_scale
+    momenta = torch.stack([pt * torch.cosh(eta), pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta)], -1)
+    return momenta.sum(dim=1), pt.sum(dim=1)
+
+
+def jet_reconstruction_loss(
+    features: torch.Tensor, reconstruction: torch.Tensor, mask: torch.Tensor, preprocessing: PreprocessingConfig
+) -> torch.Tensor:
+    """Mean over jets of (|P_hat - P|^2 + (m_hat - m)^2) / pT^2: the jet's four-momentum and mass errors."""
+    (momentum, pt), (momentum_hat, _) = (jet_four_momentum(f, mask, preprocessing) for f in (features, reconstruction))
+    scale = pt.detach().clamp(min=1e-3)  # a jet's own pT: hard and soft jets count alike
+    floor = 1e-6 * scale.square()  # sqrt has no finite gradient at a mass of 0 (a one-constituent jet)
+
+    def mass(p):
+        return torch.sqrt((p[:, 0].square() - p[:, 1:].square().sum(dim=-1)).clamp(min=0) + floor)
+
+    error = (momentum_hat - momentum).square().sum(dim=-1) + (mass(momentum_hat) - mass(momentum)).square()
+    return (error / scale.square()).mean()
+
+
+def vqvae_loss(model: VQVAE, batch: tuple[torch.Tensor, ...], *, preprocessing: PreprocessingConfig | None = None):
+    """The training loop's loss function: (features, mask) batch -> loss and logged parts.
+
+    A model with ``jet_weight`` needs the jets' ``preprocessing`` for its jet-level term.
+    """
     from omnijet_lib.training import StepOutput
 
     features, mask = trim_to_longest(*batch)
     out = model(features, mask)
     metrics = {"mse": out.reconstruction_loss.item(), "commit": out.commit_loss.item()}
-    return StepOutput(out.loss, metrics)
+    loss = out.loss
+    if model.config.jet_weight > 0:
+        jet = jet_reconstruction_loss(features, out.reconstruction, mask, preprocessing)
+        loss, metrics["jet"] = loss + model.config.jet_weight * jet, jet.item()
+    return StepOutput(loss, metrics)
 
 
 class VQVAETokenizer(Tokenizer):
@@ -243,8 +292,11 @@ class VQVAETokenizer(Tokenizer):
             codes = self._batched(lambda x, m: model.encode(x, m), val_features, val_mask, dtype=torch.long)
             return {"codebook_utilisation": model.quantizer.utilisation(codes)}
 
+        if self.config.jet_weight > 0 and not isinstance(self.preprocessing, PreprocessingConfig):
+            msg = f"jet_weight needs jets; this tokenizer's pre-processing is {type(self.preprocessing).__name__}"
+            raise ValueError(msg)
         result = run_training(
-            self.model, train, val, vqvae_loss, training, run_dir,
+            self.model, train, val, partial(vqvae_loss, preprocessing=self.preprocessing), training, run_dir,
             evaluate=utilisation, describe=self._describe(), progress=progress,
             lengths=train[1].sum(dim=1) if length_buckets else None,
         )  # fmt: skip
