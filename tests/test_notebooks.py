@@ -161,6 +161,7 @@ def _check_01_data(metrics):
 def _check_02_tokenization_quality(metrics):
     assert set(metrics["top_mass_sigma"]) == set(TINY_VQ)
     assert (metrics["budget"]["best_by"], metrics["budget"]["lr_schedule"]) == ("mse", "cosine")
+    assert metrics["budget"]["jet_weight"] > 0  # the jet-level term is on by default
     assert all(sigma > 0 for sigma in metrics["top_mass_sigma"].values())
     assert metrics["codebook_size"] == {"binned-5": 125, "unconditional-32": 32, "conditional-32": 32}
     assert all(0 < u <= 1 for u in metrics["codebook_utilisation"].values())
