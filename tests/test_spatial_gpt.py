@@ -144,9 +144,11 @@ def test_a_fitted_hottest_cell_sets_the_first_energy_of_the_chain(showers, tmp_p
     hottest = np.exp(
         hits.log_energy[:, 0].astype(np.float64) - config.log_energy_shift
     )  # MeV: the first hit in energy order
-    assert model.hottest_cell_model == LogNormalInEnergy.fit(hits.incident_energy, hottest)  # saved with the weights
+    assert model.fitted("hottest_cell") == LogNormalInEnergy.fit(
+        hits.incident_energy, hottest
+    )  # saved with the weights
     # A known fit: log(E / MeV) = 2.5 + 0.3 log(E_inc / 30 GeV), width 0.1.  The draws follow it, whatever the head.
-    model.set_hottest_cell_model(LogNormalInEnergy((0.0, 0.3, 2.5), (0.0, 0.0, 0.1)))
+    model.set_fitted("hottest_cell", LogNormalInEnergy((0.0, 0.3, 2.5), (0.0, 0.0, 0.1)))
     incident = np.repeat([10.0, 90.0], 1000)
     generated = generate_hits(model, incident, n_hits=2, generator=torch.Generator().manual_seed(0))
     first = generated.log_energy[:, 0] - config.log_energy_shift
@@ -414,9 +416,9 @@ def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(shower
     training = TrainingConfig(epochs=1, batch_size=8, seed=0)
     _, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)
     loaded = load_spatial_gpt(result.best_checkpoint)
-    assert loaded.hit_count_model == HitCountModel.fit(hits.incident_energy, hits.n_hits)  # saved with the weights
+    assert loaded.fitted("hit_count") == HitCountModel.fit(hits.incident_energy, hits.n_hits)  # saved with the weights
     generated, kept = generate_showers(loaded, [12.0, 18.0], batch_size=2, seed=0, progress=False)
-    asked = loaded.hit_count_model.sample([12.0, 18.0], max_hits=config.max_hits, rng=np.random.default_rng(0))
+    asked = loaded.fitted("hit_count").sample([12.0, 18.0], max_hits=config.max_hits, rng=np.random.default_rng(0))
     assert len(kept) == 2
     # voxelising keeps the hit count; a hit-count draw lies in the simulated range
     np.testing.assert_array_equal(generated.n_hits, asked)

@@ -322,6 +322,26 @@ class HitCountModel(LogNormalInEnergy):
         return np.clip(np.rint(super().sample(incident_energy, rng=rng)), 1, max_hits).astype(np.int64)
 
 
+# Per-shower quantities a model draws from log-normals fitted to its training showers, when asked for an energy:
+# name -> (the fit's class, the config option that makes the model use it).
+FITTED_QUANTITIES = {
+    "hit_count": (HitCountModel, "condition_on_n_hits"),
+    "hottest_cell": (LogNormalInEnergy, "fitted_hottest_cell"),  # its energy [MeV]
+    "visible_energy": (LogNormalInEnergy, "energy_budget"),  # [MeV]
+}
+
+
+def per_shower_quantities(hits: HitSequences, config: SpatialGPTConfig) -> dict[str, np.ndarray]:
+    """The values, one per shower, of the :data:`FITTED_QUANTITIES` a model of ``config`` uses."""
+    values = {
+        "hit_count": lambda: hits.n_hits,
+        # in energy order (the only one with fitted_hottest_cell) the first hit is the hottest cell
+        "hottest_cell": lambda: np.exp(hits.log_energy[:, 0].astype(np.float64) - config.log_energy_shift),
+        "visible_energy": lambda: visible_energy(hits, config),
+    }
+    return {quantity: value() for quantity, value in values.items() if getattr(config, FITTED_QUANTITIES[quantity][1])}
+
+
 # ----------------------------------------------------------------------------- the energy head
 
 
@@ -418,14 +438,6 @@ class SpatialGPT(nn.Module):
         self.condition_in = nn.Linear(config.n_conditions, dim)
         if config.condition_on_n_hits:
             self.placed_in = nn.Linear(1, dim)  # the fraction of the asked hits placed so far
-            # The fitted HitCountModel (mean, then width coefficients), saved with the weights.
-            self.register_buffer(
-                "hit_count_coefficients", torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
-            )
-        if config.fitted_hottest_cell:  # its LogNormalInEnergy of the energy in MeV, likewise
-            self.register_buffer(
-                "hottest_cell_coefficients", torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
-            )
         self.blocks = nn.ModuleList(Block(config.blocks, i) for i in range(config.n_blocks))
         self.energy_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 3 * config.n_components))
         # Lowest and highest log energy of the training hits, in the model's units (see energy_offset): sampled
@@ -434,10 +446,11 @@ class SpatialGPT(nn.Module):
         self.register_buffer("trained_energy_range", torch.tensor([-math.inf, math.inf]))
         if config.energy_budget:
             self.budget_in = nn.Linear(4, dim)  # budget_features, the bound, whether there is one
-            # LogNormalInEnergy of the visible energy [MeV], for generation at an asked incident energy.
-            self.register_buffer(
-                "visible_energy_coefficients", torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
-            )
+        # The log-normals fitted to the training showers (mean, then width coefficients), saved with the weights.
+        for quantity, (_, option) in FITTED_QUANTITIES.items():
+            if getattr(config, option):
+                coefficients = torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
+                self.register_buffer(f"{quantity}_coefficients", coefficients)
 
     @property
     def stop_class(self) -> int:
@@ -454,23 +467,13 @@ class SpatialGPT(nn.Module):
             position = self.axis_project(torch.cat([emb(voxels[..., i]) for i, emb in enumerate(self.axis_in)], -1))
         return position + self.energy_in(log_energy.unsqueeze(-1))
 
-    @property
-    def hit_count_model(self) -> HitCountModel | None:
-        if not self.config.condition_on_n_hits:
-            return None
-        return HitCountModel.from_tensor(self.hit_count_coefficients)
+    def fitted(self, quantity: str) -> LogNormalInEnergy | None:
+        """The log-normal fitted for ``quantity`` (see :data:`FITTED_QUANTITIES`), or None if the model has none."""
+        kind, option = FITTED_QUANTITIES[quantity]
+        return kind.from_tensor(getattr(self, f"{quantity}_coefficients")) if getattr(self.config, option) else None
 
-    def set_hit_count_model(self, fit: HitCountModel) -> None:
-        self.hit_count_coefficients.copy_(fit.as_tensor())
-
-    @property
-    def hottest_cell_model(self) -> LogNormalInEnergy | None:
-        if not self.config.fitted_hottest_cell:
-            return None
-        return LogNormalInEnergy.from_tensor(self.hottest_cell_coefficients)
-
-    def set_hottest_cell_model(self, fit: LogNormalInEnergy) -> None:
-        self.hottest_cell_coefficients.copy_(fit.as_tensor())
+    def set_fitted(self, quantity: str, fit: LogNormalInEnergy) -> None:
+        getattr(self, f"{quantity}_coefficients").copy_(fit.as_tensor())
 
     def sample_hottest_cell(self, condition: Tensor, *, temperature: float, generator) -> Tensor:
         """(B,) log energies (``log(E / MeV) + shift``) of the hottest cell, from the fitted log-normal."""
@@ -537,15 +540,6 @@ class SpatialGPT(nn.Module):
         left = (visible - placed).clamp(min=MIN_ENERGY_LEFT_MEV) / hits_left.to(placed.dtype).clamp(min=1)
         per_hit = torch.log(left) + self.config.log_energy_shift - self.energy_offset(condition).reshape(shape)
         return torch.stack([placed / visible, per_hit], dim=-1)
-
-    @property
-    def visible_energy_model(self) -> LogNormalInEnergy | None:
-        if not self.config.energy_budget:
-            return None
-        return LogNormalInEnergy.from_tensor(self.visible_energy_coefficients)
-
-    def set_visible_energy_model(self, fit: LogNormalInEnergy) -> None:
-        self.visible_energy_coefficients.copy_(fit.as_tensor())
 
     def energy_mixture(self, hidden: Tensor, voxels: Tensor, upper: Tensor, budget: Tensor | None = None) -> Tensor:
         """The energy head's mixture (..., 3K) for hits at ``voxels``, given hidden states (..., D).
@@ -731,20 +725,13 @@ def fit_spatial_gpt(
         check_order(hits, config.order, source=f"{name} showers")
     torch.manual_seed(training.seed)
     model = SpatialGPT(config)
-    if config.condition_on_n_hits:  # for generation at an asked energy alone
-        model.set_hit_count_model(HitCountModel.fit(train_hits.incident_energy, train_hits.n_hits))
-    if config.fitted_hottest_cell:  # in energy order (checked above) the first hit is the hottest cell
-        hottest = np.exp(train_hits.log_energy[:, 0].astype(np.float64) - config.log_energy_shift)
-        model.set_hottest_cell_model(LogNormalInEnergy.fit(train_hits.incident_energy, hottest))
+    for quantity, values in per_shower_quantities(train_hits, config).items():  # for generation at an asked energy
+        model.set_fitted(quantity, FITTED_QUANTITIES[quantity][0].fit(train_hits.incident_energy, values))
     train_data, val_data = _tensors(train_hits, config), _tensors(val_hits, config)
     _, log_energy, mask, condition = train_data
     with torch.no_grad():
         energy = (log_energy - model.energy_offset(condition)[:, None])[mask]
         model.trained_energy_range.copy_(torch.stack([energy.min(), energy.max()]))
-    if config.energy_budget:
-        model.set_visible_energy_model(
-            LogNormalInEnergy.fit(train_hits.incident_energy, visible_energy(train_hits, config))
-        )
     order = val_data[2].sum(dim=1).argsort(stable=True)  # validation batches of similar lengths
     val_data = tuple(t[order] for t in val_data)
     result = train(
@@ -894,9 +881,9 @@ def generate_showers(
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
     rng = np.random.default_rng(seed)
     if n_hits is None and model.config.condition_on_n_hits:
-        n_hits = model.hit_count_model.sample(incident, max_hits=model.config.max_hits, rng=rng)
+        n_hits = model.fitted("hit_count").sample(incident, max_hits=model.config.max_hits, rng=rng)
     if visible_energy is None and model.config.energy_budget:
-        visible_energy = model.visible_energy_model.sample(incident, rng=rng)
+        visible_energy = model.fitted("visible_energy").sample(incident, rng=rng)
     requested = None if n_hits is None else np.broadcast_to(np.asarray(n_hits), incident.shape)
     visible = None if visible_energy is None else np.broadcast_to(np.asarray(visible_energy), incident.shape)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
