@@ -249,6 +249,8 @@ def _check_07_direct_spatial_tokens(metrics):
     assert len(generated) == 8 - metrics["n_empty_dropped"]["per_axis/energy"]  # the first variant's showers
     assert np.all(generated.incident_energy > 0)  # asked for the test showers' energies
     assert {"energy_slices.png", "hit_energy_spectrum_fine.png", "distribution_n_hits.png"} <= set(metrics["figures"])
+    below = metrics["fraction_of_hits_below_10_keV"]
+    assert set(below) == {"simulated", "vqvae", "per_axis/energy"} and all(0 <= f <= 1 for f in below.values())
 
 
 CHECKS = {
