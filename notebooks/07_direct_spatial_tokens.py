@@ -269,7 +269,7 @@ for variant, model in models.items():
               f"{r['energy_sum_generated_mean']:>9.0f}±{r['energy_sum_generated_std']:<3.0f}{r['energy_sum_mean_ratio']:>7.3f}"
               f"{r['n_hits_simulated_mean']:>10.0f}{r['n_hits_generated_mean']:>10.0f}{r['n_hits_mean_ratio']:>8.3f}")  # fmt: skip
 
-fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")  # the labels clear of each other
 for ax, observable, label in (
     (axes[0], "energy_sum", "visible energy sum [MeV]"),
     (axes[1], "n_hits", "hits above 0.1 MeV"),
