@@ -225,6 +225,9 @@ def vqvae_loss(model: VQVAE, batch: tuple[torch.Tensor, ...], *, preprocessing: 
     metrics = {"mse": out.reconstruction_loss.item(), "commit": out.commit_loss.item()}
     loss = out.loss
     if model.config.jet_weight > 0:
+        if not isinstance(preprocessing, PreprocessingConfig):
+            msg = f"jet_weight needs the jets' PreprocessingConfig for its jet-level term, got {preprocessing!r}"
+            raise ValueError(msg)
         jet = jet_reconstruction_loss(features, out.reconstruction, mask, preprocessing)
         loss, metrics["jet"] = loss + model.config.jet_weight * jet, jet.item()
     return StepOutput(loss, metrics)
