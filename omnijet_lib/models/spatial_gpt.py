@@ -480,14 +480,13 @@ class SpatialGPT(nn.Module):
 
     def sample_hottest_cell(self, condition: Tensor, *, temperature: float, generator) -> Tensor:
         """(B,) log energies (``log(E / MeV) + shift``) of the hottest cell, from the fitted log-normal."""
-        x = condition[:, 0].double()  # log(E_inc / 30 GeV), as the fit's
-        mean_coefficients, width_coefficients = self.hottest_cell_coefficients.to(x.device).chunk(2)
-        mean, width = torch.zeros_like(x), torch.zeros_like(x)
-        for a, b in zip(mean_coefficients, width_coefficients):  # Horner, highest power first (numpy.polyval)
-            mean, width = mean * x + a, width * x + b
-        noise = torch.randn(len(x), generator=generator, device=x.device, dtype=torch.float32)
-        draw = mean.float() + temperature * width.clamp(min=0).float() * noise
-        return draw + self.config.log_energy_shift
+        incident = REFERENCE_INCIDENT_GEV * torch.exp(condition[:, 0].double()).cpu().numpy()  # GeV
+        mean, width = (
+            torch.as_tensor(a, dtype=torch.float32, device=condition.device)
+            for a in self.fitted("hottest_cell").mean_and_width(incident)
+        )
+        noise = torch.randn(len(mean), generator=generator, device=condition.device)
+        return mean + temperature * width * noise + self.config.log_energy_shift
 
     def hidden_states(self, voxels: Tensor, log_energy: Tensor, condition: Tensor, cache: KVCache | None = None):
         """START and hits 1..L -> (B, L + 1, D): position i predicts hit i + 1, or STOP after the last."""
