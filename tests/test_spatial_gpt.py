@@ -1,6 +1,7 @@
 """Direct spatial tokens: the mixture-of-Gaussians head, both tokenizations, conditioning, and a tiny run."""
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -93,6 +94,72 @@ def test_sampling_a_bounded_mixture():
     assert low.std() == pytest.approx(0.5, rel=0.03)  # the first is hardly cut
     far = sample_mixture(raw[None].expand(10, -1), upper=torch.full((10,), -40.0), generator=torch.Generator())
     assert torch.isfinite(far).all() and far.max() <= -40.0  # a bound far in the tail still gives draws below it
+
+
+def mixture_cdf(y, weights, means, sigmas):
+    return (weights * normal_cdf((np.asarray(y, dtype=float)[:, None] - means) / sigmas)).sum(1)
+
+
+def test_the_largest_of_n_draws_has_the_order_statistic_density():
+    weights, means, sigmas = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 2.0]), np.array([0.3, 1.0, 0.1])
+    raw = torch.tensor(
+        np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float64, requires_grad=True
+    )
+    y, upper, n = np.array([-1.2, 0.0, 1.95, 0.3]), np.array([0.0, 0.5, np.inf, 0.4]), np.array([1, 40, 7, 1500])
+    density = (weights * np.exp(-0.5 * ((y[:, None] - means) / sigmas) ** 2) / (sigmas * math.sqrt(2 * math.pi))).sum(1)
+    below = mixture_cdf(np.where(np.isinf(upper), 50.0, upper), weights, means, sigmas)
+    log_cdf = np.log(mixture_cdf(y, weights, means, sigmas))  # in logs: G^1499 underflows
+    expected = -(np.log(n) + np.log(density) + (n - 1) * log_cdf - n * np.log(below))
+    nll = mixture_nll(raw.expand(len(y), -1), torch.tensor(y), upper=torch.tensor(upper), largest_of=torch.tensor(n))
+    np.testing.assert_allclose(nll.detach().numpy(), expected, rtol=1e-9)
+    plain = mixture_nll(raw.expand(len(y), -1), torch.tensor(y), upper=torch.tensor(upper))
+    np.testing.assert_allclose(nll[0].item(), plain[0].item())  # the largest of one draw is the draw
+    nll.sum().backward()
+    assert torch.isfinite(raw.grad).all()
+
+
+def test_sampling_the_largest_of_n_draws():
+    weights, means, sigmas = np.array([0.25, 0.75]), np.array([-3.0, 2.0]), np.array([0.5, 0.2])
+    raw = torch.tensor(np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float32)
+    rows, upper = 20_000, 2.1
+    for n in (1, 30, 1000):
+        draws = sample_mixture(
+            raw.expand(rows, -1), upper=torch.full((rows,), upper), largest_of=torch.full((rows,), n),
+            generator=torch.Generator().manual_seed(n),
+        ).numpy()  # fmt: skip
+        assert draws.max() <= upper
+        # the empirical CDF against (G(y) / G(upper))^n at its quartiles
+        cdf = (mixture_cdf(np.sort(draws), weights, means, sigmas) / mixture_cdf([upper], weights, means, sigmas)) ** n
+        for q in (0.25, 0.5, 0.75):
+            assert cdf[int(q * rows)] == pytest.approx(q, abs=0.015)
+    free = sample_mixture(raw.expand(rows, -1), largest_of=torch.full((rows,), 1), generator=torch.Generator())
+    assert (free < 0).float().mean().item() == pytest.approx(0.25, abs=0.01)  # unbounded, n = 1: the mixture
+
+
+def test_energies_as_the_largest_of_the_hits_left_step_down_by_their_number(showers):
+    config = SpatialGPTConfig(
+        condition_on_n_hits=True, bounded_by_previous=True, largest_of_hits_left=True, **TINY
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    with torch.no_grad():  # every hit left: one Gaussian 1 below the bound, width 1
+        model.energy_head[-1].weight.zero_()
+        model.energy_head[-1].bias.copy_(torch.tensor([0.0] * 3 + [-1.0] * 3 + [0.0] * 3))
+    hits = generate_hits(model, [50.0] * 20, n_hits=[200] * 20, generator=torch.Generator().manual_seed(0))
+    check_order(hits, "energy")
+    steps = -np.diff(hits.log_energy, axis=1)
+    # the largest of n draws lies ~1/(n g) below the bound: steps grow as the hits left run out
+    assert steps[:, 1:50].mean() < 0.2 * steps[:, -20:].mean()
+    true = hit_sequences(showers)  # every simulated hit has a finite likelihood and gradient
+    tensors = (torch.as_tensor(a) for a in (true.voxels, true.log_energy, true.mask))
+    loss = spatial_loss(
+        model.train(), (*tensors, torch.as_tensor(condition_features(true.incident_energy, true.n_hits, config=config)))
+    ).loss
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    for wrong in ({"order": "layer"}, {"condition_on_n_hits": False}, {"bounded_by_previous": False}):
+        with pytest.raises(ValueError, match="largest_of_hits_left needs"):
+            SpatialGPTConfig(**{**asdict(config), **wrong})
 
 
 @pytest.mark.parametrize("order", ["energy", "layer"])

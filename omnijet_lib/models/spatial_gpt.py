@@ -124,6 +124,11 @@ class SpatialGPTConfig:
     # from and reads, not to the cut.  A head that cannot trust its predecessor exactly learns to keep to the
     # budget: generated chains then drift less (see the module docstring).
     anchor_noise: float = 0.0
+    # Energy order, the number of hits known: the head gives the density g of one hit among the n still to place
+    # (cut at the previous energy, G its CDF), and a hit's energy is the largest of them: n g G^(n-1) / G(bound)^n,
+    # in training and sampling.  How far one energy lies below the next then follows from the spectrum of the
+    # hits left and their number, rather than from a step of ~0.1 % the head has to get right at every hit.
+    largest_of_hits_left: bool = False
     log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
     # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift), and
     # inside the range of the training hits in the model's units (see SpatialGPT.trained_energy_range): a
@@ -142,6 +147,14 @@ class SpatialGPTConfig:
             raise ValueError(msg)
         if self.energy_budget and not self.condition_on_n_hits:
             msg = "energy_budget needs condition_on_n_hits: the budget is shared among the hits still to place"
+            raise ValueError(msg)
+        if self.largest_of_hits_left and not (
+            self.order == "energy" and self.condition_on_n_hits and self.bounded_by_previous
+        ):
+            msg = (
+                "largest_of_hits_left needs order='energy', condition_on_n_hits and bounded_by_previous: "
+                "each hit is then the largest of the hits still to place, below the one before"
+            )
             raise ValueError(msg)
         if self.anchor_noise < 0:
             msg = f"anchor_noise must be >= 0, got {self.anchor_noise}"
@@ -361,23 +374,37 @@ def _log_cdf_below(upper: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
     return torch.where(bounded, torch.special.log_ndtr(z), 0.0)  # no inf * 0 in the gradient where unbounded
 
 
-def mixture_nll(raw: Tensor, y: Tensor, upper: Tensor | None = None) -> Tensor:
+def _log_mixture_cdf(y: Tensor, log_weight: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
+    """(...) log P(Y <= y) under the mixture; 0 where ``y`` is +inf."""
+    return torch.logsumexp(log_weight + _log_cdf_below(y, mean, log_sigma), dim=-1)
+
+
+def mixture_nll(raw: Tensor, y: Tensor, upper: Tensor | None = None, largest_of: Tensor | None = None) -> Tensor:
     """Negative log-likelihood of ``y`` (...) under the mixture given by ``raw`` (..., 3K).
 
     With ``upper`` (..., +inf where unbounded) the mixture is cut there and renormalised:
-    the density of y given y <= upper.
+    the density of y given y <= upper.  With ``largest_of`` (...) = n, y is the largest of n
+    independent draws from that (cut) mixture: density n g(y) G(y)^(n-1) / G(upper)^n.
     """
     log_weight, mean, log_sigma = mixture_parameters(raw)
     z = (y.unsqueeze(-1) - mean) * torch.exp(-log_sigma)
     log_normal = -0.5 * z.square() - log_sigma - 0.5 * math.log(2 * math.pi)
-    nll = -torch.logsumexp(log_weight + log_normal, dim=-1)
-    if upper is not None:
-        nll = nll + torch.logsumexp(log_weight + _log_cdf_below(upper, mean, log_sigma), dim=-1)
-    return nll
+    log_density = torch.logsumexp(log_weight + log_normal, dim=-1)
+    log_below = 0.0 if upper is None else _log_mixture_cdf(upper, log_weight, mean, log_sigma)
+    if largest_of is None:
+        return log_below - log_density
+    n = largest_of.to(log_density.dtype)
+    log_cdf = _log_mixture_cdf(y, log_weight, mean, log_sigma)
+    return n * log_below - (torch.log(n) + log_density + (n - 1) * log_cdf)
 
 
 def sample_mixture(
-    raw: Tensor, *, temperature: float = 1.0, generator: torch.Generator | None = None, upper: Tensor | None = None
+    raw: Tensor,
+    *,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    upper: Tensor | None = None,
+    largest_of: Tensor | None = None,
 ) -> Tensor:
     """One value per row of ``raw`` (B, 3K): a component by its weight, then a Gaussian draw.
 
@@ -385,6 +412,8 @@ def sample_mixture(
     ``upper`` (B,), +inf where unbounded, the draw comes from the mixture cut there:
     a component by its weight times its mass below, then its Gaussian cut there
     (by the inverse CDF, in float64 where the device has it, so that far tails stay finite).
+    With ``largest_of`` (B,) = n, the largest of n such draws: the mixture's CDF, cut at
+    ``upper``, inverted at u^(1/n) by bisection.
     """
     if temperature <= 0:
         msg = f"energy temperature must be > 0, got {temperature}"
@@ -395,6 +424,19 @@ def sample_mixture(
     if upper is None:
         upper = torch.full((len(raw),), math.inf, device=raw.device)
     upper = upper.to(dtype)
+    if largest_of is not None:
+        u = torch.rand(len(raw), generator=generator, device=raw.device, dtype=dtype)
+        # log G(y) = log G(upper) + log(u) / n, solved for y between far below every component and the bound
+        target = _log_mixture_cdf(upper, log_weight, mean, log_sigma) + torch.log(u) / largest_of.to(dtype)
+        sigma = torch.exp(log_sigma)
+        low, high = (mean - 40 * sigma).min(dim=-1).values, (mean + 40 * sigma).max(dim=-1).values
+        high = torch.minimum(high, upper)
+        low = torch.minimum(low, high)
+        for _ in range(60):  # the interval shrinks 2^60-fold: far below float precision
+            middle = 0.5 * (low + high)
+            below = _log_mixture_cdf(middle, log_weight, mean, log_sigma) < target
+            low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+        return torch.minimum(0.5 * (low + high), upper).float()
     log_below = _log_cdf_below(upper, mean, log_sigma)  # (B, K)
     component = sample_categorical(log_weight + log_below, generator=generator)[:, None]
     mean, sigma = mean.gather(1, component).squeeze(1), torch.exp(log_sigma.gather(1, component).squeeze(1))
@@ -584,12 +626,14 @@ class SpatialGPT(nn.Module):
         allow_stop: bool = True,
         previous: tuple[Tensor, Tensor],
         budget: Tensor | None = None,
+        hits_left: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """From hidden states (B, D) and conditions (B, C): voxels (B, 3), log energies (B,), rows that drew STOP (B,).
 
         ``previous`` = the previous hit's layer (B,) and energy in the model's units (B,),
         +inf before the first hit: the bounds of a model ``bounded_by_previous``;
-        ``budget`` (B, 2) the :meth:`budget_features`, for a model with ``energy_budget``.
+        ``budget`` (B, 2) the :meth:`budget_features`, for a model with ``energy_budget``;
+        ``hits_left`` (B,) the hits still to place, this one included, for ``largest_of_hits_left``.
         """
         if self.config.tokenization == "joint":
             logits = self.voxel_head(hidden)
@@ -612,7 +656,10 @@ class SpatialGPT(nn.Module):
             voxels = torch.stack([x, y, z], dim=-1)
         upper = upper_bounds(self.config, voxels[:, 2], *previous)
         raw = self.energy_mixture(hidden, voxels, upper, budget)
-        log_energy = sample_mixture(raw, temperature=energy_temperature, generator=generator, upper=upper)
+        largest_of = hits_left if self.config.largest_of_hits_left else None
+        log_energy = sample_mixture(
+            raw, temperature=energy_temperature, generator=generator, upper=upper, largest_of=largest_of
+        )
         log_energy = log_energy.clamp(*self.trained_energy_range) + self.energy_offset(condition)
         first = previous[0] < 0  # no hit before
         if self.config.fitted_hottest_cell and first.any():
@@ -677,14 +724,15 @@ def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
     previous_energy = torch.cat([torch.full_like(energy[:, :1], math.inf), energy[:, :-1]], dim=1)
     previous_layer = torch.cat([torch.full_like(voxels[:, :1, 2], -1), voxels[:, :-1, 2]], dim=1)
     upper = upper_bounds(model.config, voxels[..., 2], previous_layer, previous_energy)[mask]
+    hits_left = mask.sum(dim=1, keepdim=True) - torch.arange(mask.shape[1], device=mask.device)  # this one included
     budget = None
     if model.config.energy_budget:
         hit_energy = torch.where(mask, torch.exp(log_energy - model.config.log_energy_shift), 0.0)  # MeV
         placed = hit_energy.cumsum(dim=1) - hit_energy  # the hits before
-        hits_left = mask.sum(dim=1, keepdim=True) - torch.arange(mask.shape[1], device=mask.device)
         budget = model.budget_features(placed, hit_energy.sum(dim=1), hits_left, condition)[mask]
     raw = model.energy_mixture(hit_hidden, target, upper, budget)
-    nll = mixture_nll(raw, energy[mask], upper=upper).sum()
+    largest_of = hits_left[mask] if model.config.largest_of_hits_left else None
+    nll = mixture_nll(raw, energy[mask], upper=upper, largest_of=largest_of).sum()
     n_targets = len(target) + len(stop)
     voxel_loss, energy_loss = ce / n_targets, nll / max(1, len(target))
     return StepOutput(
@@ -810,14 +858,15 @@ def generate_hits(
     hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
     for position in range(max_hits):
         live_rows = live.nonzero().squeeze(1)
+        hits_left = asked[rows[live_rows]] - length[rows[live_rows]] if config.condition_on_n_hits else None
         vox, energy, stop = model.sample_hit(
             hidden[live_rows], condition[live_rows], temperature=temperature, energy_temperature=energy_temperature,
             generator=generator, allow_stop=not config.condition_on_n_hits,
             previous=(previous_layer[live_rows], previous_energy[live_rows]),
             budget=None if not config.energy_budget else model.budget_features(
-                placed[live_rows], visible[live_rows], asked[rows[live_rows]] - length[rows[live_rows]],
-                condition[live_rows],
+                placed[live_rows], visible[live_rows], hits_left, condition[live_rows],
             ),
+            hits_left=hits_left,
         )  # fmt: skip
         previous_layer[live_rows] = vox[:, 2]
         previous_energy[live_rows] = energy - model.energy_offset(condition[live_rows])
