@@ -20,10 +20,12 @@
 # and its log energy from a mixture of Gaussians, so no precision is lost to tokens.
 # Beyond the paper, the model is conditioned on the incident photon energy: it
 # generates showers for an energy the user asks for; and the energy density can be cut
-# at the previous hit's energy wherever the hit order makes that an upper bound. Two
-# more options keep the chain of energies at the right scale: the hottest cell's energy
-# from a fitted log-normal, and an energy head that knows how much of the shower's
-# visible energy is left per hit still to place.
+# at the previous hit's energy wherever the hit order makes that an upper bound. More
+# options keep the chain of energies in shape and at the right scale: in energy order,
+# each energy drawn as the largest of the hits still to place, the hottest cell's from a
+# fitted log-normal; in layer order, an energy head that knows how much of the shower's
+# visible energy is left per hit still to place; and each shower's hits scaled to a
+# visible energy drawn from a fitted log-normal, as CaloClouds calibrates its showers.
 #
 # Compared here on the same simulated test showers: the direct model(s), notebook 06's
 # VQ-VAE model and the simulator — observables with ratio panels and Wasserstein
@@ -32,6 +34,7 @@
 
 # %%
 import json
+import math
 import os
 import time
 from dataclasses import asdict
@@ -86,13 +89,19 @@ condition_on_n_hits = True  # False: the paper's model, which ends showers with 
 # Cut each hit's energy density at the previous hit's energy where the order makes that a bound (energy
 # order: always; layer order: within a layer), in training and sampling. False: the paper's plain mixture.
 bounded_by_previous = True
-# The scale of the chain (see the library's module docstring): the hottest cell's energy from a log-normal in
-# E_inc fitted to the training showers (energy-order variants only) ...
+# The shape and scale of the chain (see the library's module docstring). Energy-order variants: each energy is
+# the largest of the hits still to place (an order statistic; needs condition_on_n_hits), and the hottest
+# cell's comes from a log-normal in E_inc fitted to the training showers.
+largest_of_hits_left = True
 fitted_hottest_cell = True
-# ... and an energy head that reads the visible energy left per hit still to place (needs condition_on_n_hits;
-# generation draws the visible energy from a fitted log-normal), trained with its anchor blurred by this much.
-energy_budget = True
+# Variants of these orders have an energy head that reads the visible energy left per hit still to place
+# (needs condition_on_n_hits), trained with its anchor blurred by anchor_noise. In energy order it holds the
+# sum but starves the last hits, which then fall to ~1 keV; the order statistic keeps them.
+energy_budget_orders = ["layer"]
 anchor_noise = 0.05
+# Every variant scales each shower's hits to a visible energy drawn from a log-normal in E_inc fitted to the
+# training showers. False: the energy sum is the chain's own.
+rescale_to_visible_energy = True
 embed_dim = 64  # (a GPU node: 256, as the paper's GPT)
 n_heads = 4  # (8)
 n_blocks = 3  # (3)
@@ -120,6 +129,9 @@ for variant in variants:
     if tokenization not in TOKENIZATIONS or order not in ORDERS:
         msg = f"variant {variant!r} not understood: use '<tokenization>/<order>' with {TOKENIZATIONS} and {ORDERS}"
         raise ValueError(msg)
+if unknown := set(energy_budget_orders) - set(ORDERS):
+    msg = f"energy_budget_orders: unknown order(s) {sorted(unknown)}; use any of {ORDERS}"
+    raise ValueError(msg)
 for path, what in ((vqvae_tokenizer, "tokenizer"), (vqvae_checkpoint, "GPT checkpoint")):
     if not Path(path).exists():
         msg = f"notebook 06's {what} not found: {path}; run notebooks/06_calorimeter_showers.py first"
@@ -143,7 +155,9 @@ for variant in variants:
         tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
         n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
         bounded_by_previous=bounded_by_previous, fitted_hottest_cell=fitted_hottest_cell and order == "energy",
-        energy_budget=energy_budget, anchor_noise=anchor_noise,
+        largest_of_hits_left=largest_of_hits_left and order == "energy", energy_budget=order in energy_budget_orders,
+        anchor_noise=anchor_noise if order in energy_budget_orders else 0.0,
+        rescale_to_visible_energy=rescale_to_visible_energy,
     )  # fmt: skip
     training = TrainingConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device
@@ -241,8 +255,9 @@ print("fraction of hits below 10 keV:", {name: round(f, 3) for name, f in below_
 # ## Conditioning on the incident energy
 # Showers asked for at fixed energies, next to the simulator's at the same energies:
 # mean and width of the visible energy sum and of the number of hits, for every direct model. Only the energy
-# is asked for; a model conditioned on the number of hits draws it itself, and one with an energy budget
-# its visible energy too (from log-normals fitted to the training showers).
+# is asked for; a model conditioned on the number of hits draws it itself, and one with an energy budget or a
+# rescale its visible energy too (from log-normals fitted to the training showers). For a rescaled model the
+# column `chain` gives the energy-sum ratio its chain of energies reaches on its own, before the rescale.
 
 # %%
 simulated = [simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)
@@ -260,13 +275,23 @@ for variant, model in models.items():
             row |= {f"{observable}_simulated_mean": sim.mean(), f"{observable}_simulated_std": sim.std(),
                     f"{observable}_generated_mean": gen.mean(), f"{observable}_generated_std": gen.std(),
                     f"{observable}_mean_ratio": gen.mean() / sim.mean()}  # fmt: skip
+        if model.config.rescale_to_visible_energy:  # the same showers, left at the chain's own scale
+            chain, _ = generate_showers(
+                model, np.full(n_per_slice, e), batch_size=generation_batch_size, temperature=temperature,
+                energy_temperature=energy_temperature, seed=seed + 100 + i, progress=False, rescale=False,
+            )  # fmt: skip
+            chain_sum, sim_sum = energy_sum(chain), energy_sum(simulated[i])
+            row |= {"energy_sum_chain_mean_ratio": chain_sum.mean() / sim_sum.mean(),
+                    "energy_sum_chain_std_ratio": chain_sum.std() / sim_sum.std()}  # fmt: skip
         slices[variant].append(row)
     print(
-        f"{variant}:\n{'E [GeV]':>8}{'E_sum sim':>12}{'E_sum gen':>12}{'ratio':>8}{'hits sim':>10}{'hits gen':>10}{'ratio':>8}"
+        f"{variant}:\n{'E [GeV]':>8}{'E_sum sim':>12}{'E_sum gen':>12}{'ratio':>8}{'chain':>8}"
+        f"{'hits sim':>10}{'hits gen':>10}{'ratio':>8}"
     )
     for r in slices[variant]:
         print(f"{r['incident_energy']:>8.0f}{r['energy_sum_simulated_mean']:>9.0f}±{r['energy_sum_simulated_std']:<3.0f}"
               f"{r['energy_sum_generated_mean']:>9.0f}±{r['energy_sum_generated_std']:<3.0f}{r['energy_sum_mean_ratio']:>7.3f}"
+              f"{r.get('energy_sum_chain_mean_ratio', math.nan):>8.3f}"
               f"{r['n_hits_simulated_mean']:>10.0f}{r['n_hits_generated_mean']:>10.0f}{r['n_hits_mean_ratio']:>8.3f}")  # fmt: skip
 
 fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")  # the labels clear of each other

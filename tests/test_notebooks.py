@@ -236,15 +236,20 @@ def _check_07_direct_spatial_tokens(metrics):
     assert set(metrics["models"]) == set(variants)
     assert all(metrics["models"][v]["n_components"] == 4 for v in variants)
     assert all(metrics["models"][v]["order"] == v.partition("/")[2] for v in variants)  # each trained in its order
-    assert all(metrics["models"][v]["bounded_by_previous"] and metrics["models"][v]["energy_budget"] for v in variants)
-    # the hottest cell comes first in energy order only: only there is its energy fitted
-    assert [metrics["models"][v]["fitted_hottest_cell"] for v in variants] == [True, False]
+    assert all(metrics["models"][v]["bounded_by_previous"] for v in variants)
+    assert all(metrics["models"][v]["rescale_to_visible_energy"] for v in variants)
+    # the hottest cell comes first, and each hit is the largest of those left, in energy order only
+    for option in ("fitted_hottest_cell", "largest_of_hits_left"):
+        assert [metrics["models"][v][option] for v in variants] == [True, False]
+    assert [metrics["models"][v]["energy_budget"] for v in variants] == [False, True]  # layer order only
     assert set(metrics["wasserstein"]) == {*variants, "vqvae"}
     assert all(set(w) == set(SHOWER_OBSERVABLES) for w in metrics["wasserstein"].values())
     assert set(metrics["seconds_per_shower"]) == {*variants, "vqvae"}
     assert all(s > 0 for s in metrics["seconds_per_shower"].values())
     assert set(metrics["energy_slices"]) == set(variants)  # every direct model asked for fixed energies
     assert all([r["incident_energy"] for r in rows] == [10.0, 50.0, 90.0] for rows in metrics["energy_slices"].values())
+    for rows in metrics["energy_slices"].values():  # rescaled: the chain's own sum is reported beside
+        assert all(r["energy_sum_chain_mean_ratio"] > 0 for r in rows)
     generated = read_showers(metrics["generated_file"])
     assert len(generated) == 8 - metrics["n_empty_dropped"]["per_axis/energy"]  # the first variant's showers
     assert np.all(generated.incident_energy > 0)  # asked for the test showers' energies

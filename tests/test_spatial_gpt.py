@@ -1,7 +1,7 @@
 """Direct spatial tokens: the mixture-of-Gaussians head, both tokenizations, conditioning, and a tiny run."""
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -265,6 +265,30 @@ def test_the_energy_budget_is_read_the_same_in_training_and_generation(monkeypat
     spatial_loss(model, (*tensors, cond))
     own_sum = np.where(generated.mask, np.exp(generated.log_energy.astype(np.float64) - 1.0), 0.0).sum(axis=1)
     np.testing.assert_allclose(seen[0].numpy(), expected(generated, own_sum), rtol=1e-4, atol=1e-4)
+
+
+def test_a_rescaled_shower_sums_to_its_visible_energy_and_keeps_its_shape():
+    config = SpatialGPTConfig(condition_on_n_hits=True, rescale_to_visible_energy=True, **TINY)
+    torch.manual_seed(0)
+    model = SpatialGPT(config).eval()
+    free = SpatialGPT(replace(config, rescale_to_visible_energy=False)).eval()
+    free.load_state_dict({k: v for k, v in model.state_dict().items() if k != "visible_energy_coefficients"})
+    visible = np.array([300.0, 900.0])
+    scaled, unscaled = (
+        generate_hits(m, [20.0, 80.0], n_hits=[30, 50], visible_energy=visible, generator=torch.Generator().manual_seed(0))
+        for m in (model, free)
+    )  # fmt: skip
+    hit_sum = np.where(scaled.mask, np.exp(scaled.log_energy.astype(np.float64) - 1.0), 0.0).sum(axis=1)
+    np.testing.assert_allclose(hit_sum, visible, rtol=1e-4)
+    for row in range(2):  # every hit of a shower moves by the same log factor
+        shift = (scaled.log_energy - unscaled.log_energy)[row][scaled.mask[row]]
+        np.testing.assert_allclose(shift, shift.mean(), atol=1e-4)
+    assert np.array_equal(scaled.voxels, unscaled.voxels)  # one factor per shower: where and how, unchanged
+    kept = generate_hits(model, [20.0, 80.0], n_hits=[30, 50], visible_energy=visible, rescale=False,
+                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert np.array_equal(kept.log_energy, unscaled.log_energy)  # the chain's own scale, on request
+    with pytest.raises(ValueError, match="give visible_energy"):
+        generate_hits(model, [20.0], n_hits=[30])
 
 
 def test_anchor_noise_blurs_the_means_in_training_only(showers):

@@ -53,20 +53,32 @@ so the energies then fall too slowly.
 
 The scale of the chain.  Generating in energy order, the sum of a shower's energies
 followed its first draw (correlation 0.9, against 0.0 in the simulator), and that draw,
-learnt from one example per shower, was far too wide.  Two options take the scale off it:
+learnt from one example per shower, was far too wide.  And each draw placed a little
+too close below its predecessor carries the whole rest of the chain up: the energy
+sum then ran 10-20 % high.  The options:
 
 * ``fitted_hottest_cell``: the first hit -- the hottest cell -- takes its energy from
   a log-normal in E_inc fitted to the training showers (:class:`LogNormalInEnergy`, as
   the number of hits);
+* ``largest_of_hits_left`` (energy order): the head gives the density of one hit among
+  those still to place, and a hit's energy is drawn as their largest -- the order
+  statistic.  The step down to the next energy then follows from that spectrum and the
+  number of hits left, not from a step size the head must get right to ~0.1 % at every
+  hit; the low-energy end of the chain comes out as in the simulator;
 * ``energy_budget``: the energy head also reads how much of the shower's visible energy
   the hits so far have used and what is left per hit still to place
   (:meth:`SpatialGPT.budget_features`).  Trained on true showers, whose last hit takes
-  exactly what is left; generation draws the visible energy from a fitted log-normal
-  too.  ``anchor_noise`` blurs, in training only, the bound the means are placed from,
-  so that the head learns to read the budget rather than follow its predecessor alone.
-  A price: the budget is spent.  Where the hottest hits run a little high, too little
-  is left for the last hits, and they fall to ~1 keV, below any simulated hit
-  (notebook 07 reports the fraction of hits below 10 keV).
+  exactly what is left.  ``anchor_noise`` blurs, in training only, the bound the means
+  are placed from, so that the head learns to read the budget rather than follow its
+  predecessor alone.  A price: the budget is spent.  Where the hottest hits run a
+  little high, too little is left for the last hits, and they fall to ~1 keV, below
+  any simulated hit (notebook 07 reports the fraction of hits below 10 keV);
+* ``rescale_to_visible_energy``: generation scales each shower's energies by one factor,
+  so that they sum to a visible energy drawn from a log-normal fitted to the training
+  showers -- as CaloClouds scales its point clouds to the energy its ShowerFlow draws.
+  The scale then comes from the fit, the shape of the shower from the GPT.
+
+The budget and the rescale both draw the visible energy from the fit, or take it asked for.
 """
 
 from __future__ import annotations
@@ -129,6 +141,11 @@ class SpatialGPTConfig:
     # in training and sampling.  How far one energy lies below the next then follows from the spectrum of the
     # hits left and their number, rather than from a step of ~0.1 % the head has to get right at every hit.
     largest_of_hits_left: bool = False
+    # Generation: scale each shower's hit energies so that they sum to its visible energy, drawn from a log-normal in
+    # E_inc fitted to the training showers (or asked for) -- as CaloClouds calibrates its point clouds to the energy
+    # its ShowerFlow draws.  The GPT gives where a shower's energy goes and how its hits share it; the fit gives the
+    # scale, which a chain of energies, each drawn from the one before, does not keep (see the module docstring).
+    rescale_to_visible_energy: bool = False
     log_energy_shift: float = 1.0  # hit feature log(E / MeV) + shift, as ShowerPreprocessingConfig
     # Sampled log energies are kept inside this range (1 keV .. 1 GeV per cell with the default shift), and
     # inside the range of the training hits in the model's units (see SpatialGPT.trained_energy_range): a
@@ -176,6 +193,11 @@ class SpatialGPTConfig:
             codebook_size=1, embed_dim=self.embed_dim, n_heads=self.n_heads, n_blocks=self.n_blocks,
             ffn_dim=self.ffn_dim, max_length=self.max_hits + 1,
         )  # fmt: skip
+
+    @property
+    def draws_visible_energy(self) -> bool:
+        """Whether generation needs each shower's visible energy (an energy budget, or a rescale to it)."""
+        return self.energy_budget or self.rescale_to_visible_energy
 
     @property
     def n_conditions(self) -> int:
@@ -343,7 +365,7 @@ class HitCountModel(LogNormalInEnergy):
 FITTED_QUANTITIES = {
     "hit_count": (HitCountModel, "condition_on_n_hits"),
     "hottest_cell": (LogNormalInEnergy, "fitted_hottest_cell"),  # its energy [MeV]
-    "visible_energy": (LogNormalInEnergy, "energy_budget"),  # [MeV]
+    "visible_energy": (LogNormalInEnergy, "draws_visible_energy"),  # [MeV]
 }
 
 
@@ -815,13 +837,16 @@ def generate_hits(
     temperature: float = 1.0,
     energy_temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    rescale: bool = True,
 ) -> HitSequences:
     """One shower per requested incident energy [GeV] (and number of hits, if the model takes it).
 
     Hit by hit with a key/value cache until STOP or ``max_hits``; showers that have
     stopped leave the batch, as in :func:`omnijet_lib.generation.generate_batch`.
     A model conditioned on the number of hits gives each shower exactly the hits asked for;
-    one with ``energy_budget`` needs each shower's ``visible_energy`` [MeV] too.
+    one with ``energy_budget`` or ``rescale_to_visible_energy`` needs each shower's
+    ``visible_energy`` [MeV] too.  ``rescale=False`` leaves the chain's own energy scale
+    to a model with ``rescale_to_visible_energy`` (to see what the rescale does).
     """
     config = model.config
     max_hits = config.max_hits if max_hits is None else max_hits
@@ -845,7 +870,7 @@ def generate_hits(
     previous_layer = torch.full((batch,), -1, dtype=torch.long, device=device)  # per cache row
     previous_energy = torch.full((batch,), math.inf, device=device)  # in the model's units; none yet
     placed = torch.zeros(batch, device=device)  # visible energy of the hits so far [MeV], per cache row
-    if config.energy_budget:
+    if config.draws_visible_energy:
         if visible_energy is None:
             msg = "this model shares a visible energy among its hits: give visible_energy [MeV]"
             raise ValueError(msg)
@@ -853,6 +878,7 @@ def generate_hits(
         if not (torch.isfinite(visible).all() and (visible > 0).all()):
             msg = "every visible energy asked for must be > 0 [MeV]"
             raise BadDataError(msg)
+        asked_visible = visible  # per output row; `visible` follows the cache rows
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
     hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
@@ -894,11 +920,17 @@ def generate_hits(
                 condition[keep],
             )
             previous_layer, previous_energy, placed = previous_layer[keep], previous_energy[keep], placed[keep]
-            if config.energy_budget:
+            if config.draws_visible_energy:
                 visible = visible[keep]
         step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
         hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
+    if (
+        config.rescale_to_visible_energy and rescale
+    ):  # one factor per shower: its hits then sum to the visible energy asked
+        hit_sum = torch.where(mask, torch.exp(log_energy - config.log_energy_shift), 0.0).sum(dim=1)
+        scale = torch.log(asked_visible) - torch.log(hit_sum.clamp(min=MIN_ENERGY_LEFT_MEV))
+        log_energy = torch.where(mask, log_energy + scale[:, None], 0.0)
     width = max(1, int(length.max()))
     return HitSequences(
         voxels[:, :width].cpu().numpy(), log_energy[:, :width].cpu().numpy(), mask[:, :width].cpu().numpy(), incident
@@ -916,14 +948,16 @@ def generate_showers(
     energy_temperature: float = 1.0,
     seed: int = 0,
     progress: bool = True,
+    rescale: bool = True,
 ) -> tuple[Showers, np.ndarray]:
     """One shower per incident energy [GeV], in batches, put onto the grid; and which requests they answer.
 
     A shower that drew STOP before any hit is no shower: it is left out, and the
     returned indices (into ``incident_energy``) of the kept ones show how many were.
     A model conditioned on the number of hits draws it from its :class:`HitCountModel`
-    unless ``n_hits`` is given, and one with ``energy_budget`` the visible energy [MeV] from
-    its fit likewise unless ``visible_energy`` is given.
+    unless ``n_hits`` is given, and one with ``energy_budget`` or ``rescale_to_visible_energy``
+    the visible energy [MeV] from its fit likewise unless ``visible_energy`` is given
+    (``rescale``: see :func:`generate_hits`).
 
     The model may place two hits in one voxel; :func:`voxelise` then moves one as
     for the VQ-VAE model's showers (energy and hit count kept).  The same seed,
@@ -933,7 +967,7 @@ def generate_showers(
     rng = np.random.default_rng(seed)
     if n_hits is None and model.config.condition_on_n_hits:
         n_hits = model.fitted("hit_count").sample(incident, max_hits=model.config.max_hits, rng=rng)
-    if visible_energy is None and model.config.energy_budget:
+    if visible_energy is None and model.config.draws_visible_energy:
         visible_energy = model.fitted("visible_energy").sample(incident, rng=rng)
     requested = None if n_hits is None else np.broadcast_to(np.asarray(n_hits), incident.shape)
     visible = None if visible_energy is None else np.broadcast_to(np.asarray(visible_energy), incident.shape)
@@ -946,6 +980,7 @@ def generate_showers(
                 model, incident[part], n_hits=None if requested is None else requested[part],
                 visible_energy=None if visible is None else visible[part],
                 temperature=temperature, energy_temperature=energy_temperature, generator=generator,
+                rescale=rescale,
             )  # fmt: skip
             batches.append(showers_from_hits(hits, log_energy_shift=model.config.log_energy_shift))
             bar.update(len(hits))
