@@ -19,6 +19,7 @@ from omnijet_lib.models.spatial_gpt import (
     SpatialGPTConfig,
     check_order,
     condition_features,
+    draw_shower_sizes,
     fit_spatial_gpt,
     generate_hits,
     hit_sequences,
@@ -272,7 +273,7 @@ def test_a_rescaled_shower_sums_to_its_visible_energy_and_keeps_its_shape():
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
     free = SpatialGPT(replace(config, rescale_to_visible_energy=False)).eval()
-    free.load_state_dict({k: v for k, v in model.state_dict().items() if k != "visible_energy_coefficients"})
+    free.load_state_dict({k: v for k, v in model.state_dict().items() if k in free.state_dict()})  # no fits
     visible = np.array([300.0, 900.0])
     scaled, unscaled = (
         generate_hits(m, [20.0, 80.0], n_hits=[30, 50], visible_energy=visible, generator=torch.Generator().manual_seed(0))
@@ -462,6 +463,29 @@ def test_a_fitted_log_normal_recovers_a_known_one():
         LogNormalInEnergy.fit(energy, np.where(np.arange(len(energy)) == 3, 0.0, n))
 
 
+def test_hit_count_and_visible_energy_are_drawn_together():
+    config = SpatialGPTConfig(condition_on_n_hits=True, rescale_to_visible_energy=True, **TINY)
+    model = SpatialGPT(config)
+    model.set_fitted("hit_count", HitCountModel((0.0, 0.8, 6.0), (0.0, 0.0, 0.1)))
+    model.set_fitted("visible_energy", LogNormalInEnergy((0.0, 1.0, 7.0), (0.0, 0.0, 0.08)))
+    model.shower_size_correlation.fill_(0.9)
+    energy = np.full(20_000, 50.0)
+    n, visible = draw_shower_sizes(model, energy, rng=np.random.default_rng(0))
+    assert n.dtype == np.int64
+    x = math.log(50.0 / 30.0)
+    assert np.log(visible).mean() == pytest.approx(7.0 + x, abs=0.005)
+    assert np.log(visible).std() == pytest.approx(0.08, rel=0.03)
+    assert np.corrcoef(np.log(n), np.log(visible))[0, 1] == pytest.approx(0.9, abs=0.02)
+    # a hit count asked for two widths above its mean sets the visible energy 0.9 * 2 widths above its own
+    asked = np.full(20_000, math.exp(6.0 + 0.8 * x + 2 * 0.1))
+    same_n, visible = draw_shower_sizes(model, energy, n_hits=asked, rng=np.random.default_rng(1))
+    assert np.array_equal(same_n, asked)
+    assert np.log(visible).mean() == pytest.approx(7.0 + x + 0.9 * 2 * 0.08, abs=0.005)
+    assert np.log(visible).std() == pytest.approx(0.08 * math.sqrt(1 - 0.9**2), rel=0.05)
+    plain = SpatialGPT(SpatialGPTConfig(**TINY))  # a model that needs neither draws neither
+    assert draw_shower_sizes(plain, energy[:3], rng=np.random.default_rng(0)) == (None, None)
+
+
 def test_tiny_run_trains_saves_and_generates(showers, tmp_path):
     config = SpatialGPTConfig(**TINY)
     hits = hit_sequences(showers)
@@ -502,12 +526,14 @@ def test_showers_stopped_before_their_first_hit_are_left_out():
 def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(showers, tmp_path):
     from omnijet_lib.models.spatial_gpt import generate_showers
 
-    config = SpatialGPTConfig(condition_on_n_hits=True, order="layer", **TINY)
+    config = SpatialGPTConfig(condition_on_n_hits=True, order="layer", rescale_to_visible_energy=True, **TINY)
     hits = hit_sequences(showers, order="layer")
     training = TrainingConfig(epochs=1, batch_size=8, seed=0)
     _, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)
     loaded = load_spatial_gpt(result.best_checkpoint)
     assert loaded.fitted("hit_count") == HitCountModel.fit(hits.incident_energy, hits.n_hits)  # saved with the weights
+    # more hits, more visible energy: at 10-20 GeV the simulator's correlate strongly, and the fit keeps that
+    assert 0.5 < float(loaded.shower_size_correlation) < 1.0
     generated, kept = generate_showers(loaded, [12.0, 18.0], batch_size=2, seed=0, progress=False)
     asked = loaded.fitted("hit_count").sample([12.0, 18.0], max_hits=config.max_hits, rng=np.random.default_rng(0))
     assert len(kept) == 2

@@ -106,7 +106,10 @@ LOG_SIGMA_RANGE = (-7.0, 3.0)  # a component's log width is clamped here: no col
 REFERENCE_INCIDENT_GEV = 30.0  # the condition is log(E / 30 GeV): about -1.1..1.2 over 10-100 GeV
 REFERENCE_N_HITS = 500.0  # and log(n_hits / 500)
 MIN_ENERGY_LEFT_MEV = 1e-3  # a budget overspent while generating counts as this much left
-LOG_NORMAL_DEGREE = 2  # a fitted log-normal's mean and width are polynomials of this degree in log E
+LOG_NORMAL_DEGREE = 2  # a fitted log-normal's mean is a polynomial of this degree in log E ...
+# ... and its width of this one: a quadratic through the |residuals| of a few hundred showers bends away at the ends
+# of the energy range (at 10 GeV it gave the hit count half its width).
+LOG_NORMAL_WIDTH_DEGREE = 1
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,9 @@ class LogNormalInEnergy:
             raise BadDataError(msg)
         mean = np.polyfit(x, y, degree)
         # E|r| = width * sqrt(2 / pi) for a Gaussian residual r: a fit of |r| gives the width.
-        width = np.polyfit(x, np.abs(y - np.polyval(mean, x)) * math.sqrt(math.pi / 2), degree)
+        width_degree = min(degree, LOG_NORMAL_WIDTH_DEGREE)
+        width = np.polyfit(x, np.abs(y - np.polyval(mean, x)) * math.sqrt(math.pi / 2), width_degree)
+        width = np.concatenate([np.zeros(degree - width_degree), width])  # stored as long as the mean's
         return cls(tuple(mean.tolist()), tuple(width.tolist()))
 
     def mean_and_width(self, incident_energy) -> tuple[np.ndarray, np.ndarray]:
@@ -351,13 +356,28 @@ class LogNormalInEnergy:
         mean, width = self.mean_and_width(incident_energy)
         return np.exp(rng.normal(mean, width))
 
+    def standardised(self, incident_energy, values) -> np.ndarray:
+        """How many widths log(value) lies above its mean at each incident energy [GeV]."""
+        mean, width = self.mean_and_width(incident_energy)
+        return (np.log(np.asarray(values, dtype=np.float64)) - mean) / np.maximum(width, 1e-9)
+
+    def at(self, incident_energy, standardised) -> np.ndarray:
+        """The value whose log lies ``standardised`` widths above its mean (the inverse of :meth:`standardised`)."""
+        mean, width = self.mean_and_width(incident_energy)
+        return np.exp(mean + width * np.asarray(standardised, dtype=np.float64))
+
 
 class HitCountModel(LogNormalInEnergy):
     """The number of hits a shower of incident energy E has (:class:`LogNormalInEnergy`)."""
 
     def sample(self, incident_energy, *, max_hits: int, rng: np.random.Generator) -> np.ndarray:
         """One number of hits (int64, 1..max_hits) per incident energy [GeV]."""
-        return np.clip(np.rint(super().sample(incident_energy, rng=rng)), 1, max_hits).astype(np.int64)
+        return as_hit_count(super().sample(incident_energy, rng=rng), max_hits)
+
+
+def as_hit_count(values, max_hits: int) -> np.ndarray:
+    """Drawn hit counts, rounded into 1..max_hits (int64)."""
+    return np.clip(np.rint(values), 1, max_hits).astype(np.int64)
 
 
 # Per-shower quantities a model draws from log-normals fitted to its training showers, when asked for an energy:
@@ -518,6 +538,8 @@ class SpatialGPT(nn.Module):
             if getattr(config, option):
                 coefficients = torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
                 self.register_buffer(f"{quantity}_coefficients", coefficients)
+        if config.condition_on_n_hits and config.draws_visible_energy:  # drawn together (see draw_shower_sizes)
+            self.register_buffer("shower_size_correlation", torch.zeros((), dtype=torch.float64))
 
     @property
     def stop_class(self) -> int:
@@ -797,8 +819,12 @@ def fit_spatial_gpt(
         check_order(hits, config.order, source=f"{name} showers")
     torch.manual_seed(training.seed)
     model = SpatialGPT(config)
-    for quantity, values in per_shower_quantities(train_hits, config).items():  # for generation at an asked energy
+    quantities = per_shower_quantities(train_hits, config)
+    for quantity, values in quantities.items():  # for generation at an asked energy
         model.set_fitted(quantity, FITTED_QUANTITIES[quantity][0].fit(train_hits.incident_energy, values))
+    if hasattr(model, "shower_size_correlation"):
+        residuals = [model.fitted(q).standardised(train_hits.incident_energy, quantities[q]) for q in SHOWER_SIZES]
+        model.shower_size_correlation.fill_(float(np.corrcoef(residuals)[0, 1]))
     train_data, val_data = _tensors(train_hits, config), _tensors(val_hits, config)
     _, log_energy, mask, condition = train_data
     with torch.no_grad():
@@ -937,6 +963,41 @@ def generate_hits(
     )
 
 
+SHOWER_SIZES = ("hit_count", "visible_energy")  # the fitted quantities drawn together
+
+
+def draw_shower_sizes(
+    model: SpatialGPT, incident_energy, *, n_hits=None, visible_energy=None, rng: np.random.Generator
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each shower's number of hits and visible energy [MeV], where the model needs one and none is given.
+
+    At a fixed incident energy the two rise and fall together (their logs correlate at
+    0.90-0.96 in the simulated showers), so a model that uses both draws them from its
+    two log-normals with the correlation of its training showers; one given sets where
+    the other is drawn.  None for a quantity the model does not use and was not given.
+    """
+    incident = np.asarray(incident_energy, dtype=np.float64).reshape(-1)
+    correlation = float(getattr(model, "shower_size_correlation", 0.0))
+    fits = {q: model.fitted(q) for q in SHOWER_SIZES}
+    values = {"hit_count": n_hits, "visible_energy": visible_energy}
+    position = {}  # widths above the mean, of each quantity given or drawn
+    for quantity in SHOWER_SIZES:
+        if values[quantity] is not None:
+            values[quantity] = np.broadcast_to(np.asarray(values[quantity]), incident.shape)
+            if fits[quantity] is not None:
+                position[quantity] = fits[quantity].standardised(incident, values[quantity])
+    for quantity, other in zip(SHOWER_SIZES, SHOWER_SIZES[::-1]):
+        if fits[quantity] is None or values[quantity] is not None:
+            continue
+        noise = rng.normal(size=incident.shape)
+        if other in position:
+            noise = correlation * position[other] + math.sqrt(1 - correlation**2) * noise
+        position[quantity], values[quantity] = noise, fits[quantity].at(incident, noise)
+        if quantity == "hit_count":
+            values[quantity] = as_hit_count(values[quantity], model.config.max_hits)
+    return values["hit_count"], values["visible_energy"]
+
+
 def generate_showers(
     model: SpatialGPT,
     incident_energy,
@@ -964,11 +1025,9 @@ def generate_showers(
     model, device and ``batch_size`` give the same showers.
     """
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
-    rng = np.random.default_rng(seed)
-    if n_hits is None and model.config.condition_on_n_hits:
-        n_hits = model.fitted("hit_count").sample(incident, max_hits=model.config.max_hits, rng=rng)
-    if visible_energy is None and model.config.draws_visible_energy:
-        visible_energy = model.fitted("visible_energy").sample(incident, rng=rng)
+    n_hits, visible_energy = draw_shower_sizes(
+        model, incident, n_hits=n_hits, visible_energy=visible_energy, rng=np.random.default_rng(seed)
+    )
     requested = None if n_hits is None else np.broadcast_to(np.asarray(n_hits), incident.shape)
     visible = None if visible_energy is None else np.broadcast_to(np.asarray(visible_energy), incident.shape)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
