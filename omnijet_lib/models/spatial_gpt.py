@@ -36,7 +36,8 @@ E_inc, and the energy scale -- what the energy sum measures -- comes with the co
 When only an energy is asked for, the number of hits is drawn from
 :class:`HitCountModel`, a log-normal fitted to the training showers at their
 incident energies and stored with the model -- as shower-size models do in point-
-cloud generators (e.g. CaloClouds).
+cloud generators (e.g. CaloClouds).  A model that also needs the visible energy draws
+both together, with their correlation in the training showers (:func:`draw_shower_sizes`).
 
 Bounded energies.  The order bounds each energy by its predecessor's: every hit in
 energy order, a hit in the same layer in layer order.  With ``bounded_by_previous``
