@@ -534,6 +534,10 @@ def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(shower
     assert loaded.fitted("hit_count") == HitCountModel.fit(hits.incident_energy, hits.n_hits)  # saved with the weights
     # more hits, more visible energy: at 10-20 GeV the simulator's correlate strongly, and the fit keeps that
     assert 0.5 < float(loaded.shower_size_correlation) < 1.0
+    old = torch.load(result.best_checkpoint, weights_only=True)  # a checkpoint from before the joint draw
+    del old["model"]["shower_size_correlation"]
+    torch.save(old, tmp_path / "old.pt")
+    assert float(load_spatial_gpt(tmp_path / "old.pt").shower_size_correlation) == 0.0  # drawn independently
     generated, kept = generate_showers(loaded, [12.0, 18.0], batch_size=2, seed=0, progress=False)
     asked = loaded.fitted("hit_count").sample([12.0, 18.0], max_hits=config.max_hits, rng=np.random.default_rng(0))
     assert len(kept) == 2

@@ -849,7 +849,10 @@ def load_spatial_gpt(path: str | os.PathLike, *, device: str = "auto") -> Spatia
         msg = f"{path} is not a direct-spatial-token checkpoint (its description holds {sorted(describe)})"
         raise ValueError(msg)
     model = SpatialGPT(SpatialGPTConfig(**describe["spatial_config"]))
-    model.load_state_dict(checkpoint["model"])
+    state = dict(checkpoint["model"])
+    if hasattr(model, "shower_size_correlation"):  # saved before the two were drawn together: independently
+        state.setdefault("shower_size_correlation", torch.zeros((), dtype=torch.float64))
+    model.load_state_dict(state)
     return model.to(pick_device(device)).eval()
 
 
