@@ -257,8 +257,8 @@ print("fraction of hits below 10 keV:", {name: round(f, 3) for name, f in below_
 # mean and width of the visible energy sum and of the number of hits, for every direct model. Only the energy
 # is asked for; a model conditioned on the number of hits draws it itself, and one with an energy budget or a
 # rescale its visible energy too (together, from log-normals fitted to the training showers, with their
-# correlation). For a rescaled model the
-# column `chain` gives the energy-sum ratio its chain of energies reaches on its own, before the rescale.
+# correlation). For a rescaled model the column `chain` gives the energy-sum ratio its chain of energies
+# reaches on its own, before the rescale.
 
 # %%
 simulated = [simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)
