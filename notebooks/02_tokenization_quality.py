@@ -116,7 +116,7 @@ for spec in tokenizers:
     start = time.perf_counter()
     kind = spec.partition("-")[0]
     layers = n_blocks if kind == "conditional" else mlp_layers
-    tokenizer = build_tokenizer(spec, vqvae=replace(vqvae, n_layers=layers), device=device)
+    tokenizer = build_tokenizer(spec, vqvae=replace(vqvae, n_layers=layers), device=device, seed=seed)
     trained[spec] = fit_tokenizer(tokenizer, train, val, training=training, run_dir=run_dir / spec)
     trained[spec].save(tokenizer_dir / f"{spec}_seed{seed}.pt")
     seconds[spec] = time.perf_counter() - start

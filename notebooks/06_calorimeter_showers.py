@@ -139,7 +139,7 @@ vqvae = VQVAEConfig(
     hidden_dim=vqvae_hidden_dim, n_layers=vqvae_layers, n_heads=vqvae_heads, alpha=10.0,
     quantizer=QuantizerConfig(beta=0.8, replace_every=100),
 )  # fmt: skip
-tok = build_tokenizer(tokenizer, preprocessing=preprocessing, vqvae=vqvae, device=device)
+tok = build_tokenizer(tokenizer, preprocessing=preprocessing, vqvae=vqvae, device=device, seed=seed)
 vqvae_training = TrainingConfig(
     epochs=vqvae_epochs, batch_size=vqvae_batch_size, learning_rate=learning_rate, seed=seed, device=device
 )

@@ -167,6 +167,21 @@ def test_vqvae_fit_resumes_to_the_same_weights(real, tmp_path):
         torch.testing.assert_close(resumed[name], once[name], rtol=0, atol=0, msg=name)
 
 
+def test_a_seeded_vqvae_starts_from_the_same_weights_whatever_ran_before():
+    def weights(seed, draws_before):
+        torch.rand(draws_before)  # e.g. another tokenizer built earlier in the same notebook
+        return build_tokenizer("conditional-16", vqvae=SMALL_VQ, device="cpu", seed=seed).model.state_dict()
+
+    first, second, other = weights(3, 0), weights(3, 1000), weights(4, 0)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    build_tokenizer("unconditional-16", vqvae=SMALL_VQ, device="cpu", seed=3)
+    assert torch.equal(torch.rand(3), expected)  # torch's own RNG is left where it was
+
+
 def test_save_load_binned_and_bad_files(real, tmp_path):
     (features, mask), _ = real
     tok = build_tokenizer("binned-8").fit(features, mask)

@@ -34,8 +34,12 @@ def build_tokenizer(
     preprocessing: PreprocessingConfig = PreprocessingConfig(),
     vqvae: VQVAEConfig = VQVAEConfig(),
     device: str = "auto",
+    seed: int | None = None,
 ) -> Tokenizer:
     """An untrained tokenizer for ``spec``; ``vqvae`` supplies the remaining VQ-VAE settings.
+
+    ``seed`` sets a VQ-VAE's initial weights (None: torch's global RNG as it stands, so
+    they depend on what drew from it before).
 
     ``preprocessing`` says what is tokenized: jets (the default) or, with a
     ``ShowerPreprocessingConfig``, calorimeter hits; the VQ-VAE's number of input
@@ -49,7 +53,7 @@ def build_tokenizer(
         return BinnedTokenizer(BinnedConfig(bins=(size, size, size)), preprocessing)
     quantizer: QuantizerConfig = replace(vqvae.quantizer, codebook_size=size)
     config = replace(vqvae, conditional=kind == "conditional", quantizer=quantizer, n_features=preprocessing.n_features)
-    return VQVAETokenizer(config, preprocessing, device=device)
+    return VQVAETokenizer(config, preprocessing, device=device, seed=seed)
 
 
 def fit_tokenizer(

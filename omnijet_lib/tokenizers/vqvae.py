@@ -243,14 +243,22 @@ class VQVAETokenizer(Tokenizer):
         *,
         device: str = "auto",
         batch_size: int = 1024,  # jets per forward pass when encoding or decoding
+        seed: int | None = None,
     ):
+        """``seed``: the initial weights' seed; None draws them from torch's global RNG as it stands."""
         from omnijet_lib.training import pick_device
 
         self.config = config
         self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.device = pick_device(device)
-        self.model = VQVAE(config).to(self.device)
+        if seed is None:
+            self.model = VQVAE(config)
+        else:  # the same weights whatever ran before (in a notebook: other tokenizers); torch's RNG left as it was
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.model = VQVAE(config)
+        self.model.to(self.device)
         self.history: list[dict] = []
 
     @property
