@@ -958,9 +958,8 @@ def generate_hits(
         step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
         hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
-    if (
-        config.rescale_to_visible_energy and rescale
-    ):  # one factor per shower: its hits then sum to the visible energy asked
+    # One factor per shower: its hits then sum to the visible energy asked.
+    if config.rescale_to_visible_energy and rescale:
         hit_sum = torch.where(mask, torch.exp(log_energy - config.log_energy_shift), 0.0).sum(dim=1)
         scale = torch.log(asked_visible) - torch.log(hit_sum.clamp(min=MIN_ENERGY_LEFT_MEV))
         log_energy = torch.where(mask, log_energy + scale[:, None], 0.0)
@@ -1032,11 +1031,10 @@ def generate_showers(
     model, device and ``batch_size`` give the same showers.
     """
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
-    n_hits, visible_energy = draw_shower_sizes(
+    # one per shower (given ones broadcast), or None where the model needs none and none is given
+    requested, visible = draw_shower_sizes(
         model, incident, n_hits=n_hits, visible_energy=visible_energy, rng=np.random.default_rng(seed)
     )
-    requested = None if n_hits is None else np.broadcast_to(np.asarray(n_hits), incident.shape)
-    visible = None if visible_energy is None else np.broadcast_to(np.asarray(visible_energy), incident.shape)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     batches = []
     with tqdm(total=len(incident), desc="generating showers", unit="shower", disable=not progress) as bar:
