@@ -42,8 +42,8 @@ from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.metrics.classifier_test import lost_information
-from omnijet_lib.metrics.resolution import resolution_table
-from omnijet_lib.metrics.token_quality import codebook_utilisation, token_residuals
+from omnijet_lib.metrics.resolution import fit_gaussian, resolution_table
+from omnijet_lib.metrics.token_quality import codebook_utilisation, mass_error_sources, token_residuals
 from omnijet_lib.notebooks import project_root
 from omnijet_lib.plotting import overlay_residuals, save_figure, use_style
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
@@ -66,9 +66,9 @@ mlp_layers = 3  # unconditional VQ-VAE hidden layers (paper: 3)
 epochs = 12  # VQ-VAE epochs (the paper trains far longer on 10^7 jets; use a GPU for that)
 batch_size = 64
 learning_rate = 1e-3
-# Weight of a jet-level term in every VQ-VAE's loss: the reconstructed jet's four-momentum and mass against the
-# original's (not in the paper; 0 gives the paper's loss). Only a conditional decoder sees the whole jet and
-# can share a correction among its constituents; an unconditional one loses constituent precision to it.
+# Weight of a jet-level term in every VQ-VAE's loss: the reconstructed jet's four-momentum (relative to its pT)
+# and mass (relative to the mass) against the original's; not in the paper, 0 gives the paper's loss. Only a
+# conditional decoder sees the whole jet and can share a correction among its constituents.
 jet_weight = 2.0
 lr_schedule = "cosine"  # "constant" or "cosine" (falls to 0 over the epochs)
 # The epoch kept: by reconstruction MSE. The whole validation loss (MSE + commitment) picks an early epoch,
@@ -161,6 +161,24 @@ for name in class_names.values():
         figures.append(save_figure(fig, output_dir, f"resolution_{name}_{observable}").name)
 
 # %% [markdown]
+# ### Where the jet-mass error comes from
+# The mass residual again, with only the reconstructed pT put on the original angles
+# ("pt"), or only the reconstructed angles with the original pT ("angles"). The two need
+# not add up: errors of pT and angle can cancel or compound in the mass. A grid errs
+# evenly over the cone; a VQ-VAE's codes follow where the constituents are and what its
+# loss weighs.
+
+# %%
+mass_sources = {spec: mass_error_sources(tok, test, test_labels, class_names) for spec, tok in trained.items()}
+top_mass_sigma_by_source = {
+    spec: {source: fit_gaussian(r).sigma for source, r in sources["top"].items()} for spec, sources in mass_sources.items()
+}  # fmt: skip
+print("top-jet mass σ [GeV], only some features reconstructed")
+print(f"{'':22} {'all':>7} {'pt':>7} {'angles':>7}")
+for spec, by_source in top_mass_sigma_by_source.items():
+    print(f"{spec:22} {by_source['all']:7.2f} {by_source['pt']:7.2f} {by_source['angles']:7.2f}")
+
+# %% [markdown]
 # ## Codebook utilisation and lost information
 # Each classifier trains once on the original and once on the reconstructed test-set
 # constituents (its own 60/20/20 split of them); the accuracy gap is what the tokens lost.
@@ -215,6 +233,7 @@ metrics = {
     "codebook_utilisation": utilisation,
     "resolution": rows,
     "top_mass_sigma": top_mass_sigma,
+    "top_mass_sigma_by_source": top_mass_sigma_by_source,
     "lost_information": lost,
     "tokenizer_files": {spec: str(tokenizer_dir / f"{spec}_seed{seed}.pt") for spec in trained},
     "figures": figures,

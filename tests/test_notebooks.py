@@ -163,6 +163,9 @@ def _check_02_tokenization_quality(metrics):
     assert (metrics["budget"]["best_by"], metrics["budget"]["lr_schedule"]) == ("mse", "cosine")
     assert metrics["budget"]["jet_weight"] > 0  # the jet-level term is on by default
     assert all(sigma > 0 for sigma in metrics["top_mass_sigma"].values())
+    for spec, by_source in metrics["top_mass_sigma_by_source"].items():  # all features: the headline's sigma
+        assert set(by_source) == {"all", "pt", "angles"}
+        assert by_source["all"] == pytest.approx(metrics["top_mass_sigma"][spec])
     assert metrics["codebook_size"] == {"binned-5": 125, "unconditional-32": 32, "conditional-32": 32}
     assert all(0 < u <= 1 for u in metrics["codebook_utilisation"].values())
     observables = {row["observable"] for row in metrics["resolution"]}

@@ -279,6 +279,28 @@ def test_token_blobs_and_fixed_points(real):
         token_blobs(binned, [1], context_pool=tokens[mask], context_size=500)
 
 
+def test_mass_error_sources_split_the_mass_error_between_pt_and_angles(pythia_jets):
+    from omnijet_lib.data.jets import label_index
+    from omnijet_lib.metrics.token_quality import mass_error_sources, token_residuals
+
+    jets = concatenate([pythia_jets["top"], pythia_jets["qcd"]])
+    pre = preprocess(jets)
+    class_names = {label_index("Tbqq"): "top", label_index("QCD"): "QCD"}
+
+    def typical_error(bins):  # median |mass residual| of top jets per source, for a grid fine in some features
+        tokenizer = BinnedTokenizer(BinnedConfig(bins)).fit(pre.features, pre.mask)
+        sources = mass_error_sources(tokenizer, pre, jets.label, class_names)
+        assert set(sources) == {"top", "QCD"} and set(sources["top"]) == {"all", "pt", "angles"}
+        all_features = token_residuals(tokenizer, pre, jets.label, class_names)["top"]["jet_mass"]
+        np.testing.assert_allclose(sources["top"]["all"], all_features)
+        return {source: np.nanmedian(np.abs(r)) for source, r in sources["top"].items()}
+
+    fine_pt = typical_error((4000, 4, 4))  # pT kept to 0.1% of its range, angles in 4 bins
+    assert fine_pt["pt"] < 0.02 * fine_pt["angles"] and fine_pt["angles"] > 1.0  # GeV
+    fine_angles = typical_error((4, 4000, 4000))
+    assert fine_angles["angles"] < 0.02 * fine_angles["pt"] and fine_angles["pt"] > 1.0
+
+
 # --- the jet-level term ---------------------------------------------------
 
 
@@ -322,16 +344,17 @@ def test_jet_term_is_zero_for_a_perfect_reconstruction_and_grows_with_a_pt_scale
         assert torch.isfinite(moved.grad).all()
         losses.append(float(loss.detach()))
     assert losses[0] < losses[1] < losses[2]
-    # a pT scale of e^s moves four-momentum and mass by (e^s - 1): |dP|^2 + dm^2 = (e^s - 1)^2 (|P|^2 + m^2)
+    # a pT scale of e^s moves four-momentum and mass by (e^s - 1): the loss is (e^s - 1)^2 (|P|^2 / pT^2 + m^2 / m_scale^2)
     assert losses[1] == pytest.approx(float((math.exp(0.05) - 1) ** 2 * jet_norm(features, mask, config)), rel=1e-3)
 
 
 def jet_norm(features, mask, config):
-    from omnijet_lib.tokenizers.vqvae import jet_four_momentum
+    from omnijet_lib.tokenizers.vqvae import MASS_FLOOR, jet_four_momentum
 
     momentum, pt = jet_four_momentum(features, mask, config)
-    mass2 = (momentum[:, 0] ** 2 - (momentum[:, 1:] ** 2).sum(-1)).clamp(min=0)
-    return ((momentum.square().sum(-1) + mass2) / pt.square()).mean()
+    mass = (momentum[:, 0] ** 2 - (momentum[:, 1:] ** 2).sum(-1)).clamp(min=0).sqrt()
+    mass_scale = torch.maximum(mass, MASS_FLOOR * pt)  # 1 for all but very narrow jets
+    return (momentum.square().sum(-1) / pt.square() + (mass / mass_scale).square()).mean()
 
 
 def test_vqvae_with_a_jet_term_trains_and_refuses_showers(real, tmp_path):

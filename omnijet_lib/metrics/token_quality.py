@@ -2,6 +2,8 @@
 
 - :func:`token_residuals`: reconstructed - original for every constituent feature and
   jet observable, per jet class (the paper's resolution study, appendix A.2);
+- :func:`mass_error_sources`: the jet-mass residual with only the pT or only the
+  angles reconstructed: which of them a tokenizer's mass error comes from;
 - :func:`codebook_utilisation`: the fraction of the K codes real jets use;
 - :func:`token_blobs`: one token decoded inside many random contexts (the paper's
   Fig. 2): a conditional token spreads into a blob, an unconditional or binned
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from omnijet_lib.data.preprocessing import PreprocessedJets, constituents_from_features, unscale_features
+from omnijet_lib.data.preprocessing import FEATURES, PreprocessedJets, constituents_from_features, unscale_features
 from omnijet_lib.metrics.resolution import constituent_residuals, jet_residuals
 from omnijet_lib.tokenizers.base import Tokenizer
 
@@ -27,6 +29,39 @@ def token_residuals(
     """
     reconstructed = tokenizer.reconstruct(jets.features, jets.mask)
     residuals = {}
+    for name, (original, decoded) in _per_class(tokenizer, jets, reconstructed, labels, class_names):
+        per_jet = jet_residuals(original, decoded)
+        residuals[name] = {**constituent_residuals(original, decoded), **{f"jet_{k}": v for k, v in per_jet.items()}}
+    return residuals
+
+
+# The features each source of mass error reconstructs; the others keep their original values.
+MASS_ERROR_SOURCES = {"all": FEATURES, "pt": ("log_pt",), "angles": ("eta_rel", "phi_rel")}
+
+
+def mass_error_sources(
+    tokenizer: Tokenizer, jets: PreprocessedJets, labels: np.ndarray, class_names: dict[int, str]
+) -> dict[str, dict[str, np.ndarray]]:
+    """residuals[class_name][source]: jet-mass residual [GeV] with only the source's features reconstructed.
+
+    Sources (:data:`MASS_ERROR_SOURCES`): ``all``, ``pt`` (reconstructed pT on the original
+    angles) and ``angles`` (reconstructed eta_rel, phi_rel with the original pT).  A
+    tokenizer whose mass error comes from the angles needs finer codes where the hard
+    constituents sit, not a better pT.
+    """
+    reconstructed = tokenizer.reconstruct(jets.features, jets.mask)
+    residuals = {}
+    for source, features in MASS_ERROR_SOURCES.items():
+        columns = [FEATURES.index(f) for f in features]
+        mixed = jets.features.copy()
+        mixed[..., columns] = reconstructed[..., columns]
+        for name, (original, decoded) in _per_class(tokenizer, jets, mixed, labels, class_names):
+            residuals.setdefault(name, {})[source] = jet_residuals(original, decoded)["mass"]
+    return residuals
+
+
+def _per_class(tokenizer, jets, reconstructed, labels, class_names):
+    """(class name, (original, reconstructed) physical constituents) for each class present."""
     for label, name in class_names.items():
         pick = np.asarray(labels) == label
         if not pick.any():
@@ -37,9 +72,7 @@ def token_residuals(
             )
             for f in (jets.features, reconstructed)
         )
-        per_jet = jet_residuals(original, decoded)
-        residuals[name] = {**constituent_residuals(original, decoded), **{f"jet_{k}": v for k, v in per_jet.items()}}
-    return residuals
+        yield name, (original, decoded)
 
 
 def codebook_utilisation(tokens: np.ndarray, mask: np.ndarray, codebook_size: int) -> float:

@@ -13,9 +13,10 @@ the nearest of K code vectors, the decoder maps codes back to constituents.
 Loss (REFERENCE §1): MSE(x, x_hat) over real constituents + alpha * L_commit.
 
 Beyond the paper, ``jet_weight`` adds a jet-level term (:func:`jet_reconstruction_loss`):
-the reconstructed jet's four-momentum and mass against the original's, relative to its
-pT.  A per-constituent MSE counts a soft constituent as much as a hard one and lets a
-decoder's errors line up across a jet; the jet mass sees both.  Only the conditional
+the reconstructed jet's four-momentum against the original's, relative to its pT, and
+its mass relative to the original mass.  A per-constituent MSE counts a soft constituent
+as much as a hard one and lets a decoder's errors line up across a jet; the jet mass sees
+both.  Only the conditional
 decoder, which sees the whole jet, can share a correction among the constituents.
 """
 
@@ -182,6 +183,11 @@ def trim_to_longest(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.T
     return features[:, :longest], mask[:, :longest]
 
 
+# The smallest mass a jet's mass error is measured against, as a fraction of its pT
+# (a top jet has m / pT ~ 0.3, a QCD jet ~ 0.1 or more).
+MASS_FLOOR = 0.05
+
+
 def jet_four_momentum(
     features: torch.Tensor, mask: torch.Tensor, preprocessing: PreprocessingConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,16 +207,24 @@ def jet_four_momentum(
 def jet_reconstruction_loss(
     features: torch.Tensor, reconstruction: torch.Tensor, mask: torch.Tensor, preprocessing: PreprocessingConfig
 ) -> torch.Tensor:
-    """Mean over jets of (|P_hat - P|^2 + (m_hat - m)^2) / pT^2: the jet's four-momentum and mass errors."""
+    """Mean over jets of |P_hat - P|^2 / pT^2 + (m_hat - m)^2 / m^2: four-momentum and mass errors.
+
+    Each is relative to its own scale.  Measured against pT, as the four-momentum is, a top
+    jet's 6 GeV mass error would weigh (6 / 500)^2 ~ 1e-4, a hundredth of the constituent MSE,
+    and the mass would hardly be trained.  Jets narrower than ``MASS_FLOOR`` x pT (and
+    one-constituent jets, of mass 0) measure the mass error against that floor instead.
+    """
     (momentum, pt), (momentum_hat, _) = (jet_four_momentum(f, mask, preprocessing) for f in (features, reconstruction))
-    scale = pt.detach().clamp(min=1e-3)  # a jet's own pT: hard and soft jets count alike
-    floor = 1e-6 * scale.square()  # sqrt has no finite gradient at a mass of 0 (a one-constituent jet)
+    pt = pt.detach().clamp(min=1e-3)  # a jet's own pT: hard and soft jets count alike
+    sqrt_floor = 1e-6 * pt.square()  # sqrt has no finite gradient at a mass of 0 (a one-constituent jet)
 
     def mass(p):
-        return torch.sqrt((p[:, 0].square() - p[:, 1:].square().sum(dim=-1)).clamp(min=0) + floor)
+        return torch.sqrt((p[:, 0].square() - p[:, 1:].square().sum(dim=-1)).clamp(min=0) + sqrt_floor)
 
-    error = (momentum_hat - momentum).square().sum(dim=-1) + (mass(momentum_hat) - mass(momentum)).square()
-    return (error / scale.square()).mean()
+    m, m_hat = mass(momentum), mass(momentum_hat)
+    mass_scale = torch.maximum(m.detach(), MASS_FLOOR * pt)
+    momentum_error = (momentum_hat - momentum).square().sum(dim=-1) / pt.square()
+    return (momentum_error + ((m_hat - m) / mass_scale).square()).mean()
 
 
 def vqvae_loss(model: VQVAE, batch: tuple[torch.Tensor, ...], *, preprocessing: PreprocessingConfig | None = None):
