@@ -58,7 +58,7 @@ n_jets = 10_000  # jets per class (top, QCD), from notebook 01's generator; spli
 seed = 1  # data, training and evaluation seed
 n_workers = None  # Pythia processes if the jets must be generated first
 data_dir = "data/jets"
-tokenizers = ["binned-20", "unconditional-8192", "conditional-8192"]  # '<kind>-<size>'; binned size = bins per feature
+tokenizers = ["binned-20", "unconditional-8192", "conditional-8192"]  # <kind>-<size>; binned: size is bins per feature
 hidden_dim = 64  # VQ-VAE width (paper: 128)
 n_blocks = 2  # conditional VQ-VAE NormFormer blocks in encoder and decoder (paper: 4)
 n_heads = 4  # attention heads (paper: 8)

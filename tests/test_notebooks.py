@@ -88,9 +88,16 @@ def test_every_notebook_is_tested():
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_parameters_cell(notebook):
+def test_parameters_cell(notebook, tmp_path):
+    import papermill
+
+    from omnijet_lib.notebooks import to_ipynb
+
     parameters = notebook_parameters(notebook)
     assert {"output_dir", "seed"} <= set(parameters)
+    # papermill's own reading (`papermill --help-notebook`) skips a line it cannot parse, e.g. one
+    # with a second "=" in its comment: it must list every parameter too
+    assert set(papermill.inspect_notebook(to_ipynb(notebook, tmp_path / "nb.ipynb"))) == set(parameters)
 
 
 def test_unknown_parameter_is_refused(tmp_path):
