@@ -16,8 +16,8 @@ Beyond the paper, ``jet_weight`` adds a jet-level term (:func:`jet_reconstructio
 the reconstructed jet's four-momentum against the original's, relative to its pT, and
 its mass relative to the original mass.  A per-constituent MSE counts a soft constituent
 as much as a hard one and lets a decoder's errors line up across a jet; the jet mass sees
-both.  Only the conditional
-decoder, which sees the whole jet, can share a correction among the constituents.
+both.  Only the conditional decoder, which sees the whole jet, can share a correction
+among the constituents.
 """
 
 from __future__ import annotations
