@@ -392,6 +392,46 @@ def _check_same_config(stored: dict, config: TrainingConfig, path: Path) -> None
         raise ValueError(msg)
 
 
+def _check_same_description(stored: dict, given: dict, path: Path) -> None:
+    """Refuse to continue (or return) a run whose model or loss ``describe`` differs from this one's.
+
+    Weights of the same shapes would load, and a finished run would come back as if trained
+    with, say, another loss weight.
+    """
+    stored, given = _flatten(stored), _flatten(given)
+    differing = [
+        f"{name}: {stored.get(name, '(absent)')!r} in the checkpoint, {given.get(name, '(absent)')!r} given"
+        for name in sorted(stored.keys() | given.keys())
+        if not _same(stored.get(name, "(absent)"), given.get(name, "(absent)"))
+    ]
+    if differing:
+        msg = (
+            f"{path} was written by a run of another model or loss:\n    "
+            + "\n    ".join(differing)
+            + f"\nchoose another run_dir, or delete {path.parent} to start over"
+        )
+        raise ValueError(msg)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """{"config": {"alpha": 10}} -> {"config.alpha": 10}: nested dicts to dotted keys."""
+    flat = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a.cpu(), b.cpu())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def _check_data(data: tuple[torch.Tensor, ...], name: str) -> int:
     """The number of samples in ``data``, a non-empty tuple of tensors sharing the first dimension."""
     if not isinstance(data, (tuple, list)) or not data or not all(isinstance(t, torch.Tensor) for t in data):
@@ -519,6 +559,7 @@ def train(
         if last_path.exists():
             checkpoint = load_checkpoint(last_path)
             _check_same_config(checkpoint["training_config"], config, last_path)
+            _check_same_description(checkpoint["describe"], describe, last_path)
             try:
                 model.load_state_dict(checkpoint["model"])
             except RuntimeError as err:

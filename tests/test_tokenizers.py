@@ -367,6 +367,10 @@ def test_vqvae_with_a_jet_term_trains_and_refuses_showers(real, tmp_path):
     assert np.isfinite(result.history[-1]["val_jet"]) and result.history[-1]["val_jet"] > 0
     with pytest.raises(ValueError, match="jet_weight must be"):
         VQVAEConfig(jet_weight=-1.0)
+    # the finished run is not handed back to a tokenizer with another jet term
+    other = VQVAETokenizer(dataclasses.replace(config, jet_weight=5.0), device="cpu")
+    with pytest.raises(ValueError, match="config.jet_weight: 2.0 in the checkpoint, 5.0 given"):
+        other.fit(train, val, TrainingConfig(epochs=1, batch_size=32, seed=3), tmp_path / "run", progress=False)
     showers = VQVAETokenizer(dataclasses.replace(config, n_features=4), ShowerPreprocessingConfig(), device="cpu")
     features = np.zeros((4, 5, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="jet_weight needs jets"):

@@ -193,6 +193,22 @@ def test_changed_config_is_refused(tmp_path):
     assert "choose another run_dir" in str(error.value) and "seed" not in str(error.value)
 
 
+def test_changed_model_description_is_refused(tmp_path):
+    """Weights of the same shapes would load: a finished run would come back as if trained with another loss."""
+    describe = {"kind": "tiny", "config": {"alpha": 10.0, "sizes": (4, 8)}, "table": torch.arange(3)}
+    first = run(tmp_path, config(epochs=1), describe=describe)
+    same = {"kind": "tiny", "config": {"alpha": 10.0, "sizes": (4, 8)}, "table": torch.arange(3)}
+    assert run(tmp_path, config(epochs=1), describe=same)[1].history == first[1].history  # equal, not identical
+    changed = {**same, "config": {"alpha": 2.0, "sizes": (4, 8)}, "extra": "v2"}
+    with pytest.raises(ValueError, match="another model or loss") as error:
+        run(tmp_path, config(epochs=2), describe=changed)
+    assert "config.alpha: 10.0 in the checkpoint, 2.0 given" in str(error.value)
+    assert "extra: '(absent)' in the checkpoint, 'v2' given" in str(error.value)
+    assert "sizes" not in str(error.value) and "table" not in str(error.value)
+    with pytest.raises(ValueError, match="table"):
+        run(tmp_path, config(epochs=2), describe={**same, "table": torch.arange(4)})
+
+
 def test_a_run_saved_before_newer_config_fields_resumes(tmp_path):
     """A checkpoint without best_by / lr_schedule (older code) ran at their defaults: it continues."""
     run(tmp_path, config(epochs=1))

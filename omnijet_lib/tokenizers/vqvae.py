@@ -183,6 +183,8 @@ def trim_to_longest(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.T
     return features[:, :longest], mask[:, :longest]
 
 
+# What jet_reconstruction_loss measures, kept with a training run (before: the mass error relative to pT)
+JET_TERM = "four-momentum error / pT, mass error / mass"
 # The smallest mass a jet's mass error is measured against, as a fraction of its pT
 # (a top jet has m / pT ~ 0.3, a QCD jet ~ 0.1 or more).
 MASS_FLOOR = 0.05
@@ -331,7 +333,10 @@ class VQVAETokenizer(Tokenizer):
         return result
 
     def _describe(self) -> dict:
-        return {"kind": self.kind, "config": asdict(self.config), "preprocessing": self.preprocessing.to_dict()}
+        describe = {"kind": self.kind, "config": asdict(self.config), "preprocessing": self.preprocessing.to_dict()}
+        if self.config.jet_weight > 0:  # a run with the older jet term is not continued with this one
+            describe["jet_term"] = JET_TERM
+        return describe
 
     def _batched(self, fn, x: torch.Tensor, mask: torch.Tensor, *, dtype) -> torch.Tensor:
         """Apply ``fn`` in batches of jets on the tokenizer's device; results come back on the CPU."""
