@@ -531,7 +531,8 @@ def train(
     similar lengths (:func:`epoch_batches`) for a ``loss_fn`` that trims padding.
 
     If ``run_dir/last.pt`` exists the run continues from it: model, optimizer, RNG
-    and position inside the epoch.  A run that has finished (or stopped early)
+    and position inside the epoch.  Its training config (but for ``RESUMABLE_CHANGES``)
+    and its ``describe`` must be the ones given; otherwise a clear error names what differs.  A run that has finished (or stopped early)
     returns its result at once, with ``model`` holding its last weights.  Ctrl-C
     saves ``last.pt`` before it propagates.  Randomness must come from torch's RNG
     (dropout, ``torch.randint``...) for a resumed run to be exact.
