@@ -128,7 +128,11 @@ for spec in tokenizers:
 # fitted to the core (5–95% quantiles) so that rare large misses do not dominate it.
 
 # %%
-residuals = {spec: token_residuals(tok, test, test_labels, class_names) for spec, tok in trained.items()}
+reconstructed = {spec: tok.reconstruct(test.features, test.mask) for spec, tok in trained.items()}  # once each
+residuals = {
+    spec: token_residuals(tok, test, test_labels, class_names, reconstructed=reconstructed[spec])
+    for spec, tok in trained.items()
+}
 rows = []
 for name in class_names.values():
     for row in resolution_table({spec: residuals[spec][name] for spec in trained}):
@@ -169,7 +173,10 @@ for name in class_names.values():
 # loss weighs.
 
 # %%
-mass_sources = {spec: mass_error_sources(tok, test, test_labels, class_names) for spec, tok in trained.items()}
+mass_sources = {
+    spec: mass_error_sources(tok, test, test_labels, class_names, reconstructed=reconstructed[spec])
+    for spec, tok in trained.items()
+}
 top_mass_sigma_by_source = {
     spec: {source: fit_gaussian(r).sigma for source, r in sources["top"].items()} for spec, sources in mass_sources.items()
 }  # fmt: skip
@@ -193,11 +200,10 @@ lost = {}
 classifier_training = TrainingConfig(
     epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=seed, device=device
 )
-for spec, tok in trained.items():
-    reconstructed = tok.reconstruct(test.features, test.mask)
+for spec in trained:
     for model in classifiers:
         lost[f"{spec}/{model}"] = lost_information(
-            test.features, reconstructed, test.mask, test.mask, binary_labels,
+            test.features, reconstructed[spec], test.mask, test.mask, binary_labels,
             model=model, training=classifier_training, run_dir=run_dir / "classifiers" / spec / model, split_seed=seed,
         )  # fmt: skip
 for spec in trained:

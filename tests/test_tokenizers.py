@@ -293,6 +293,8 @@ def test_mass_error_sources_split_the_mass_error_between_pt_and_angles(pythia_je
         assert set(sources) == {"top", "QCD"} and set(sources["top"]) == {"all", "pt", "angles"}
         all_features = token_residuals(tokenizer, pre, jets.label, class_names)["top"]["jet_mass"]
         np.testing.assert_allclose(sources["top"]["all"], all_features)
+        perfect = mass_error_sources(tokenizer, pre, jets.label, class_names, reconstructed=pre.features)
+        assert all(np.nanmax(np.abs(r)) < 1e-3 for r in perfect["top"].values())  # a given reconstruction is used
         return {source: np.nanmedian(np.abs(r)) for source, r in sources["top"].items()}
 
     fine_pt = typical_error((4000, 4, 4))  # pT kept to 0.1% of its range, angles in 4 bins

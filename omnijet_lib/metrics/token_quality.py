@@ -20,14 +20,21 @@ from omnijet_lib.tokenizers.base import Tokenizer
 
 
 def token_residuals(
-    tokenizer: Tokenizer, jets: PreprocessedJets, labels: np.ndarray, class_names: dict[int, str]
+    tokenizer: Tokenizer,
+    jets: PreprocessedJets,
+    labels: np.ndarray,
+    class_names: dict[int, str],
+    *,
+    reconstructed: np.ndarray | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """residuals[class_name][observable] for decode(encode(jets)) vs the jets themselves.
 
     Observables: constituent ``pt`` [GeV], ``eta_rel``, ``phi_rel``; jet ``mass``,
-    ``pt`` (as ``jet_pt``), ``tau21``, ``tau32``.
+    ``pt`` (as ``jet_pt``), ``tau21``, ``tau32``.  ``reconstructed``: the tokenizer's
+    ``reconstruct(jets.features, jets.mask)`` if already at hand (it is not redone).
     """
-    reconstructed = tokenizer.reconstruct(jets.features, jets.mask)
+    if reconstructed is None:
+        reconstructed = tokenizer.reconstruct(jets.features, jets.mask)
     residuals = {}
     for name, (original, decoded) in _per_class(tokenizer, jets, reconstructed, labels, class_names):
         per_jet = jet_residuals(original, decoded)
@@ -40,16 +47,22 @@ MASS_ERROR_SOURCES = {"all": FEATURES, "pt": ("log_pt",), "angles": ("eta_rel", 
 
 
 def mass_error_sources(
-    tokenizer: Tokenizer, jets: PreprocessedJets, labels: np.ndarray, class_names: dict[int, str]
+    tokenizer: Tokenizer,
+    jets: PreprocessedJets,
+    labels: np.ndarray,
+    class_names: dict[int, str],
+    *,
+    reconstructed: np.ndarray | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """residuals[class_name][source]: jet-mass residual [GeV] with only the source's features reconstructed.
 
     Sources (:data:`MASS_ERROR_SOURCES`): ``all``, ``pt`` (reconstructed pT on the original
     angles) and ``angles`` (reconstructed eta_rel, phi_rel with the original pT).  A
     tokenizer whose mass error comes from the angles needs finer codes where the hard
-    constituents sit, not a better pT.
+    constituents sit, not a better pT.  ``reconstructed`` as in :func:`token_residuals`.
     """
-    reconstructed = tokenizer.reconstruct(jets.features, jets.mask)
+    if reconstructed is None:
+        reconstructed = tokenizer.reconstruct(jets.features, jets.mask)
     residuals = {}
     for source, features in MASS_ERROR_SOURCES.items():
         columns = [FEATURES.index(f) for f in features]

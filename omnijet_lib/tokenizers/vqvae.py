@@ -212,7 +212,7 @@ def jet_reconstruction_loss(
     """Mean over jets of |P_hat - P|^2 / pT^2 + (m_hat - m)^2 / m^2: four-momentum and mass errors.
 
     Each is relative to its own scale.  Measured against pT, as the four-momentum is, a top
-    jet's 6 GeV mass error would weigh (6 / 500)^2 ~ 1e-4, a hundredth of the constituent MSE,
+    jet's 6 GeV mass error would weigh (6 / 600)^2 = 1e-4, a hundredth of the constituent MSE,
     and the mass would hardly be trained.  Jets narrower than ``MASS_FLOOR`` x pT (and
     one-constituent jets, of mass 0) measure the mass error against that floor instead.
     """
