@@ -617,17 +617,26 @@ def _train_epochs(
     # then, and the last periodic checkpoint stays (resuming from it is exact too).
     dirty = False
     model.train()
+    # One bar for the whole run, not one per epoch: a notebook that trains several models shows one line
+    # each, named by model and folder.  Every epoch has the same number of batches (epoch_batches drops
+    # no sample), so a resumed run's bar starts where the stopped one was.
+    per_epoch = math.ceil(n_train / config.batch_size)
+    bar = tqdm(
+        total=config.epochs * per_epoch,
+        initial=state.epoch * per_epoch + state.step_in_epoch,
+        desc=_run_label(model, describe, run_dir),
+        unit="batch",
+        disable=not progress,
+    )
+    # The last validation loss stays on the bar through the next epoch; a resumed run has it in its history.
+    postfix = {"val_loss": f"{state.history[-1]['val_loss']:.4g}"} if state.history else {}
     try:
-        for epoch in range(state.epoch, config.epochs):
-            batches = epoch_batches(n_train, config.batch_size, config.seed, epoch, lengths=lengths)
-            started = time.perf_counter() - state.seconds
-            bar = tqdm(
-                total=len(batches),
-                initial=state.step_in_epoch,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not progress,
-            )
-            with bar:
+        # Inside the try: the bar closes before the Ctrl-C message prints, and on every other exit too.
+        with bar:
+            for epoch in range(state.epoch, config.epochs):
+                batches = epoch_batches(n_train, config.batch_size, config.seed, epoch, lengths=lengths)
+                started = time.perf_counter() - state.seconds
+                at = {"epoch": f"{epoch + 1}/{config.epochs}"}
                 for idx in batches[state.step_in_epoch :]:
                     batch = tuple(t[idx].to(device, non_blocking=True) for t in train_data)
                     loss, metrics = _loss_and_metrics(loss_fn, model, batch)
@@ -660,8 +669,9 @@ def _train_epochs(
                         rng=_rng_state(device),
                     )
                     dirty = False
+                    # Postfix first, so that the line update() draws shows this step's loss.
+                    bar.set_postfix(at | {"loss": f"{sums['loss'] / weights['loss']:.4g}"} | postfix, refresh=False)
                     bar.update()
-                    bar.set_postfix(loss=f"{sums['loss'] / weights['loss']:.4g}", refresh=False)
                     if state.global_step % config.checkpoint_every == 0:
                         save_atomic(_checkpoint(model, optimizer, state, config, describe), last_path)
                     if on_step is not None:
@@ -675,39 +685,50 @@ def _train_epochs(
                 model.train()
                 lr = optimizer.param_groups[0]["lr"]
                 record = _epoch_record(epoch, state, val, extra, lr, time.perf_counter() - started)
-                bar.set_postfix(train_loss=f"{record['train_loss']:.4g}", val_loss=f"{val['loss']:.4g}")
+                postfix = {"val_loss": f"{val['loss']:.4g}"}
+                bar.set_postfix(at | {"loss": f"{record['train_loss']:.4g}"} | postfix)
 
-            score = val[config.best_by]
-            improved = score < state.best_val_loss
-            best_epoch = epoch if improved else state.best_epoch
-            finished = replace(
-                state,
-                epoch=epoch + 1,
-                step_in_epoch=0,
-                best_val_loss=score if improved else state.best_val_loss,
-                best_epoch=best_epoch,
-                stopped_early=config.patience is not None and epoch - best_epoch >= config.patience,
-                history=[*state.history, record],
-                sums={},
-                weights={},
-                seconds=0.0,
-                rng=_rng_state(device),  # after validation and evaluate, which may draw from it
-            )
-            checkpoint = _checkpoint(model, optimizer, finished, config, describe)
-            # best.pt before the state moves on: interrupted in between, the resumed run redoes this epoch end.
-            if improved:
-                save_atomic(checkpoint, best_path)
-            state = finished
-            save_atomic(checkpoint, last_path)
-            _write_json(state.history, run_dir / "history.json")
-            if state.stopped_early:
-                if progress:
-                    print(f"early stopping: no better validation {config.best_by} for {config.patience} epochs")
-                break
+                score = val[config.best_by]
+                improved = score < state.best_val_loss
+                best_epoch = epoch if improved else state.best_epoch
+                finished = replace(
+                    state,
+                    epoch=epoch + 1,
+                    step_in_epoch=0,
+                    best_val_loss=score if improved else state.best_val_loss,
+                    best_epoch=best_epoch,
+                    stopped_early=config.patience is not None and epoch - best_epoch >= config.patience,
+                    history=[*state.history, record],
+                    sums={},
+                    weights={},
+                    seconds=0.0,
+                    rng=_rng_state(device),  # after validation and evaluate, which may draw from it
+                )
+                checkpoint = _checkpoint(model, optimizer, finished, config, describe)
+                # best.pt before the state moves on: interrupted in between, the resumed run redoes this epoch end.
+                if improved:
+                    save_atomic(checkpoint, best_path)
+                state = finished
+                save_atomic(checkpoint, last_path)
+                _write_json(state.history, run_dir / "history.json")
+                if state.stopped_early:
+                    bar.total = bar.n  # the run ends here: a full bar, not one stuck short of its planned total
+                    bar.refresh()
+                    break
     except KeyboardInterrupt:
         if not dirty:
             save_atomic(_checkpoint(model, optimizer, state, config, describe), last_path)
             where = f"epoch {state.epoch + 1}, batch {state.step_in_epoch}"
             print(f"interrupted: saved {last_path} at {where}; call train again to resume", file=sys.stderr)
         raise
+    if progress and state.stopped_early:  # printed after the bar has closed, not through its line
+        print(f"early stopping: no better validation {config.best_by} for {config.patience} epochs")
     return state
+
+
+def _run_label(model: nn.Module, describe: dict, run_dir: Path) -> str:
+    """What the progress bar calls a run: the model's name from ``describe``, else its class, and the folder."""
+    # Tokenizers describe themselves by "kind", the GPTs by "model", the classifiers by "classifier".
+    names = [describe.get(key) for key in ("kind", "model", "classifier")]
+    name = next((n for n in names if isinstance(n, str) and n), type(model).__name__)
+    return f"{name} {run_dir}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -57,10 +58,12 @@ def config(**changes) -> TrainingConfig:
     return TrainingConfig(**{"epochs": 3, "batch_size": BATCH_SIZE, "learning_rate": 1e-2, "device": "cpu"} | changes)
 
 
-def run(run_dir: Path, cfg: TrainingConfig | None = None, **kwargs) -> tuple[nn.Module, object]:
+def run(
+    run_dir: Path, cfg: TrainingConfig | None = None, *, progress: bool = False, **kwargs
+) -> tuple[nn.Module, object]:
     torch.manual_seed(123)  # the same initial weights every time (a resumed run overwrites them anyway)
     model = TinyMLP()
-    result = train(model, TRAIN, VAL, mse, cfg or config(), run_dir, progress=False, **kwargs)
+    result = train(model, TRAIN, VAL, mse, cfg or config(), run_dir, progress=progress, **kwargs)
     return model, result
 
 
@@ -265,6 +268,39 @@ def test_early_stopping(tmp_path):
     assert load_checkpoint(tmp_path / "last.pt")["stopped_early"]
     again = run(tmp_path, config(epochs=20, learning_rate=0.0, patience=2), on_step=stop_at(1, AssertionError))[1]
     assert again.history == stopped.history
+
+
+def bar_lines(err: str) -> list[tuple[str, str]]:
+    """(description, the rest) of every line tqdm drew into ``err``: outside a notebook it redraws with \\r."""
+    lines = (re.match(r"(.+?): +\d+%\|(.*)", line) for line in re.split(r"[\r\n]+", err))
+    return [m.groups() for m in lines if m]
+
+
+def test_progress_is_one_bar_per_run(tmp_path, capsys):
+    run(tmp_path, describe={"kind": "tiny-mlp"}, progress=True)
+    lines = bar_lines(capsys.readouterr().err)
+    assert {desc for desc, _ in lines} == {f"tiny-mlp {tmp_path}"}  # not one bar per epoch
+    last = lines[-1][1]
+    assert f"| {3 * N_BATCHES}/{3 * N_BATCHES} " in last
+    assert "epoch=3/3" in last and "loss=" in last and "val_loss=" in last
+
+
+def test_progress_bar_of_a_resumed_run_starts_where_it_stopped(tmp_path, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, on_step=stop_at(7), progress=True)
+    capsys.readouterr()
+    run(tmp_path, progress=True)
+    lines = bar_lines(capsys.readouterr().err)
+    assert {desc for desc, _ in lines} == {f"TinyMLP {tmp_path}"}  # no describe: the model's class
+    assert f"| 7/{3 * N_BATCHES} " in lines[0][1]
+    assert f"| {3 * N_BATCHES}/{3 * N_BATCHES} " in lines[-1][1]
+
+
+def test_progress_bar_ends_full_on_early_stopping(tmp_path, capsys):
+    run(tmp_path, config(epochs=10, learning_rate=0.0, patience=2), progress=True)
+    out, err = capsys.readouterr()
+    assert "early stopping" in out
+    assert f"| {3 * N_BATCHES}/{3 * N_BATCHES} " in bar_lines(err)[-1][1]  # 3 of 10 epochs, shown as done
 
 
 def test_best_epoch_by_a_chosen_metric(tmp_path):
