@@ -6,8 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The main job, in order: later issues append their notebooks here.
 NOTEBOOKS := 01_data 02_tokenization_quality 03_token_space 04_generation 05_transfer_learning 06_calorimeter_showers 07_direct_spatial_tokens
+# A parameter profile (notebooks/profiles/<PROFILE>/): quick, cpu, paper. Empty: the notebooks' defaults
+# (the same as cpu), writing to figures/<notebook>; a profile writes where its files say (figures/<profile>/...).
+PROFILE ?=
 
-.PHONY: install run test lab
+.PHONY: install run demo test lab
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +21,13 @@ install: $(VENV)/.installed
 
 run: install
 	set -e; for nb in $(NOTEBOOKS); do \
-		$(BIN)/omnijet run-notebook notebooks/$$nb.py --output-dir figures/$$nb; \
+		$(BIN)/omnijet run-notebook notebooks/$$nb.py \
+			$(if $(PROFILE),--profile $(PROFILE),--output-dir figures/$$nb); \
 	done
+
+# The whole main job on the quick profile: minutes on 2 cores, figures in figures/quick/<notebook>/.
+demo:
+	$(MAKE) run PROFILE=quick
 
 # pytest exits 5 when it collects no test; say so instead of failing obscurely.
 test: install

@@ -5,6 +5,7 @@ omnijet import-jetclass 'TTBar_*.root' 'ZJetsToNuNu_*.root' --classes Tbqq QCD -
 omnijet simulate-showers --n 10000 --energy 10 100 --seed 1 --out data/showers/photons.h5
 omnijet tokenize data/jets/top.h5 --tokenizer data/tokenizers/vqvae_conditional_8192.pt --out data/tokens/top.h5
 omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
+omnijet run-notebook notebooks/04_generation.py --profile quick
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def _run_notebook(args: argparse.Namespace) -> None:
     from omnijet_lib.notebooks import parse_parameter, run_notebook
 
     parameters = {name: parse_parameter(value) for name, value in args.parameter}
-    executed = run_notebook(args.notebook, parameters=parameters, output_dir=args.output_dir)
+    executed = run_notebook(
+        args.notebook, parameters=parameters, parameter_files=args.parameters_file, profile=args.profile,
+        output_dir=args.output_dir, execution_timeout=args.execution_timeout,
+    )  # fmt: skip
     print(f"executed notebook: {executed}")
 
 
@@ -115,9 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("notebook")
     run.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-        help="a notebook parameter (VALUE parsed as JSON if it can be)",
+        help="a notebook parameter (VALUE parsed as JSON if it can be); overrides -f and --profile",
     )  # fmt: skip
+    run.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML",
+                     help="a YAML file of parameters, as papermill's -f (several: later ones override)")  # fmt: skip
+    run.add_argument("--profile", default=None, help="notebooks/profiles/<PROFILE>/<notebook>.yaml: quick, cpu, paper")
     run.add_argument("--output-dir", default=None)
+    run.add_argument("--execution-timeout", type=float, default=None, metavar="SECONDS",
+                     help="stop with an error when one cell runs longer")  # fmt: skip
     run.set_defaults(func=_run_notebook)
     return parser
 

@@ -1,11 +1,20 @@
-"""Run the project's jupytext notebooks headless with papermill.
+"""The project's notebooks: what each one does first and last, parameter profiles, the headless runner.
 
 A notebook is a percent-format ``.py`` file with one cell tagged ``parameters``.
-:func:`run_notebook` converts it to ``.ipynb``, checks the given parameters
-against that cell (an unknown name is an error, not a silently ignored value)
-and executes it with the working directory at the project root, so relative
-paths mean the same in JupyterLab (whose notebooks ``chdir`` there too) and
-headless.
+It runs the same in JupyterLab, under plain ``papermill`` and under
+:func:`run_notebook` (``omnijet run-notebook``), because it sets up everything a
+runner might otherwise set: :func:`start_notebook` moves to the project root and
+picks the plotting style, :func:`list_parameter` reads a list however it was
+passed, :func:`save_metrics` writes ``metrics.json`` and prints nothing.
+
+Parameter profiles are YAML files, one per notebook, in
+``notebooks/profiles/<profile>/<notebook>.yaml`` (papermill's ``-f``):
+``quick`` runs the whole main job in minutes, ``cpu`` holds the notebooks'
+defaults, ``paper`` the papers' settings for a GPU node.
+
+:func:`run_notebook` converts a notebook to ``.ipynb``, checks the given
+parameters against its parameters cell (an unknown name is an error, not a
+silently ignored value) and executes it with papermill.
 """
 
 from __future__ import annotations
@@ -18,12 +27,97 @@ from pathlib import Path
 from omnijet_lib.errors import UnknownParameterError
 
 KERNEL = "python3"
+PROFILES_DIR = "notebooks/profiles"
 
 
 def project_root() -> Path:
     """The checkout this library was installed from (``pip install -e .``), else the working directory."""
     here = Path(__file__).resolve().parent.parent
     return here if (here / "pyproject.toml").exists() and (here / "notebooks").is_dir() else Path.cwd()
+
+
+def start_notebook() -> None:
+    """What every notebook runs first, so that it behaves the same wherever it runs.
+
+    The working directory becomes the project root (relative paths in parameters
+    mean the same in JupyterLab, under plain papermill and under the runner) and
+    matplotlib gets the project's mplhep style.  Figures are shown through
+    :func:`omnijet_lib.plotting.show_and_save`, which does not depend on the
+    backend the kernel picked.  Returns nothing: as the last line of a cell it shows nothing.
+    """
+    from omnijet_lib.plotting import use_style
+
+    os.chdir(project_root())
+    use_style()
+
+
+def list_parameter(value: object, name: str) -> list:
+    """A list parameter however it arrived: a list, a JSON list in a string, comma-separated text, or one value.
+
+    ``papermill -p tokenizers '["a", "b"]'`` hands the notebook the *string*
+    ``'["a", "b"]'`` (only ``-y``/``-f`` parse YAML); iterating over it would give
+    file names of single characters far from the cause.  Items of a comma-separated
+    string are read as JSON where they can be, so ``-p sizes 100,300`` gives numbers.
+    """
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "(")):
+            try:
+                parsed = json.loads(text.replace("(", "[").replace(")", "]") if text.startswith("(") else text)
+            except json.JSONDecodeError as err:
+                msg = (
+                    f"parameter {name!r}: cannot read {value!r} as a list ({err}); pass JSON with double quotes, "
+                    f"e.g. -p {name} '[\"a\", \"b\"]', or a YAML list with papermill's -y/-f"
+                )
+                raise ValueError(msg) from None
+            return list(parsed)
+        return [parse_parameter(item.strip()) for item in text.split(",") if item.strip()]
+    if value is None:
+        msg = f"parameter {name!r} must be a list, got None"
+        raise ValueError(msg)
+    return [value]  # one number: a list of one
+
+
+def save_metrics(metrics: dict, output_dir: str | os.PathLike) -> None:
+    """Write a notebook's summary as ``output_dir/metrics.json`` (numpy numbers as floats).
+
+    Returns nothing, so that as a notebook's last statement it shows nothing (``write_text``
+    would show the number of characters written).
+    """
+    (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+
+
+def profile_file(profile: str, notebook: str | os.PathLike) -> Path:
+    """The parameter file of ``notebook`` (a path or a stem like ``04_generation``) in ``profile``."""
+    folder = project_root() / PROFILES_DIR
+    path = folder / profile / f"{Path(notebook).stem.removesuffix('.input')}.yaml"
+    if not path.exists():
+        known = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        msg = f"no parameter file {path} for profile {profile!r}; profiles: {known}"
+        raise FileNotFoundError(msg)
+    return path
+
+
+def read_parameter_file(path: str | os.PathLike) -> dict[str, object]:
+    """The parameters of a YAML parameter file (papermill's ``-f``): a mapping of names to values."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        msg = f"parameter file not found: {path}"
+        raise FileNotFoundError(msg)
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        msg = f"{path}: a parameter file must be a mapping of parameter names to values"
+        raise ValueError(msg)
+    return values
+
+
+def read_profile(profile: str, notebook: str | os.PathLike) -> dict[str, object]:
+    """The parameters ``profile`` sets for ``notebook``."""
+    return read_parameter_file(profile_file(profile, notebook))
 
 
 def to_ipynb(notebook: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -64,14 +158,20 @@ def run_notebook(
     notebook: str | os.PathLike,
     *,
     parameters: dict[str, object] | None = None,
+    parameter_files: list[str | os.PathLike] | tuple = (),
+    profile: str | None = None,
     output_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    execution_timeout: float | None = None,
 ) -> Path:
-    """Execute ``notebook`` with ``parameters``; returns the executed ``.ipynb``.
+    """Execute ``notebook`` with papermill; returns the executed ``.ipynb``.
 
-    ``output_dir`` (made absolute against the caller's working directory) is
-    passed to the notebook as its ``output_dir`` parameter; the executed
-    notebook is saved there too.
+    Parameters come from ``profile`` (``notebooks/profiles/<profile>/<notebook>.yaml``),
+    then each of ``parameter_files`` (papermill's ``-f``), then ``parameters``, each
+    overriding the one before.  ``output_dir`` (made absolute against the caller's
+    working directory) is passed as the notebook's ``output_dir`` parameter; the
+    executed notebook is saved there too.  A cell running longer than
+    ``execution_timeout`` seconds stops the run with an error.
     """
     import papermill
 
@@ -79,7 +179,11 @@ def run_notebook(
     if not notebook.exists():
         msg = f"notebook not found: {notebook}"
         raise FileNotFoundError(msg)
-    parameters = dict(parameters or {})
+    files = [profile_file(profile, notebook)] if profile else []
+    merged: dict[str, object] = {}
+    for path in [*files, *parameter_files]:
+        merged |= read_parameter_file(path)
+    parameters = merged | dict(parameters or {})
     defaults = notebook_parameters(notebook)
     unknown = [name for name in parameters if name not in defaults]
     if unknown:
@@ -92,11 +196,11 @@ def run_notebook(
 
     source = to_ipynb(notebook, out_dir / f"{notebook.stem}.input.ipynb")
     executed = out_dir / f"{notebook.stem}.ipynb"
-    os.environ.setdefault("MPLBACKEND", "agg")  # the kernel inherits it: no display needed
     try:
+        # Nothing here that plain papermill would not do: the notebook sets its own working directory and style.
         papermill.execute_notebook(
             str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
-            cwd=str(project_root()), progress_bar=progress,
+            progress_bar=progress, execution_timeout=execution_timeout,
         )  # fmt: skip
     finally:
         source.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -172,13 +173,42 @@ def plot_learning_curves(histories: dict[str, list[dict]], *, ylabel: str, train
     return fig
 
 
-def save_figure(fig, output_dir: str | os.PathLike, name: str) -> Path:
-    """Save ``fig`` as ``output_dir/name.png`` and close it; returns the path."""
+def show_and_save(fig, output_dir: str | os.PathLike, name: str) -> Path:
+    """Save ``fig`` as ``output_dir/name.png``, show that PNG inline in a notebook, close the figure.
+
+    Every notebook figure goes through here, so what a reader sees inline (in
+    JupyterLab and in the executed ``.ipynb`` that papermill writes) is the file on
+    disk, whatever matplotlib backend the kernel runs.  Closing the figure keeps
+    the inline backend from drawing it a second time at the end of the cell.
+    Outside a notebook (scripts, tests) it only saves.  Returns the path.
+    """
     path = Path(output_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")  # nothing cut off, whatever the layout
     plt.close(fig)
+    if _in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
     return path
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill), where rich output is shown."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel, a dependency
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def _png(fig) -> bytes:
+    """``fig`` rendered as PNG bytes, as :func:`show_and_save` writes it; the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def overlay_residuals(
@@ -263,8 +293,12 @@ def plot_token_blobs(
 def token_explorer(tokenizers: dict, *, context_pool, default_tokens, n_contexts: int = 500, context_size: int = 50):
     """JupyterLab widget: pick a tokenizer and token numbers, see their reconstructions in context.
 
-    Needs ipywidgets (installed with the project); imported here so that
-    headless use of the plotting module never requires it.
+    The picture is an ``Image`` widget whose value is replaced on each *draw*, and
+    messages go to an ``HTML`` widget: no ``Output`` widget captures display
+    messages, which headless runners (papermill's nbclient) have to emulate and
+    which made them hang now and then.  Needs ipywidgets (installed with the
+    project); imported here so that headless use of the plotting module never
+    requires it.
     """
     try:
         import ipywidgets as widgets
@@ -278,19 +312,19 @@ def token_explorer(tokenizers: dict, *, context_pool, default_tokens, n_contexts
     choice = widgets.Dropdown(options=list(tokenizers), description="tokenizer")
     numbers = widgets.Text(value=" ".join(str(t) for t in default_tokens), description="tokens")
     button = widgets.Button(description="draw")
-    output = widgets.Output()
+    message = widgets.HTML()
+    picture = widgets.Image(format="png")
 
     def draw(_=None):
         tokenizer = tokenizers[choice.value]
         try:
             tokens = [int(t) for t in numbers.value.replace(",", " ").split()]
-            if not all(1 <= t <= tokenizer.codebook_size for t in tokens):
+            if not tokens or not all(1 <= t <= tokenizer.codebook_size for t in tokens):
                 raise ValueError
         except ValueError:
-            with output:
-                output.clear_output()
-                print(f"tokens must be integers in 1..{tokenizer.codebook_size}, separated by spaces")
+            message.value = f"tokens must be integers in 1..{tokenizer.codebook_size}, separated by spaces"
             return
+        message.value = f"drawing {len(tokens)} token(s) of {choice.value} in {n_contexts} contexts ..."
         blobs = token_blobs(
             tokenizer, tokens, context_pool=context_pool[choice.value], n_contexts=n_contexts, context_size=context_size
         )
@@ -299,12 +333,9 @@ def token_explorer(tokenizers: dict, *, context_pool, default_tokens, n_contexts
             for n, t in tokenizers.items()
             if n != choice.value and not getattr(getattr(t, "config", None), "conditional", False)
         }
-        with output:
-            output.clear_output(wait=True)
-            fig = plot_token_blobs(blobs, tokens, background=background, title=choice.value)
-            display(fig)
-            plt.close(fig)
+        picture.value = _png(plot_token_blobs(blobs, tokens, background=background, title=choice.value))
+        message.value = ""
 
     button.on_click(draw)
-    display(widgets.VBox([widgets.HBox([choice, numbers, button]), output]))
-    draw()
+    draw()  # the first picture is there when the widget appears
+    display(widgets.VBox([widgets.HBox([choice, numbers, button]), message, picture]))

@@ -10,6 +10,7 @@ from omnijet_lib.errors import UnknownParameterError
 from omnijet_lib.notebooks import notebook_parameters, run_notebook
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.py"))
+NOTEBOOKS_BY_STEM = {nb.stem: nb for nb in NOTEBOOKS}
 
 # Tiny parameters per notebook; a notebook missing here fails test_every_notebook_is_tested.
 TINY_VQ = ["binned-5", "unconditional-32", "conditional-32"]
@@ -155,6 +156,52 @@ def test_notebook_runs_headless(notebook, headless):
     for figure in metrics["figures"]:
         assert (out / figure).stat().st_size > 10_000
     CHECKS[notebook.stem](metrics)
+    # The executed notebook tells the whole story: every saved figure is shown inline too, and the last
+    # cell shows no stray value (such as the number of characters a write returned).
+    executed = json.loads((out / f"{notebook.stem}.ipynb").read_text())
+    assert inline_images(executed) == len(metrics["figures"])
+    last = [cell for cell in executed["cells"] if cell["cell_type"] == "code"][-1]
+    assert not [o for o in last["outputs"] if o["output_type"] == "execute_result"]
+
+
+def inline_images(notebook: dict) -> int:
+    """PNG images among the cell outputs of an executed notebook (a widget's own output is not a cell output)."""
+    return sum("image/png" in o.get("data", {}) for cell in notebook["cells"] for o in cell.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_plain_papermill_runs_a_notebook_as_the_runner_does(headless, tmp_path):
+    """Plain papermill, no MPLBACKEND, as a GPU batch job calls it: ten runs of the token explorer, none hangs.
+
+    The list parameter comes as papermill's -p makes it, a string, and the rest from a -f file.
+    """
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from omnijet_lib.notebooks import to_ipynb
+
+    shared = headless("02_tokenization_quality").parent.parent
+    source = to_ipynb(NOTEBOOKS_BY_STEM["03_token_space"], tmp_path / "03_token_space.ipynb")
+    parameters = dict(TINY["03_token_space"], data_dir=str(shared / "data"), tokenizer_dir=str(shared / "tokenizers"))
+    tokenizers = parameters.pop("tokenizers")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(parameters))
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    papermill = Path(sys.executable).parent / "papermill"
+    for run in range(10):
+        out = tmp_path / f"run{run}"
+        command = [
+            str(papermill), str(source), str(out / "executed.ipynb"), "-f", str(tmp_path / "tiny.yaml"),
+            "-p", "tokenizers", json.dumps(tokenizers), "-p", "output_dir", str(out), "--no-progress-bar",
+        ]  # fmt: skip
+        # the working directory is not the project root: the notebook moves there itself
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert set(metrics["tokens_shown"]) == set(tokenizers)
+        assert inline_images(json.loads((out / "executed.ipynb").read_text())) == len(metrics["figures"])
 
 
 def _check_01_data(metrics):

@@ -68,12 +68,12 @@ def test_hit_residuals_in_physical_units(showers):
 
 
 def test_shower_figures(showers, tmp_path):
-    from omnijet_lib.plotting import compare_shower_distributions, draw_shower, save_figure
+    from omnijet_lib.plotting import compare_shower_distributions, draw_shower, show_and_save
 
     samples = {"simulated": shower_distributions(showers[:30]), "other": shower_distributions(showers[30:])}
     for name in SHOWER_OBSERVABLES:
-        path = save_figure(compare_shower_distributions(samples, name, reference="simulated"), tmp_path, name)
+        path = show_and_save(compare_shower_distributions(samples, name, reference="simulated"), tmp_path, name)
         assert path.stat().st_size > 10_000
     ax = draw_shower(showers, 0)
     assert len(ax.collections[0].get_offsets()) == (showers.energy[0] > 0.1).sum()
-    save_figure(ax.figure, tmp_path, "shower")
+    show_and_save(ax.figure, tmp_path, "shower")

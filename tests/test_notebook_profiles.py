@@ -1,0 +1,140 @@
+"""Parameter profiles, list parameters and the runner's parameter files: notebooks run the same however called."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from omnijet_lib.errors import UnknownParameterError
+from omnijet_lib.notebooks import (
+    list_parameter,
+    notebook_parameters,
+    profile_file,
+    read_parameter_file,
+    read_profile,
+    run_notebook,
+)
+
+ROOT = Path(__file__).parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+PROFILES = ("quick", "cpu", "paper")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_notebook_has_a_file_in_every_profile_naming_only_its_parameters(profile):
+    for notebook in NOTEBOOKS:
+        values = read_profile(profile, notebook)
+        unknown = set(values) - set(notebook_parameters(notebook))
+        assert not unknown, f"{profile_file(profile, notebook)} sets unknown parameters {sorted(unknown)}"
+        assert values, f"{profile}/{notebook.stem}.yaml is empty"
+
+
+def test_cpu_profile_is_the_notebooks_defaults():
+    for notebook in NOTEBOOKS:
+        defaults = {name: _plain(value) for name, value in notebook_parameters(notebook).items()}
+        assert read_profile("cpu", notebook) == defaults, f"profiles/cpu/{notebook.stem}.yaml differs from its defaults"
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_a_profile_is_one_consistent_main_job(profile):
+    """Later notebooks read what earlier ones of the same profile write, never another profile's files."""
+    p = {nb.stem: read_profile(profile, nb) for nb in NOTEBOOKS}
+    trained = p["02_tokenization_quality"]["tokenizers"]
+    assert set(p["03_token_space"]["tokenizers"]) <= set(trained)
+    for stem in ("03_token_space", "04_generation", "05_transfer_learning"):
+        assert p[stem]["n_jets"] == p["02_tokenization_quality"]["n_jets"] == p["01_data"]["n_jets"]
+    assert p["04_generation"]["tokenizer"] in trained and p["05_transfer_learning"]["tokenizer"] in trained
+    assert p["05_transfer_learning"]["pretrained"] == f"{p['04_generation']['run_dir']}/gpt/best.pt"
+    showers = p["06_calorimeter_showers"]
+    assert p["07_direct_spatial_tokens"]["n_showers"] == showers["n_showers"]
+    assert p["07_direct_spatial_tokens"]["vqvae_checkpoint"] == f"{showers['run_dir']}/gpt/best.pt"
+    tokenizer_file = f"{showers['tokenizer_dir']}/showers_{showers['tokenizer']}_seed1.pt"
+    assert p["07_direct_spatial_tokens"]["vqvae_tokenizer"] == tokenizer_file
+    # its own folders: a profile's small or large models never overwrite the defaults' files
+    for stem, values in p.items():
+        for name in ("output_dir", "run_dir", "scan_dir", "tokenizer_dir", "token_dir", "generated_dir"):
+            if name in values:
+                assert f"/{profile}/" in f"/{values[name]}", f"{profile}/{stem}: {name} = {values[name]}"
+
+
+def test_list_parameter_reads_what_papermill_passes():
+    assert list_parameter(["a", "b"], "tokenizers") == ["a", "b"]
+    assert list_parameter(("a",), "tokenizers") == ["a"]
+    assert list_parameter('["binned-20", "conditional-8192"]', "tokenizers") == ["binned-20", "conditional-8192"]
+    assert list_parameter("binned-20, conditional-8192", "tokenizers") == ["binned-20", "conditional-8192"]
+    assert list_parameter("conditional-8192", "tokenizers") == ["conditional-8192"]
+    assert list_parameter("100,300", "sizes") == [100, 300]
+    assert list_parameter("[10.0, 100.0]", "energy") == [10.0, 100.0]
+    assert list_parameter(50.0, "energy") == [50.0]
+    assert list_parameter("[]", "classifiers") == []
+    with pytest.raises(ValueError, match=r"parameter 'tokenizers'.*\['a', 'b'\]"):
+        list_parameter("['a', 'b']", "tokenizers")  # not JSON: a clear error, not 10 one-letter names
+    with pytest.raises(ValueError, match="'seeds' must be a list"):
+        list_parameter(None, "seeds")
+
+
+TINY_NOTEBOOK = '''# %%
+import time
+from pathlib import Path
+
+from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+
+start_notebook()
+
+# %% tags=["parameters"]
+names = ["a"]
+pause = 0.0
+output_dir = "unused"
+
+# %%
+names = list_parameter(names, "names")
+time.sleep(pause)
+save_metrics({"names": names, "cwd": str(Path.cwd())}, output_dir)
+'''
+
+
+@pytest.fixture
+def tiny_notebook(tmp_path):
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY_NOTEBOOK)
+    return path
+
+
+@pytest.mark.slow
+def test_runner_merges_profile_files_and_parameters_in_order(tiny_notebook, tmp_path):
+    import json
+
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("names: [x, y]\npause: 0.5\n")
+    second.write_text("names: [z]\n")
+    out = tmp_path / "out"
+    run_notebook(tiny_notebook, parameter_files=[first, second], output_dir=out, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["names"] == ["z"]  # the later file wins
+    assert metrics["cwd"] == str(ROOT)  # the notebook moved to the project root itself
+    run_notebook(tiny_notebook, parameter_files=[first], parameters={"names": "p,q"}, output_dir=out, progress=False)
+    assert json.loads((out / "metrics.json").read_text())["names"] == ["p", "q"]  # -p wins, read as a list
+    executed = (out / "tiny.ipynb").read_text()
+    assert not re.search(r'"output_type": "execute_result"', executed), "a notebook's last line shows a value"
+
+
+def test_runner_refuses_unknown_names_in_a_parameter_file(tiny_notebook, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("names: [x]\nnmaes: [y]\n")
+    with pytest.raises(UnknownParameterError, match="'nmaes'"):
+        run_notebook(tiny_notebook, parameter_files=[bad], output_dir=tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="profile 'fast'.*'cpu'.*'paper'.*'quick'"):
+        run_notebook(NOTEBOOKS[0], profile="fast", output_dir=tmp_path / "out")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="mapping of parameter names"):
+        read_parameter_file(tmp_path / "list.yaml")
+
+
+@pytest.mark.slow
+def test_a_cell_past_the_execution_timeout_fails_the_run(tiny_notebook, tmp_path):
+    with pytest.raises(Exception, match="(?i)timed? ?out"):
+        run_notebook(tiny_notebook, parameters={"pause": 30}, output_dir=tmp_path, progress=False, execution_timeout=3)
