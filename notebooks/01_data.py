@@ -1,12 +1,15 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -24,7 +27,6 @@
 
 # %%
 import json
-import os
 import time
 from pathlib import Path
 
@@ -34,12 +36,11 @@ import numpy as np
 from omnijet_lib.data.jet_files import jet_file_info, read_jets
 from omnijet_lib.data.preprocessing import eta_rel, phi_rel, preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
-from omnijet_lib.notebooks import project_root
+from omnijet_lib.notebooks import save_metrics, start_notebook
 from omnijet_lib.observables import jet_observables
-from omnijet_lib.plotting import compare_distributions, draw_jet, save_figure, use_style
+from omnijet_lib.plotting import compare_distributions, draw_jet, show_and_save
 
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
-use_style()
+start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
 n_jets = 10_000  # jets per class (top, QCD); the paper's JetClass has 10^7 per class
@@ -76,7 +77,7 @@ histograms = {  # observable: (axis label, bins)
 }
 for name, (xlabel, bins) in histograms.items():
     fig = compare_distributions({names[p]: observables[p][name] for p in jets}, bins=bins, xlabel=xlabel)
-    save_figure(fig, output_dir, f"jet_{name}")
+    show_and_save(fig, output_dir, f"jet_{name}")
 
 # %% [markdown]
 # ## Constituents
@@ -100,7 +101,7 @@ for name, xlabel, bins, logy in (
     fig = compare_distributions({names[p]: constituent[p][name] for p in jets}, bins=bins, xlabel=xlabel, logy=logy)
     if name == "pt":
         fig.axes[0].set_xscale("log")
-    save_figure(fig, output_dir, f"constituent_{name}")
+    show_and_save(fig, output_dir, f"constituent_{name}")
 
 # %% [markdown]
 # ## A few jets
@@ -118,7 +119,7 @@ for row, process in enumerate(jets):
             title=f"{names[process]}: m = {observables[process]['mass'][col]:.0f} GeV\n{len(c)} constituents",
         )  # fmt: skip
 fig.tight_layout()
-save_figure(fig, output_dir, "jet_displays")
+show_and_save(fig, output_dir, "jet_displays")
 
 # %% [markdown]
 # ## Summary written to `metrics.json`
@@ -138,5 +139,5 @@ metrics = {
     },
     "figures": sorted(f.name for f in output_dir.glob("*.png")),
 }
-(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+save_metrics(metrics, output_dir)
 print(json.dumps(metrics, indent=1))

@@ -1,12 +1,15 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -28,8 +31,6 @@
 # is why it should resolve jet-level quantities like the top mass best.
 
 # %%
-import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,14 +45,13 @@ from omnijet_lib.data.splits import split_indices
 from omnijet_lib.metrics.classifier_test import lost_information
 from omnijet_lib.metrics.resolution import fit_gaussian, resolution_table
 from omnijet_lib.metrics.token_quality import codebook_utilisation, mass_error_sources, token_residuals
-from omnijet_lib.notebooks import project_root
-from omnijet_lib.plotting import overlay_residuals, save_figure, use_style
+from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+from omnijet_lib.plotting import overlay_residuals, show_and_save
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
 from omnijet_lib.tokenizers.specs import build_tokenizer, fit_tokenizer
 from omnijet_lib.training import TrainingConfig
 
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
-use_style()
+start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
 n_jets = 10_000  # jets per class (top, QCD), from notebook 01's generator; split 60/20/20
@@ -82,6 +82,9 @@ run_dir = "runs/02_tokenization_quality"  # training checkpoints: a rerun resume
 output_dir = "figures/02_tokenization_quality"
 
 # %%
+# papermill -p passes a list as text: read each list parameter however it arrived
+tokenizers = list_parameter(tokenizers, "tokenizers")
+classifiers = list_parameter(classifiers, "classifiers")
 output_dir, run_dir, tokenizer_dir = Path(output_dir), Path(run_dir), Path(tokenizer_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
@@ -162,7 +165,7 @@ for name in class_names.values():
         fig = overlay_residuals(
             {spec: residuals[spec][name][observable] for spec in trained}, xlabel=f"{name} jets, {xlabel}"
         )
-        figures.append(save_figure(fig, output_dir, f"resolution_{name}_{observable}").name)
+        figures.append(show_and_save(fig, output_dir, f"resolution_{name}_{observable}").name)
 
 # %% [markdown]
 # ### Where the jet-mass error comes from
@@ -244,4 +247,4 @@ metrics = {
     "tokenizer_files": {spec: str(tokenizer_dir / f"{spec}_seed{seed}.pt") for spec in trained},
     "figures": figures,
 }
-(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+save_metrics(metrics, output_dir)

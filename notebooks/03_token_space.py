@@ -1,12 +1,15 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -25,8 +28,6 @@
 # tokenizers notebook 02 trained (run that first).
 
 # %%
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,11 @@ from omnijet_lib.data.jet_files import read_jets
 from omnijet_lib.data.jets import concatenate
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.metrics.token_quality import fixed_points, token_blobs
-from omnijet_lib.notebooks import project_root
-from omnijet_lib.plotting import plot_token_blobs, save_figure, token_explorer, use_style
+from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+from omnijet_lib.plotting import plot_token_blobs, show_and_save, token_explorer
 from omnijet_lib.tokenizers import load_tokenizer
 
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
-use_style()
+start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
 tokenizers = ["conditional-8192", "unconditional-8192", "binned-20"]  # trained by notebook 02
@@ -55,6 +55,7 @@ device = "auto"
 output_dir = "figures/03_token_space"
 
 # %%
+tokenizers = list_parameter(tokenizers, "tokenizers")  # papermill -p passes a list as text
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 files = {spec: Path(tokenizer_dir) / f"{spec}_seed{seed}.pt" for spec in tokenizers}
@@ -101,7 +102,7 @@ for spec, tok in loaded.items():
         tok, frequent[spec], context_pool=pool[spec], n_contexts=n_contexts, context_size=context_size, seed=seed
     )
     fig = plot_token_blobs(blobs, frequent[spec], background=background, title=spec)
-    figures.append(save_figure(fig, output_dir, f"token_blobs_{spec}").name)
+    figures.append(show_and_save(fig, output_dir, f"token_blobs_{spec}").name)
     # Blob size: the spread of one token's reconstructions, averaged over the tokens shown.
     spread[spec] = {name: float(np.mean(np.std(values, axis=1))) for name, values in blobs.items()}
     print(f"{spec:22} blob spread: " + ", ".join(f"{k} {v:.3g}" for k, v in spread[spec].items()))
@@ -113,4 +114,4 @@ metrics = {
     "context_size": context_size,
     "figures": figures,
 }
-(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+save_metrics(metrics, output_dir)

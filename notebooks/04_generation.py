@@ -1,12 +1,15 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -26,8 +29,6 @@
 # that tries to tell the two apart (AUC 0.5: it cannot; paper: 0.54 for top + QCD).
 
 # %%
-import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -47,14 +48,13 @@ from omnijet_lib.metrics.generation_quality import (
     wasserstein_distances,
 )
 from omnijet_lib.models.gpt import GPTConfig, fit_gpt
-from omnijet_lib.notebooks import project_root
-from omnijet_lib.plotting import compare_distributions, draw_jet, plot_learning_curves, save_figure, use_style
+from omnijet_lib.notebooks import save_metrics, start_notebook
+from omnijet_lib.plotting import compare_distributions, draw_jet, plot_learning_curves, show_and_save
 from omnijet_lib.tokenizers import load_tokenizer
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig, pick_device
 
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
-use_style()
+start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
 n_jets = 10_000  # jets per class (top, QCD): notebook 02's data and split (60/20/20)
@@ -118,7 +118,7 @@ train_seconds = time.perf_counter() - start
 print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
 
 fig = plot_learning_curves({"GPT": result.history}, ylabel="next-token cross-entropy")
-figures = [save_figure(fig, output_dir, "learning_curve").name]
+figures = [show_and_save(fig, output_dir, "learning_curve").name]
 
 # %% [markdown]
 # ## Generate
@@ -164,7 +164,7 @@ fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
 for i, ax in enumerate(axes):
     jet = gen_jets.constituents[i]
     draw_jet(np.asarray(jet.eta), np.asarray(jet.phi), np.asarray(jet.pt), ax=ax, title=f"generated jet {i}")
-figures.append(save_figure(fig, output_dir, "generated_jets").name)
+figures.append(show_and_save(fig, output_dir, "generated_jets").name)
 
 # %% [markdown]
 # ## Generated vs reconstructed real jets
@@ -179,7 +179,7 @@ for name, xlabel in OBSERVABLES.items():
         {"reconstructed real": reference[name], "generated": sample[name]},
         xlabel=xlabel, logy=name == "pt", reference="reconstructed real",
     )  # fmt: skip
-    figures.append(save_figure(fig, output_dir, f"distribution_{name}").name)
+    figures.append(show_and_save(fig, output_dir, f"distribution_{name}").name)
 print("1-D Wasserstein distance, generated vs reconstructed real:")
 for name, value in wasserstein.items():
     print(f"  {name:14} {value:.4g}")
@@ -221,4 +221,4 @@ metrics = {
     "wasserstein": wasserstein,
     "figures": figures,
 }
-(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+save_metrics(metrics, output_dir)

@@ -1,12 +1,15 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -29,8 +32,6 @@
 # at 100 jets, which from scratch needs ~10 000 jets for).
 
 # %%
-import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,13 +44,12 @@ from omnijet_lib.data.splits import split_indices
 from omnijet_lib.data.token_files import read_token_file, tokenized
 from omnijet_lib.models.gpt import read_gpt_checkpoint
 from omnijet_lib.models.token_classifier import TokenClassifierConfig
-from omnijet_lib.notebooks import project_root
-from omnijet_lib.plotting import save_figure, use_style
+from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+from omnijet_lib.plotting import show_and_save
 from omnijet_lib.training import TrainingConfig, pick_device
 from omnijet_lib.transfer import TaggingData, patience_for, run_scan
 
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
-use_style()
+start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
 n_jets = 10_000  # jets per class (top, QCD): notebook 02/04's data and split (60/20/20)
@@ -75,6 +75,10 @@ scan_dir = "runs/05_transfer_learning"  # results.csv and each run's checkpoints
 output_dir = "figures/05_transfer_learning"
 
 # %%
+# papermill -p passes a list as text: read each list parameter however it arrived
+sizes = list_parameter(sizes, "sizes")
+strategies = list_parameter(strategies, "strategies")
+seeds = list_parameter(seeds, "seeds")
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 if not Path(pretrained).exists():
@@ -151,7 +155,7 @@ for metric, ylabel, logy in (
     ax.set_ylabel(ylabel)
     ax.legend(title=f"{len(seeds)} seeds: mean ± std")
     ax.set_title("top vs QCD (Pythia 8 jets)", fontsize="medium")
-    figures.append(save_figure(fig, output_dir, f"{metric}_vs_size").name)
+    figures.append(show_and_save(fig, output_dir, f"{metric}_vs_size").name)
 
 # %%
 metrics = {
@@ -165,4 +169,4 @@ metrics = {
     "summary": summary,
     "figures": figures,
 }
-(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+save_metrics(metrics, output_dir)

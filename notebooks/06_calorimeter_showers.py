@@ -1,12 +1,15 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -27,8 +30,6 @@
 # reconstruction of the same test showers shows what the tokenizer alone loses.
 
 # %%
-import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -53,14 +54,13 @@ from omnijet_lib.metrics.resolution import fit_gaussian
 from omnijet_lib.metrics.shower_quality import HIT_RESIDUALS, hit_residuals, shower_distributions, shower_wasserstein
 from omnijet_lib.metrics.token_quality import codebook_utilisation
 from omnijet_lib.models.gpt import GPTConfig, fit_gpt
-from omnijet_lib.notebooks import project_root
+from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
     compare_shower_distributions,
     draw_shower,
     plot_learning_curves,
-    save_figure,
-    use_style,
+    show_and_save,
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
@@ -68,8 +68,7 @@ from omnijet_lib.tokenizers.specs import build_tokenizer, fit_tokenizer
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig, pick_device
 
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
-use_style()
+start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
 n_showers = 1_000  # simulated photon showers, split 60/20/20 (paper: 950 000, 760k/95k/95k)
@@ -108,6 +107,8 @@ output_dir = "figures/06_calorimeter_showers"
 # Simulated once and kept in `data/showers/` (reference HDF5 layout); a rerun reuses the file.
 
 # %%
+energy = list_parameter(energy, "energy")  # papermill -p passes a range as text
+energy = energy[0] if len(energy) == 1 else tuple(energy)  # one value or a range (low, high) [GeV]
 output_dir, run_dir = Path(output_dir), Path(run_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
@@ -126,7 +127,7 @@ fig = plt.figure(figsize=(18, 6))
 for i in range(3):
     draw_shower(showers, int(test_idx[i]), ax=fig.add_subplot(1, 3, i + 1, projection="3d"),
                 title=f"simulated, {showers.incident_energy[test_idx[i]]:.0f} GeV")  # fmt: skip
-figures = [save_figure(fig, output_dir, "simulated_showers").name]
+figures = [show_and_save(fig, output_dir, "simulated_showers").name]
 
 # %% [markdown]
 # ## Tokenizer
@@ -179,13 +180,13 @@ for ax, (name, label) in zip(axes, HIT_RESIDUALS.items()):
     ax.hist(residuals[name], bins=np.linspace(lo, hi, 60), histtype="step", lw=1.5)
     ax.set_xlabel(label)
     ax.set_title(rf"$\sigma$ = {resolution[name]['sigma']:.3g}", fontsize="small")
-figures.append(save_figure(fig, output_dir, "token_resolution").name)
+figures.append(show_and_save(fig, output_dir, "token_resolution").name)
 for column, name, xlabel in ((0, "x", "hit x [cells]"), (1, "y", "hit y [cells]"), (2, "z", "hit layer z"),
                              (3, "energy", "hit energy [MeV]")):  # fmt: skip
     values = {s: h.hits[h.mask][:, column] for s, h in (("simulated", original_hits), ("tokenized", decoded_hits))}
     options = {"logx": True, "logy": True} if name == "energy" else {"bins": np.linspace(-0.5, 29.5, 61)}
     fig = compare_distributions(values, xlabel=xlabel, reference="simulated", **options)
-    figures.append(save_figure(fig, output_dir, f"tokenized_hit_{name}").name)
+    figures.append(show_and_save(fig, output_dir, f"tokenized_hit_{name}").name)
 
 # %% [markdown]
 # ## The GPT
@@ -208,7 +209,7 @@ gpt_seconds = sum(r["seconds"] for r in result.history)
 print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
 
 fig = plot_learning_curves({"GPT": result.history}, ylabel="next-token cross-entropy")
-figures.append(save_figure(fig, output_dir, "learning_curve").name)
+figures.append(show_and_save(fig, output_dir, "learning_curve").name)
 
 # %% [markdown]
 # ## Generation
@@ -257,7 +258,7 @@ print(f"reference method here (no cache, batch 2, {mean_length} tokens): {speed[
 fig = plt.figure(figsize=(18, 6))
 for i in range(3):
     draw_shower(gen_showers, i, ax=fig.add_subplot(1, 3, i + 1, projection="3d"), title=f"generated {i}")
-figures.append(save_figure(fig, output_dir, "generated_showers").name)
+figures.append(show_and_save(fig, output_dir, "generated_showers").name)
 
 # %% [markdown]
 # ## Generated vs simulated
@@ -273,7 +274,7 @@ samples = {
 wasserstein = {name: shower_wasserstein(samples[name], samples["simulated"]) for name in ("tokenized", "generated")}
 for name in SHOWER_OBSERVABLES:
     fig = compare_shower_distributions(samples, name, reference="simulated")
-    figures.append(save_figure(fig, output_dir, f"distribution_{name}").name)
+    figures.append(show_and_save(fig, output_dir, f"distribution_{name}").name)
 print(f"1-D Wasserstein distance to the simulated showers:\n{'observable':<22}{'tokenized':>12}{'generated':>12}")
 for name in SHOWER_OBSERVABLES:
     print(f"{name:<22}{wasserstein['tokenized'][name]:>12.4g}{wasserstein['generated'][name]:>12.4g}")
@@ -293,4 +294,4 @@ metrics = {
     "wasserstein": wasserstein,
     "figures": figures,
 }  # fmt: skip
-(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+save_metrics(metrics, output_dir)

@@ -1,12 +1,15 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -33,9 +36,7 @@
 # measured side by side.
 
 # %%
-import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -57,21 +58,19 @@ from omnijet_lib.models.spatial_gpt import (
     generate_showers,
     hit_sequences,
 )
-from omnijet_lib.notebooks import project_root
+from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
     compare_shower_distributions,
     draw_shower,
     plot_learning_curves,
-    save_figure,
-    use_style,
+    show_and_save,
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES, energy_sum, n_hits
 from omnijet_lib.tokenizers import load_tokenizer
 from omnijet_lib.training import TrainingConfig, pick_device
 
-os.chdir(project_root())  # relative paths below mean the same here and in a headless run
-use_style()
+start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
 n_showers = 1_000  # simulated showers, split 60/20/20 -- notebook 06's file and split (paper: 950 000)
@@ -122,6 +121,12 @@ generated_dir = "data/generated"
 output_dir = "figures/07_direct_spatial_tokens"
 
 # %%
+# papermill -p passes a list as text: read each list parameter however it arrived
+variants = list_parameter(variants, "variants")
+energy_budget_orders = list_parameter(energy_budget_orders, "energy_budget_orders")
+slice_energies = list_parameter(slice_energies, "slice_energies")
+energy = list_parameter(energy, "energy")  # papermill -p passes a range as text
+energy = energy[0] if len(energy) == 1 else tuple(energy)  # one value or a range (low, high) [GeV]
 output_dir, run_dir = Path(output_dir), Path(run_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 for variant in variants:
@@ -174,7 +179,7 @@ for variant in variants:
 fig = plot_learning_curves(
     {variant: result.history for variant, result in results.items()}, ylabel="voxel cross-entropy + energy NLL per hit"
 )
-figures = [save_figure(fig, output_dir, "learning_curves").name]
+figures = [show_and_save(fig, output_dir, "learning_curves").name]
 
 # %% [markdown]
 # ## Generate, side by side
@@ -219,7 +224,7 @@ fig = plt.figure(figsize=(18, 6))
 for i in range(3):
     title = f"{main}, {generated[main].incident_energy[i]:.0f} GeV"
     draw_shower(generated[main], i, ax=fig.add_subplot(1, 3, i + 1, projection="3d"), title=title)
-figures.append(save_figure(fig, output_dir, "generated_showers").name)
+figures.append(show_and_save(fig, output_dir, "generated_showers").name)
 
 # %% [markdown]
 # ## Observables
@@ -232,7 +237,7 @@ samples |= {name: shower_distributions(s) for name, s in generated.items()}
 wasserstein = {name: shower_wasserstein(samples[name], samples["simulated"]) for name in generated}
 for name in SHOWER_OBSERVABLES:
     fig = compare_shower_distributions(samples, name, reference="simulated")
-    figures.append(save_figure(fig, output_dir, f"distribution_{name}").name)
+    figures.append(show_and_save(fig, output_dir, f"distribution_{name}").name)
 names = list(generated)
 print(f"1-D Wasserstein distance to the simulated showers:\n{'observable':<22}" + "".join(f"{n:>18}" for n in names))
 for observable in SHOWER_OBSERVABLES:
@@ -245,7 +250,7 @@ fine = np.geomspace(0.001, 50.0, 241)
 spectra = {"simulated": samples["simulated"]["cell_energy"].values, "vqvae": samples["vqvae"]["cell_energy"].values,
            main: samples[main]["cell_energy"].values}  # fmt: skip
 fig = compare_distributions(spectra, bins=fine, logx=True, logy=True, xlabel="hit energy [MeV]", reference="simulated")
-figures.append(save_figure(fig, output_dir, "hit_energy_spectrum_fine").name)
+figures.append(show_and_save(fig, output_dir, "hit_energy_spectrum_fine").name)
 distinct = {name: int(len(np.unique(values))) for name, values in spectra.items()}
 print(f"distinct hit energies among {', '.join(f'{n}: {len(v)} hits' for n, v in spectra.items())}: {distinct}")
 below_10_kev = {name: float((values < 0.01).mean()) for name, values in spectra.items()}
@@ -312,7 +317,7 @@ for ax, observable, label in (
     ax.set_ylabel(label)
     ax.set_title("mean ± standard deviation", fontsize="small")
     ax.legend()
-figures.append(save_figure(fig, output_dir, "energy_slices").name)
+figures.append(show_and_save(fig, output_dir, "energy_slices").name)
 
 # %%
 metrics = {
@@ -336,4 +341,4 @@ metrics = {
     "generated_file": str(generated_file),
     "figures": figures,
 }  # fmt: skip
-(output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+save_metrics(metrics, output_dir)
