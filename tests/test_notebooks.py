@@ -192,6 +192,7 @@ def test_plain_papermill_runs_a_notebook_as_the_runner_does(headless, tmp_path):
     papermill = Path(sys.executable).parent / "papermill"
     for run in range(10):
         out = tmp_path / f"run{run}"
+        out.mkdir()  # papermill writes into an existing folder
         command = [
             str(papermill), str(source), str(out / "executed.ipynb"), "-f", str(tmp_path / "tiny.yaml"),
             "-p", "tokenizers", json.dumps(tokenizers), "-p", "output_dir", str(out), "--no-progress-bar",
