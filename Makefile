@@ -34,6 +34,14 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$code
 
+# JupyterLab on the project, for every user (root too), no browser started: open the URL it prints.
+# lab/ is a Jupyter config dir put first on JUPYTER_CONFIG_PATH: its labconfig/default_setting_overrides.json
+# opens a .py notebook as a notebook on double-click; jupytext.toml keeps a saved .py as committed.
+# More options for `jupyter lab`: make lab LAB_ARGS='--port=8890 --ip=0.0.0.0'
+LAB_ARGS ?=
 lab: install
-	$(BIN)/python -m pip install -e '.[lab]'
-	$(BIN)/jupyter lab notebooks/
+	@test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install -e '.[lab]'
+	@echo "JupyterLab on $(CURDIR): open the URL printed below, http://127.0.0.1:PORT/lab?token=..., in a browser; Ctrl+C stops it."
+	JUPYTER_CONFIG_PATH="$(CURDIR)/lab$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+		$(BIN)/jupyter lab --no-browser --ServerApp.root_dir="$(CURDIR)" \
+		$$(if [ "$$(id -u)" -eq 0 ]; then echo --allow-root; fi) $(LAB_ARGS)

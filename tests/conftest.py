@@ -66,3 +66,11 @@ def markov_sequences(n: int, config, seed: int) -> np.ndarray:
             code = (code + 1) % k if rng.random() < 0.8 else rng.integers(k)
         sequences[row, length + 1] = config.stop_token
     return sequences
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``), for fixtures that act on a failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
