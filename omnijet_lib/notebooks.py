@@ -63,13 +63,13 @@ def list_parameter(value: object, name: str) -> list:
         return list(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith(("[", "(")):
+        if text.startswith("["):
             try:
-                parsed = json.loads(text.replace("(", "[").replace(")", "]") if text.startswith("(") else text)
+                parsed = json.loads(text)
             except json.JSONDecodeError as err:
                 msg = (
                     f"parameter {name!r}: cannot read {value!r} as a list ({err}); pass JSON with double quotes, "
-                    f"e.g. -p {name} '[\"a\", \"b\"]', or a YAML list with papermill's -y/-f"
+                    f'e.g. -p {name} \'["a", "b"]\', or a YAML list with papermill\'s -y/-f'
                 )
                 raise ValueError(msg) from None
             return list(parsed)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from omnijet_lib.notebooks import notebook_parameters, read_profile, run_notebook
+from omnijet_lib.notebooks import read_profile, run_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -79,17 +79,9 @@ def free_port() -> int:
 
 def quick_parameters(stem: str, shared: Path) -> dict:
     """The quick profile's parameters of a notebook (what `make demo` runs), every folder in ``shared``."""
-    parameters = read_profile("quick", stem)
-    names = notebook_parameters(ROOT / "notebooks" / f"{stem}.py")
-    folders = {"data_dir": "data", "tokenizer_dir": "tokenizers", "token_dir": "tokens", "generated_dir": "generated"}
-    for name, folder in folders.items():
-        if name in names:
-            parameters[name] = str(shared / folder)
-    for name in ("run_dir", "scan_dir"):
-        if name in names:
-            parameters[name] = str(shared / "runs" / stem)
-    parameters["output_dir"] = str(shared / "out" / stem)
-    return parameters
+    from test_notebooks import in_shared_folders
+
+    return in_shared_folders(stem, read_profile("quick", stem), shared)
 
 
 @pytest.fixture(scope="module")

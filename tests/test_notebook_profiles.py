@@ -77,7 +77,7 @@ def test_list_parameter_reads_what_papermill_passes():
         list_parameter(None, "seeds")
 
 
-TINY_NOTEBOOK = '''# %%
+TINY_NOTEBOOK = """# %%
 import time
 from pathlib import Path
 
@@ -94,7 +94,7 @@ output_dir = "unused"
 names = list_parameter(names, "names")
 time.sleep(pause)
 save_metrics({"names": names, "cwd": str(Path.cwd())}, output_dir)
-'''
+"""
 
 
 @pytest.fixture

@@ -108,6 +108,21 @@ def test_unknown_parameter_is_refused(tmp_path):
     assert not list(tmp_path.iterdir()), "nothing runs with a bad parameter"
 
 
+def in_shared_folders(stem: str, parameters: dict, shared: Path) -> dict:
+    """``parameters`` of notebook ``stem`` with its data, run and output folders in ``shared``, one tree for a chain."""
+    parameters = dict(parameters)
+    names = notebook_parameters(NOTEBOOKS_BY_STEM[stem])
+    folders = {"data_dir": "data", "tokenizer_dir": "tokenizers", "token_dir": "tokens", "generated_dir": "generated"}
+    for name, folder in folders.items():
+        if name in names:
+            parameters[name] = str(shared / folder)
+    for name in ("run_dir", "scan_dir"):
+        if name in names:
+            parameters[name] = str(shared / "runs" / stem)
+    parameters["output_dir"] = str(shared / "out" / stem)
+    return parameters
+
+
 @pytest.fixture(scope="module")
 def headless(tmp_path_factory):
     """Run a notebook (and what it requires, once) with TINY parameters; return its output folder."""
@@ -119,28 +134,16 @@ def headless(tmp_path_factory):
             run(REQUIRES[stem])
         if stem not in done:
             notebook = next(nb for nb in NOTEBOOKS if nb.stem == stem)
-            parameters = dict(TINY[stem])
+            parameters = in_shared_folders(stem, TINY[stem], shared)
             names = notebook_parameters(notebook)
-            folders = {
-                "data_dir": "data",
-                "tokenizer_dir": "tokenizers",
-                "token_dir": "tokens",
-                "generated_dir": "generated",
-            }
-            for name, folder in folders.items():
-                if name in names:
-                    parameters[name] = str(shared / folder)
-            for name in ("run_dir", "scan_dir"):
-                if name in names:
-                    parameters[name] = str(shared / "runs" / stem)
             if "pretrained" in names:  # notebook 04's generative checkpoint
                 parameters["pretrained"] = str(shared / "runs" / "04_generation" / "gpt" / "best.pt")
             if "vqvae_checkpoint" in names:  # notebook 06's shower tokenizer and GPT
                 parameters["vqvae_checkpoint"] = str(shared / "runs" / "06_calorimeter_showers" / "gpt" / "best.pt")
                 spec = TINY["06_calorimeter_showers"]["tokenizer"]
                 parameters["vqvae_tokenizer"] = str(shared / "tokenizers" / f"showers_{spec}_seed1.pt")
-            out = shared / "out" / stem
-            executed = run_notebook(notebook, parameters=parameters, output_dir=out, progress=False)
+            out = Path(parameters["output_dir"])
+            executed = run_notebook(notebook, parameters=parameters, progress=False)
             assert executed.exists()
             done[stem] = out
         return done[stem]
@@ -198,7 +201,7 @@ def test_plain_papermill_runs_a_notebook_as_the_runner_does(headless, tmp_path):
             "-p", "tokenizers", json.dumps(tokenizers), "-p", "output_dir", str(out), "--no-progress-bar",
         ]  # fmt: skip
         # the working directory is not the project root: the notebook moves there itself
-        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         metrics = json.loads((out / "metrics.json").read_text())
         assert set(metrics["tokens_shown"]) == set(tokenizers)
