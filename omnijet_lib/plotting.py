@@ -184,12 +184,12 @@ def show_and_save(fig, output_dir: str | os.PathLike, name: str) -> Path:
     """
     path = Path(output_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")  # nothing cut off, whatever the layout
-    plt.close(fig)
+    png = _png(fig)
+    path.write_bytes(png)
     if _in_notebook():
         from IPython.display import Image, display
 
-        display(Image(filename=str(path)))
+        display(Image(data=png))
     return path
 
 
@@ -204,9 +204,9 @@ def _in_notebook() -> bool:
 
 
 def _png(fig) -> bytes:
-    """``fig`` rendered as PNG bytes, as :func:`show_and_save` writes it; the figure is closed."""
+    """``fig`` rendered as PNG bytes (the figure is closed): what is saved and what is shown."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")  # nothing cut off, whatever the layout
     plt.close(fig)
     return buffer.getvalue()
 
