@@ -109,6 +109,9 @@ class TrainingConfig:
     # "constant", or "cosine": the learning rate falls from learning_rate to 0 over the run (half a cosine),
     # set from the run's progress alone, so a resumed run follows it exactly. Raising epochs stretches the rest.
     lr_schedule: str = "constant"
+    # Fraction of the run over which the learning rate first rises linearly from 0 (either schedule): large
+    # early steps of a freshly initialised transformer are what warm-up avoids. 0: no warm-up.
+    warmup: float = 0.0
 
     def __post_init__(self):
         rules = [
@@ -122,6 +125,7 @@ class TrainingConfig:
             ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "None or > 0"),
             ("best_by", isinstance(self.best_by, str) and bool(self.best_by), "a validation metric's name"),
             ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+            ("warmup", 0 <= self.warmup < 1, "a fraction of the run, 0 <= warmup < 1"),
         ]
         bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, ok, rule in rules if not ok]
         if bad:
@@ -135,7 +139,11 @@ RESUMABLE_CHANGES = ("epochs", "device", "checkpoint_every")
 
 class StepOutput(NamedTuple):
     loss: torch.Tensor  # scalar to minimise
-    metrics: dict[str, float]  # extra numbers to log (averaged over batches, weighted by batch size)
+    metrics: dict[str, float]  # extra numbers to log (averaged over batches, weighted like the loss)
+    # How many units the loss and metrics are means over (e.g. a GPT's real target tokens): the epoch's
+    # numbers are then means over those units -- a validation loss that is the per-token cross-entropy,
+    # whatever the batches' lengths. None: the batch's samples.
+    weight: float | None = None
 
 
 LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], StepOutput]
@@ -445,22 +453,24 @@ def _check_data(data: tuple[torch.Tensor, ...], name: str) -> int:
 
 
 def _loss_and_metrics(loss_fn: LossFn, model: nn.Module, batch: tuple[torch.Tensor, ...]):
+    """The loss, its metrics and their weight (:class:`StepOutput`) of one batch, checked."""
     out = loss_fn(model, batch)
-    if not isinstance(out, tuple) or len(out) != 2:
+    if not isinstance(out, tuple) or len(out) not in (2, 3):
         msg = f"loss_fn must return StepOutput(loss, metrics), got {type(out).__name__}"
         raise TypeError(msg)
-    loss, metrics = out
+    loss, metrics, weight = (*out, None) if len(out) == 2 else out
+    weight = len(batch[0]) if weight is None else weight
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         msg = f"loss_fn must return a scalar tensor as the loss, got {getattr(loss, 'shape', type(loss).__name__)}"
         raise ValueError(msg)
     if "loss" in metrics:
         msg = "loss_fn metrics must not be called 'loss' (the loss is logged already)"
         raise ValueError(msg)
-    return loss, {name: float(value) for name, value in metrics.items()}
+    return loss, {name: float(value) for name, value in metrics.items()}, weight
 
 
-def _add(sums: dict, weights: dict, values: dict[str, float], n: int) -> tuple[dict, dict]:
-    """New running sums with ``values`` (means over ``n`` samples) added; the old dicts stay as they were."""
+def _add(sums: dict, weights: dict, values: dict[str, float], n: float) -> tuple[dict, dict]:
+    """New running sums with ``values`` (means over ``n`` units) added; the old dicts stay as they were."""
     sums, weights = dict(sums), dict(weights)
     for name, value in values.items():
         sums[name] = sums.get(name, 0.0) + value * n
@@ -472,19 +482,33 @@ def _add(sums: dict, weights: dict, values: dict[str, float], n: int) -> tuple[d
 def _validate(
     model: nn.Module, data: tuple[torch.Tensor, ...], loss_fn: LossFn, batch_size: int, device: torch.device
 ) -> dict[str, float]:
-    """Loss and metrics over ``data`` in eval mode, averaged over samples; the caller restores train mode."""
+    """Loss and metrics over ``data`` in eval mode, means over the loss's units; the caller restores train mode."""
     model.eval()
     sums, weights = {}, {}
     for start in range(0, len(data[0]), batch_size):
         batch = tuple(t[start : start + batch_size].to(device, non_blocking=True) for t in data)
-        loss, metrics = _loss_and_metrics(loss_fn, model, batch)
-        sums, weights = _add(sums, weights, {"loss": loss.item(), **metrics}, len(batch[0]))
+        loss, metrics, weight = _loss_and_metrics(loss_fn, model, batch)
+        sums, weights = _add(sums, weights, {"loss": loss.item(), **metrics}, weight)
     return {name: sums[name] / weights[name] for name in sums}
 
 
-def _set_cosine_lr(optimizer: torch.optim.Optimizer, progress: float) -> None:
-    """Each group's learning rate at ``progress`` (0..1) of the run: half a cosine from its initial value to 0."""
-    factor = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+def learning_rate_factor(config: TrainingConfig, progress: float) -> float:
+    """The learning rate at ``progress`` (0..1) of the run, relative to ``config.learning_rate``.
+
+    A linear rise over the first ``config.warmup`` of the run, then constant, or half a
+    cosine down to 0 over the rest (``lr_schedule="cosine"``).  A function of the run's
+    progress alone, so a resumed run follows it exactly.
+    """
+    progress = min(progress, 1.0)
+    if progress < config.warmup:
+        return progress / config.warmup
+    if config.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (progress - config.warmup) / (1.0 - config.warmup)))
+    return 1.0
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Each group's learning rate: ``factor`` times its initial value."""
     for group in optimizer.param_groups:
         group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
@@ -639,7 +663,7 @@ def _train_epochs(
                 at = {"epoch": f"{epoch + 1}/{config.epochs}"}
                 for idx in batches[state.step_in_epoch :]:
                     batch = tuple(t[idx].to(device, non_blocking=True) for t in train_data)
-                    loss, metrics = _loss_and_metrics(loss_fn, model, batch)
+                    loss, metrics, weight = _loss_and_metrics(loss_fn, model, batch)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
                         msg = (
@@ -650,15 +674,16 @@ def _train_epochs(
                     if config.best_by not in ("loss", *metrics):
                         msg = f"best_by={config.best_by!r} is not a validation number: use 'loss' or one of {sorted(metrics)}"
                         raise ValueError(msg)
-                    if config.lr_schedule == "cosine":
-                        _set_cosine_lr(optimizer, (epoch + state.step_in_epoch / len(batches)) / config.epochs)
+                    if config.lr_schedule != "constant" or config.warmup > 0:
+                        progress = (epoch + state.step_in_epoch / len(batches)) / config.epochs
+                        _set_learning_rate(optimizer, learning_rate_factor(config, progress))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.max_grad_norm is not None:
                         nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                     dirty = True
                     optimizer.step()
-                    sums, weights = _add(state.sums, state.weights, {"loss": loss_value, **metrics}, len(idx))
+                    sums, weights = _add(state.sums, state.weights, {"loss": loss_value, **metrics}, weight)
                     state = replace(
                         state,
                         step_in_epoch=state.step_in_epoch + 1,

@@ -165,3 +165,28 @@ def test_load_gpt_refuses_other_checkpoints(tmp_path):
     torch.save({key: 0 for key in CHECKPOINT_KEYS} | {"describe": {"classifier": "DeepSets"}}, path)
     with pytest.raises(ValueError, match="not a GPT checkpoint"):
         load_gpt(path)
+
+
+def test_validation_loss_is_the_per_token_cross_entropy(tmp_path):
+    """The epoch's validation loss is the cross-entropy over every real target token, not a mean of batch means.
+
+    Validation batches hold sequences of very different lengths (3 to 22 codes), so weighting each
+    batch by its number of sequences would give another number.
+    """
+    import torch.nn.functional as F
+
+    train, val = markov_sequences(120, SMALL, 0), markov_sequences(50, SMALL, 1)
+    training = TrainingConfig(epochs=1, batch_size=16, device="cpu", seed=0)
+    model, result = fit_gpt(SMALL, train, val, training, tmp_path / "run", progress=False)
+    sequences = torch.as_tensor(val)
+    with torch.no_grad():
+        logits = model(sequences[:, :-1])
+    targets = sequences[:, 1:]
+    real = targets != PAD
+    direct = F.cross_entropy(logits[real], targets[real]).item()
+    assert result.history[0]["val_loss"] == pytest.approx(direct, rel=1e-5)
+    accuracy = (logits[real].argmax(-1) == targets[real]).float().mean().item()
+    assert result.history[0]["val_token_accuracy"] == pytest.approx(accuracy, rel=1e-5)
+    # per sequence, as before, it differs: the check above can fail
+    per_sequence = np.mean([F.cross_entropy(logits[i][real[i]], targets[i][real[i]]).item() for i in range(len(val))])
+    assert abs(per_sequence - direct) > 1e-3

@@ -17,6 +17,7 @@ from omnijet_lib.training import (
     StepOutput,
     TrainingConfig,
     epoch_batches,
+    learning_rate_factor,
     load_checkpoint,
     pick_device,
     save_atomic,
@@ -216,7 +217,7 @@ def test_a_run_saved_before_newer_config_fields_resumes(tmp_path):
     """A checkpoint without best_by / lr_schedule (older code) ran at their defaults: it continues."""
     run(tmp_path, config(epochs=1))
     saved = load_checkpoint(tmp_path / "last.pt")
-    for name in ("best_by", "lr_schedule"):
+    for name in ("best_by", "lr_schedule", "warmup"):
         del saved["training_config"][name]
     save_atomic(saved, tmp_path / "last.pt")
     assert len(run(tmp_path, config(epochs=2))[1].history) == 2
@@ -331,6 +332,23 @@ def test_cosine_schedule_falls_to_zero_and_resumes_exactly(tmp_path):
     assert_same_run(run(tmp_path / "resumed", cfg), reference)
     with pytest.raises(ValueError, match="another training config"):
         run(tmp_path / "resumed", config())  # the constant-rate run would compute something else
+
+
+def test_warmup_rises_linearly_then_follows_the_schedule(tmp_path):
+    constant, cosine = config(warmup=0.2), config(lr_schedule="cosine", warmup=0.2)
+    assert [learning_rate_factor(constant, p) for p in (0.0, 0.1, 0.2, 0.6, 1.0)] == pytest.approx([0, 0.5, 1, 1, 1])
+    assert [learning_rate_factor(cosine, p) for p in (0.1, 0.2, 0.6, 1.0)] == pytest.approx([0.5, 1, 0.5, 0])
+    assert learning_rate_factor(config(lr_schedule="cosine"), 0.5) == pytest.approx(0.5)  # no warm-up: as before
+    # in a run: each epoch's last step (5, 10, 15 of 15) at its rate, and a resumed run follows it exactly
+    reference = run(tmp_path / "reference", cosine)
+    steps = 3 * N_BATCHES
+    expected = [1e-2 * learning_rate_factor(cosine, (k * N_BATCHES - 1) / steps) for k in (1, 2, 3)]
+    assert [r["lr"] for r in reference[1].history] == pytest.approx(expected)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed", cosine, on_step=stop_at(2))  # inside the warm-up
+    assert_same_run(run(tmp_path / "resumed", cosine), reference)
+    with pytest.raises(ValueError, match="warmup"):
+        TrainingConfig(warmup=1.0)
 
 
 def test_bad_input(tmp_path):

@@ -240,7 +240,8 @@ def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
     hidden = model.backbone(inputs)[real]  # (n_real, embed_dim)
     loss_sum, n_correct = chunked_cross_entropy(model.head, hidden, targets[real])
     n_real = int(real.sum())
-    return StepOutput(loss_sum / n_real, {"token_accuracy": n_correct / n_real})
+    # weight n_real: an epoch's loss is the per-token cross-entropy, not a mean of batch means
+    return StepOutput(loss_sum / n_real, {"token_accuracy": n_correct / n_real}, weight=n_real)
 
 
 def chunked_cross_entropy(
