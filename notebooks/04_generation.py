@@ -71,6 +71,8 @@ ffn_dim = 512  # feed-forward width (paper: 1024)
 epochs = 5  # (paper: 30 epochs on millions of jets; use a GPU for that)
 batch_size = 64  # (paper: 256)
 learning_rate = 1e-3  # AdamW (paper: 1e-3)
+lr_schedule = "cosine"  # or "constant"; cosine lowered the generated-vs-real AUC clearly in a study at 512 codes
+warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 n_generated = None  # jets to generate; None: as many as there are test jets
 generation_batch_size = 256
 temperature = 1.0
@@ -111,7 +113,10 @@ config = GPTConfig(
     codebook_size=tok.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
     max_length=sequences.shape[1],
 )  # fmt: skip
-training = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device)
+training = TrainingConfig(
+    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+    seed=seed, device=device,
+)  # fmt: skip
 start = time.perf_counter()
 model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], training, run_dir / "gpt")
 train_seconds = time.perf_counter() - start
@@ -180,9 +185,12 @@ for name, xlabel in OBSERVABLES.items():
         xlabel=xlabel, logy=name == "pt", reference="reconstructed real",
     )  # fmt: skip
     figures.append(show_and_save(fig, output_dir, f"distribution_{name}").name)
+# The jet structure the classifier test sees first: generated over reconstructed real means (1 is perfect).
+structure = ("multiplicity", "jet_mass", "jet_tau21", "jet_tau32")
+mean_ratios = {name: float(np.mean(sample[name]) / np.mean(reference[name])) for name in structure}
 print("1-D Wasserstein distance, generated vs reconstructed real:")
 for name, value in wasserstein.items():
-    print(f"  {name:14} {value:.4g}")
+    print(f"  {name:14} {value:.4g}" + (f"   mean ratio {mean_ratios[name]:.3f}" if name in mean_ratios else ""))
 
 # %% [markdown]
 # ## Classifier test
@@ -210,6 +218,8 @@ metrics = {
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "lr_schedule": lr_schedule,
+        "warmup": warmup,
         "device": str(pick_device(device)),
         "seconds": train_seconds,
         "best_epoch": result.best_epoch,
@@ -219,6 +229,7 @@ metrics = {
     "generated_file": str(generated_file),
     "classifier": classifier,
     "wasserstein": wasserstein,
+    "mean_ratios": mean_ratios,
     "figures": figures,
 }
 save_metrics(metrics, output_dir)

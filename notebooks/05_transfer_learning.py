@@ -67,6 +67,8 @@ seeds = [0, 1]  # per size and strategy (paper: 5)
 max_epochs = 15  # early stopping usually ends a run before (patience 20/10/5 by size; paper: no cap)
 batch_size = 32
 learning_rate = 1e-4  # AdamW (paper: 1e-4)
+lr_schedule = "constant"  # "constant" or "cosine" (falls to 0 over the epochs)
+warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 weight_decay = 0.01  # (paper: 0.01)
 n_val = 500  # fixed validation jets from the validation split, shared by every run
 n_test = 4000  # fixed test jets from the test split (at most the split's size)
@@ -111,8 +113,9 @@ print("patience by size:", {n: patience_for(n) for n in sizes})
 
 # %%
 training = TrainingConfig(
-    epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, device=device
-)
+    epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+    lr_schedule=lr_schedule, warmup=warmup, device=device,
+)  # fmt: skip
 rows = run_scan(
     data, TokenClassifierConfig(gpt=gpt_config, head=head),
     sizes=sizes, strategies=strategies, seeds=seeds, pretrained=pretrained, training=training, scan_dir=scan_dir,

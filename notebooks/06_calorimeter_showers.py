@@ -90,6 +90,8 @@ ffn_dim = 256  # (paper: 1024)
 gpt_epochs = 10  # (3 left the GPT stopping showers far too early)
 gpt_batch_size = 16  # (paper: 72)
 learning_rate = 1e-3  # both models (paper: 1e-3)
+lr_schedule = "constant"  # both models: "constant" or "cosine" (falls to 0 over the epochs)
+warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 n_generated = None  # showers to generate; None: as many as there are test showers
 generation_batch_size = 64
 temperature = 1.0
@@ -142,8 +144,9 @@ vqvae = VQVAEConfig(
 )  # fmt: skip
 tok = build_tokenizer(tokenizer, preprocessing=preprocessing, vqvae=vqvae, device=device, seed=seed)
 vqvae_training = TrainingConfig(
-    epochs=vqvae_epochs, batch_size=vqvae_batch_size, learning_rate=learning_rate, seed=seed, device=device
-)
+    epochs=vqvae_epochs, batch_size=vqvae_batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
+    warmup=warmup, seed=seed, device=device,
+)  # fmt: skip
 fit_tokenizer(
     tok, (features[train_idx], mask[train_idx]), (features[val_idx], mask[val_idx]),
     training=vqvae_training, run_dir=run_dir / "vqvae", length_buckets=True,
@@ -202,8 +205,9 @@ config = GPTConfig(
     max_length=sequences.shape[1],
 )  # fmt: skip
 gpt_training = TrainingConfig(
-    epochs=gpt_epochs, batch_size=gpt_batch_size, learning_rate=learning_rate, seed=seed, device=device
-)
+    epochs=gpt_epochs, batch_size=gpt_batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
+    warmup=warmup, seed=seed, device=device,
+)  # fmt: skip
 model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], gpt_training, run_dir / "gpt")
 gpt_seconds = sum(r["seconds"] for r in result.history)
 print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")

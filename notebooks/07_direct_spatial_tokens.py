@@ -108,6 +108,8 @@ ffn_dim = 256  # (1024)
 epochs = 10  # about a minute each on a CPU core
 batch_size = 16  # (72)
 learning_rate = 1e-3
+lr_schedule = "constant"  # "constant" or "cosine" (falls to 0 over the epochs)
+warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 temperature = 1.0  # of the voxel classes
 energy_temperature = 1.0  # of the energy mixture (scales its widths); keep 1 for bounded heads (see the library)
 slice_energies = [10.0, 50.0, 90.0]  # incident energies [GeV] for the conditioning check
@@ -165,8 +167,9 @@ for variant in variants:
         rescale_to_visible_energy=rescale_to_visible_energy,
     )  # fmt: skip
     training = TrainingConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device
-    )
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+        seed=seed, device=device,
+    )  # fmt: skip
     models[variant], results[variant] = fit_spatial_gpt(
         config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),
         training, run_dir / variant.replace("/", "_"),
