@@ -40,7 +40,7 @@ from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.data.token_files import read_token_file, tokenized
-from omnijet_lib.generation import decode_generated_jets, generate_sequences
+from omnijet_lib.generation import decode_generated_jets, generate_sequences, stop_probability_by_length
 from omnijet_lib.metrics.generation_quality import (
     OBSERVABLES,
     generated_vs_real_auc,
@@ -49,7 +49,13 @@ from omnijet_lib.metrics.generation_quality import (
 )
 from omnijet_lib.models.gpt import GPTConfig, fit_gpt
 from omnijet_lib.notebooks import save_metrics, start_notebook
-from omnijet_lib.plotting import compare_distributions, draw_jet, plot_learning_curves, show_and_save
+from omnijet_lib.plotting import (
+    compare_distributions,
+    draw_jet,
+    plot_learning_curves,
+    plot_stop_probability,
+    show_and_save,
+)
 from omnijet_lib.tokenizers import load_tokenizer
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig, pick_device
@@ -172,6 +178,27 @@ for i, ax in enumerate(axes):
 figures.append(show_and_save(fig, output_dir, "generated_jets").name)
 
 # %% [markdown]
+# ## Exposure bias: does the model end jets early on its own prefixes?
+# Trained on real prefixes only (teacher forcing), the model never saw its own
+# mistakes. Its probability of STOP after t constituents, averaged over real test
+# jets and over its own generated jets: a higher curve on its own prefixes means
+# generated jets end early (fewer constituents, lower mass).
+
+# %%
+stop_curves = {
+    "real prefixes": stop_probability_by_length(model, sequences[test_idx]),
+    "own prefixes": stop_probability_by_length(model, generated),
+}
+figures.append(
+    show_and_save(plot_stop_probability(stop_curves, reference="real prefixes"), output_dir, "stop_probability").name
+)
+stop_probability = {  # at a few lengths, where at least 20 jets reach them
+    name: {str(t): float(p[t]) for t in (20, 40, 60) if t < len(p) and count[t] >= 20}
+    for name, (p, count) in stop_curves.items()
+}
+print("P(STOP) after t constituents:", stop_probability)
+
+# %% [markdown]
 # ## Generated vs reconstructed real jets
 
 # %%
@@ -230,6 +257,7 @@ metrics = {
     "classifier": classifier,
     "wasserstein": wasserstein,
     "mean_ratios": mean_ratios,
+    "stop_probability": stop_probability,
     "figures": figures,
 }
 save_metrics(metrics, output_dir)

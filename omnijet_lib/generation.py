@@ -162,6 +162,36 @@ def generate_sequences(
     return torch.cat(batches).numpy()
 
 
+@torch.no_grad()
+def stop_probability_by_length(
+    model: GPT, sequences: np.ndarray, *, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's mean probability of STOP after t tokens, t = 0, 1, ...: the exposure-bias diagnostic.
+
+    ``sequences`` ``(N, T)`` are START t1 .. tn [STOP] PAD..., real (teacher forcing) or the
+    model's own.  At every prefix of t <= n tokens the model's P(STOP | prefix) is taken,
+    and averaged over the sequences that have that prefix.  On real prefixes the curve is
+    the model's learned hazard of ending a jet; on its own prefixes it shows whether the
+    model drifts into ending early (a higher curve).  Returns (mean P(STOP), number of
+    sequences) per t.  Batches are small: each holds (batch, length, vocabulary) probabilities.
+    """
+    sequences = torch.as_tensor(np.asarray(sequences), dtype=torch.long)
+    stop = model.config.stop_token
+    n_tokens = ((sequences != PAD) & (sequences != START) & (sequences != stop)).sum(dim=1)
+    sums, counts = np.zeros(int(n_tokens.max()) + 1), np.zeros(int(n_tokens.max()) + 1)
+    device = next(model.parameters()).device
+    model.eval()
+    for start in range(0, len(sequences), batch_size):
+        n = n_tokens[start : start + batch_size]
+        width = int(n.max()) + 1  # the prefix of t tokens ends at position t
+        logits = model(sequences[start : start + batch_size, :width].to(device))
+        p_stop = torch.softmax(logits.float(), dim=-1)[..., stop].cpu()
+        has_prefix = torch.arange(width)[None, :] <= n[:, None]
+        sums[:width] += (p_stop * has_prefix).sum(dim=0).numpy()
+        counts[:width] += has_prefix.sum(dim=0).numpy()
+    return sums / np.maximum(counts, 1), counts
+
+
 def decode_generated_jets(sequences: np.ndarray, tokenizer: Tokenizer, *, label=UNLABELLED) -> tuple[Jets, np.ndarray]:
     """Generated sequences -> physical jets (axis at eta = phi = 0), and which sequences they came from.
 

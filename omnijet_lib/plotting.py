@@ -173,6 +173,32 @@ def plot_learning_curves(histories: dict[str, list[dict]], *, ylabel: str, train
     return fig
 
 
+def plot_stop_probability(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, reference: str, min_count: int = 20):
+    """P(STOP | t tokens) against t for several prefix sets, with a ratio panel to ``reference``.
+
+    ``curves`` maps a name to (mean probability, number of sequences) per t, as
+    :func:`omnijet_lib.generation.stop_probability_by_length` returns; points resting on
+    fewer than ``min_count`` sequences are not drawn.
+    """
+    fig, (ax, rax) = plt.subplots(2, 1, figsize=(7, 7), gridspec_kw={"height_ratios": (3, 1)}, sharex=True)
+    shown = {}
+    for name, (probability, count) in curves.items():
+        t = np.flatnonzero(count >= min_count)
+        shown[name] = dict(zip(t, probability[t]))
+        ax.plot(t, probability[t], drawstyle="steps-mid", label=f"{name} ({int(count[0])} sequences)")
+    ax.set_yscale("log")
+    ax.set_ylabel("P(STOP | prefix)")
+    ax.legend(fontsize="small")
+    for name, values in shown.items():
+        t = np.array([k for k in values if k in shown[reference] and shown[reference][k] > 0], dtype=int)
+        if name != reference and len(t):
+            rax.plot(t, [values[k] / shown[reference][k] for k in t], drawstyle="steps-mid")
+    rax.axhline(1, color="grey", linestyle="--", linewidth=1)
+    rax.set_ylabel(f"ratio to\n{reference}", fontsize="small")
+    rax.set_xlabel("tokens so far (constituents)")
+    return fig
+
+
 def show_and_save(fig, output_dir: str | os.PathLike, name: str) -> Path:
     """Save ``fig`` as ``output_dir/name.png``, show that PNG inline in a notebook, close the figure.
 

@@ -157,3 +157,26 @@ def test_generated_jets_decode_and_are_written_in_the_jet_schema(tmp_path):
     path = write_jets(tmp_path / "generated.h5", jets)
     back = read_jets(path)
     assert np.allclose(back.mass, jets.mass) and back.n_constituents.tolist() == [3, 5]
+
+
+def test_stop_probability_by_length_averages_the_model_over_the_prefixes_that_exist():
+    from omnijet_lib.generation import stop_probability_by_length
+
+    model = model_with_stop_bias(0.0)
+    stop = CONFIG.stop_token
+    # two sequences: 5 tokens then STOP, 2 tokens and cut (no STOP), padded
+    sequences = np.full((2, 10), PAD)
+    sequences[0, :7] = [START, 3, 4, 5, 6, 7, stop]
+    sequences[1, :3] = [START, 9, 10]
+    probability, count = stop_probability_by_length(model, sequences, batch_size=1)
+    assert count.tolist() == [2, 2, 2, 1, 1, 1]  # prefixes of 0..5 tokens
+    with torch.no_grad():
+        direct = [
+            torch.softmax(model(torch.as_tensor(s[None, : n + 1])), -1)[0, :, stop]
+            for s, n in ((sequences[0], 5), (sequences[1], 2))
+        ]
+    expected = [(direct[0][t] + direct[1][t]) / 2 if t <= 2 else direct[0][t] for t in range(6)]
+    assert probability == pytest.approx([float(e) for e in expected], rel=1e-5)
+    # batching changes nothing; a model that wants to stop says so everywhere
+    assert stop_probability_by_length(model, sequences, batch_size=2)[0] == pytest.approx(probability, rel=1e-5)
+    assert stop_probability_by_length(model_with_stop_bias(30.0), sequences)[0] == pytest.approx(1.0, abs=1e-6)

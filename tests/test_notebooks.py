@@ -258,6 +258,8 @@ def _check_04_generation(metrics):
     assert (generated.n_constituents <= 128).all()
     assert {"learning_curve.png", "distribution_jet_mass.png", "generated_jets.png"} <= set(metrics["figures"])
     assert set(metrics["mean_ratios"]) == {"multiplicity", "jet_mass", "jet_tau21", "jet_tau32"}
+    assert set(metrics["stop_probability"]) == {"real prefixes", "own prefixes"}
+    assert "stop_probability.png" in metrics["figures"]
     assert all(ratio > 0 for ratio in metrics["mean_ratios"].values())
     assert (metrics["training"]["lr_schedule"], metrics["training"]["warmup"]) == ("cosine", 0.0)
 
