@@ -103,8 +103,9 @@ class TrainingConfig:
     checkpoint_every: int = 200  # optimizer steps between mid-epoch checkpoints; may change when resuming
     patience: int | None = None  # early stopping: epochs without a better validation best_by; None trains all epochs
     max_grad_norm: float | None = None  # clip the global gradient norm to this; None does not clip
-    # The validation number that picks best.pt and drives early stopping, smaller is better: "loss", or a
-    # metric of the loss function (e.g. a VQ-VAE's "mse", when a growing commitment term hides the reconstruction).
+    # The validation number that picks best.pt and drives early stopping, smaller is better: "loss", a metric
+    # of the loss function (e.g. a VQ-VAE's "mse", when a growing commitment term hides the reconstruction),
+    # or a number train's evaluate returns.
     best_by: str = "loss"
     # "constant", or "cosine": the learning rate falls from learning_rate to 0 over the run (half a cosine),
     # set from the run's progress alone, so a resumed run follows it exactly. Raising epochs stretches the rest.
@@ -548,7 +549,9 @@ def train(
     dimension; each batch moves to the device as ``loss_fn(model, batch)`` receives
     it.  ``evaluate(model)`` runs after each validation with the model in eval
     mode (``torch.no_grad`` is up to it); it must not change the model, and its
-    numbers join the epoch's record.  ``describe`` is stored in every checkpoint.  ``optimizer``
+    numbers join the epoch's record; ``config.best_by`` may name one of them (e.g. a
+    distance of a small generated sample to real data, which tracks generation better
+    than the validation loss).  ``describe`` is stored in every checkpoint.  ``optimizer``
     defaults to AdamW with the config's learning rate and weight decay; the
     config's values are ignored for any other.  ``on_step(global_step)`` is called
     after each optimizer step.  ``lengths`` (per training sample) makes batches of
@@ -671,7 +674,7 @@ def _train_epochs(
                             f"(global step {state.global_step}); this step was not taken or saved"
                         )
                         raise FloatingPointError(msg)
-                    if config.best_by not in ("loss", *metrics):
+                    if config.best_by not in ("loss", *metrics) and evaluate is None:  # known now, not after an epoch
                         msg = f"best_by={config.best_by!r} is not a validation number: use 'loss' or one of {sorted(metrics)}"
                         raise ValueError(msg)
                     if config.lr_schedule != "constant" or config.warmup > 0:
@@ -713,7 +716,11 @@ def _train_epochs(
                 postfix = {"val_loss": f"{val['loss']:.4g}"}
                 bar.set_postfix(at | {"loss": f"{record['train_loss']:.4g}"} | postfix)
 
-                score = val[config.best_by]
+                scores = val | extra  # best_by may name what evaluate measures, e.g. on a generated sample
+                if config.best_by not in scores:
+                    msg = f"best_by={config.best_by!r} is neither a validation number nor one evaluate returned: {sorted(scores)}"
+                    raise ValueError(msg)
+                score = scores[config.best_by]
                 improved = score < state.best_val_loss
                 best_epoch = epoch if improved else state.best_epoch
                 finished = replace(

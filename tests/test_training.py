@@ -319,6 +319,21 @@ def test_best_epoch_by_a_chosen_metric(tmp_path):
     assert load_checkpoint(result.best_checkpoint)["best_epoch"] == result.best_epoch
 
 
+def test_best_epoch_by_a_number_evaluate_returns(tmp_path):
+    """best_by may name what evaluate measures (e.g. on a generated sample), not only a validation number."""
+    calls = []
+
+    def worse_each_epoch(model):  # best at the first epoch, where the loss is worst
+        calls.append(1)
+        return {"sample_distance": float(len(calls))}
+
+    result = run(tmp_path / "ok", config(epochs=3, best_by="sample_distance"), evaluate=worse_each_epoch)[1]
+    assert [r["sample_distance"] for r in result.history] == [1.0, 2.0, 3.0]
+    assert result.best_epoch == 0 and result.best_val_loss == 1.0
+    with pytest.raises(ValueError, match="best_by='nope' is neither a validation number nor one evaluate returned"):
+        run(tmp_path / "bad", config(epochs=1, best_by="nope"), evaluate=worse_each_epoch)
+
+
 def test_cosine_schedule_falls_to_zero_and_resumes_exactly(tmp_path):
     cfg = config(lr_schedule="cosine")
     reference = run(tmp_path / "reference", cfg)

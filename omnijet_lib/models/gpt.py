@@ -24,6 +24,7 @@ leaves padded targets out of the loss.  Padded inputs are embedded as START
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -284,9 +285,13 @@ def fit_gpt(
     training: TrainingConfig,
     run_dir: str | os.PathLike,
     *,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     progress: bool = True,
 ) -> tuple[GPT, TrainingResult]:
     """Train a GPT on next-token prediction; returns the best-validation model and the run's result.
+
+    ``evaluate(model)`` runs after each epoch's validation and its numbers join the
+    history; ``training.best_by`` may name one of them (see :func:`~omnijet_lib.training.train`).
 
     Sequences are ``(N, T)`` integer arrays as stored in a token file (START ..
     STOP, PAD after).  The run lives in ``run_dir`` and resumes from there; its
@@ -303,7 +308,7 @@ def fit_gpt(
     val_sequences = val_sequences[(val_sequences != PAD).sum(dim=1).argsort(stable=True)]
     result = train(
         model, (train_sequences,), (val_sequences,), next_token_loss, training, run_dir,
-        describe=describe, progress=progress, lengths=lengths,
+        describe=describe, evaluate=evaluate, progress=progress, lengths=lengths,
     )  # fmt: skip
     return load_gpt(result.best_checkpoint, device=training.device), result
 
