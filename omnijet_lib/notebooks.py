@@ -108,7 +108,11 @@ def read_parameter_file(path: str | os.PathLike) -> dict[str, object]:
     if not path.exists():
         msg = f"parameter file not found: {path}"
         raise FileNotFoundError(msg)
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        msg = f"{path} is not valid YAML: {err}"
+        raise ValueError(msg) from None
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
         msg = f"{path}: a parameter file must be a mapping of parameter names to values"
         raise ValueError(msg)

@@ -129,6 +129,9 @@ def test_runner_refuses_unknown_names_in_a_parameter_file(tiny_notebook, tmp_pat
         run_notebook(tiny_notebook, parameter_files=[bad], output_dir=tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="profile 'fast'.*'cpu'.*'paper'.*'quick'"):
         run_notebook(NOTEBOOKS[0], profile="fast", output_dir=tmp_path / "out")
+    (tmp_path / "broken.yaml").write_text("names: [a, b\n")
+    with pytest.raises(ValueError, match="broken.yaml is not valid YAML"):
+        read_parameter_file(tmp_path / "broken.yaml")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="mapping of parameter names"):
         read_parameter_file(tmp_path / "list.yaml")
