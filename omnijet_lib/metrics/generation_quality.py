@@ -41,7 +41,7 @@ from scipy.stats import wasserstein_distance
 
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.metrics.classifier_test import train_classifier
-from omnijet_lib.metrics.resolution import relative_coordinates
+from omnijet_lib.metrics.resolution import check_constituents, relative_coordinates
 from omnijet_lib.models.classifiers import DeepSets, DeepSetsConfig
 from omnijet_lib.observables import jet_observables
 from omnijet_lib.training import TrainingConfig
@@ -467,13 +467,7 @@ def _check_batching(n_batches: int, batch_size: int, *, min_batches: int) -> Non
 
 def _constituents(constituents, name: str) -> ak.Array:
     """The constituents, checked: fields pt, eta, phi, >= MIN_SAMPLES jets, none empty, all finite."""
-    if not isinstance(constituents, ak.Array):
-        msg = f"{name} must be an awkward array of constituents (e.g. jets.constituents); got {type(constituents)}"
-        raise TypeError(msg)
-    missing = [f for f in ("pt", "eta", "phi") if f not in constituents.fields]
-    if missing:
-        msg = f"{name} lacks constituent fields {missing}; available fields: {constituents.fields}"
-        raise ValueError(msg)
+    check_constituents(constituents, name)
     if len(constituents) < MIN_SAMPLES:
         msg = f"{name} holds {len(constituents)} jets; at least {MIN_SAMPLES} are needed for a distance and its error"
         raise ValueError(msg)

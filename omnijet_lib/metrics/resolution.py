@@ -104,7 +104,8 @@ def fit_gaussian(residuals, *, core_quantiles: tuple[float, float] = (0.05, 0.95
     return GaussianFit(float(mu), float(abs(sigma)), mean, rms, n)  # the Gaussian is even in sigma
 
 
-def _check_constituents(constituents, name: str) -> None:
+def check_constituents(constituents, name: str) -> None:
+    """An awkward array of constituents with fields pt, eta, phi, else a clear error naming ``name``."""
     if not isinstance(constituents, ak.Array):
         msg = f"{name} must be an awkward array of constituents (e.g. jets.constituents); got {type(constituents)}"
         raise TypeError(msg)
@@ -143,8 +144,8 @@ def constituent_residuals(original: ak.Array, reconstructed: ak.Array) -> dict[s
     A rigid shift of a whole jet therefore leaves these residuals at 0.
     Returns flat arrays, jet after jet.
     """
-    _check_constituents(original, "original")
-    _check_constituents(reconstructed, "reconstructed")
+    check_constituents(original, "original")
+    check_constituents(reconstructed, "reconstructed")
     _check_same_jets(original, reconstructed)
     n_orig = ak.to_numpy(ak.num(original, axis=1))
     n_reco = ak.to_numpy(ak.num(reconstructed, axis=1))
@@ -183,8 +184,8 @@ def jet_residuals(original: ak.Array, reconstructed: ak.Array) -> dict[str, np.n
     constituent; tau32 with tau2 = 0); there, in either jet, the residual is
     NaN, which :func:`fit_gaussian` drops.
     """
-    _check_constituents(original, "original")
-    _check_constituents(reconstructed, "reconstructed")
+    check_constituents(original, "original")
+    check_constituents(reconstructed, "reconstructed")
     _check_same_jets(original, reconstructed)
     obs_orig, obs_reco = jet_observables(original), jet_observables(reconstructed)
     residuals = {name: obs_reco[name] - obs_orig[name] for name in ("mass", "pt")}
