@@ -20,7 +20,7 @@
 # The data every later notebook stands on. JetClass cannot be downloaded here, so
 # real jets are generated: pp collisions at 13 TeV, anti-kT R = 0.8 on visible
 # final-state particles, 500 < pT < 1000 GeV, |η| < 2; top jets are truth-matched
-# to t → bqq′ (REFERENCE §1). The files are generated once and reused.
+# to t → bqq′ (docs/jets.md). The files are generated once and reused.
 #
 # This notebook shows what separates the two classes: a top jet carries three hard
 # prongs and the top mass, a QCD jet one prong and a falling mass spectrum.

@@ -18,7 +18,7 @@
 # # 06 — Calorimeter showers: OmniJet-α_C
 #
 # The jet workflow of notebooks 02–04, unchanged, applied to photon showers in the
-# ILD-like Si-W ECAL (arXiv:2501.05534; REFERENCE §2). A shower is a point cloud of
+# ILD-like Si-W ECAL (arXiv:2501.05534; docs/showers.md). A shower is a point cloud of
 # up to 1700 hits (x, y, z cell, energy); a VQ-VAE turns each hit into a token, a GPT
 # learns the token sequences, and sampling it writes new showers, which the tokenizer
 # decodes and a post-processing puts back onto the 30 × 30 × 30 cell grid.

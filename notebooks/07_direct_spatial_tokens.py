@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 07 — Direct spatial tokens and a mixture-of-Gaussians energy head
 #
-# The published upgrade of OmniJet-α_C (REFERENCE §3): no VQ-VAE. A hit enters the
+# The published upgrade of OmniJet-α_C (docs/direct_tokens.md): no VQ-VAE. A hit enters the
 # GPT as its voxel and its continuous energy; the model predicts the next hit's voxel
 # as classes (one joint class among 27 000 voxels, or per axis: layer, then x, then y)
 # and its log energy from a mixture of Gaussians, so no precision is lost to tokens.
@@ -81,7 +81,7 @@ data_dir = "data/showers"
 # The first is the main model (its showers are drawn and written out): by energy, as the paper, which
 # with the bounded energy head below came closest to the simulator's energy sums here.
 variants = ["per_axis/energy", "per_axis/layer"]
-n_components = 4  # Gaussians in the energy head (REFERENCE §3: ~4)
+n_components = 4  # Gaussians in the energy head (docs/direct_tokens.md: ~4)
 # Also condition on the number of hits: the model then places exactly the hits asked for, knowing how
 # far along it is, and a log-normal fitted to the training showers draws that number for an energy.
 condition_on_n_hits = True  # False: the paper's model, which ends showers with its STOP class

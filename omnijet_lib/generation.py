@@ -2,7 +2,7 @@
 
 Every sequence starts at START and draws one token per step from the model's
 softmax until it draws STOP or reaches ``max_length``.  What makes it fast
-(REFERENCE §2 "Speed"; ``benchmarks/generation.py`` measures it):
+(docs/showers.md, "Speed"; ``benchmarks/generation.py`` measures it):
 
 * a key/value cache: each step runs the model on one new token per sequence,
   not on the whole sequence again;

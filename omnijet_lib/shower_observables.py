@@ -1,4 +1,4 @@
-"""Calorimeter-shower observables of OmniJet-α_C (REFERENCE §2), vectorised over all showers.
+"""Calorimeter-shower observables of OmniJet-α_C (docs/showers.md), vectorised over all showers.
 
 Every function reads :class:`omnijet_lib.data.showers.Showers`, so simulated,
 decoded and generated showers are measured alike.  Cells below half a MIP

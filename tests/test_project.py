@@ -43,3 +43,16 @@ def test_readme_omnijet_commands_parse():
     for command in commands:
         args = parser.parse_args([a.strip("'") for a in command.split()])
         assert callable(args.func)
+
+
+def test_the_code_cites_only_documents_in_the_repository():
+    """Modules and notebooks cite docs/ pages that exist, never a document outside the repository."""
+    cited = set()
+    for path in [*ROOT.glob("omnijet_lib/**/*.py"), *ROOT.glob("notebooks/*.py"), *ROOT.glob("tests/*.py")]:
+        text = path.read_text()
+        if path.name != "test_project.py":
+            assert "REFERENCE §" not in text, f"{path} cites a document outside the repository"
+        cited |= set(re.findall(r"docs/[\w.]+\.md", text))
+    assert cited, "no module cites the docs"
+    for page in cited:
+        assert (ROOT / page).exists(), f"cited page {page} is missing"

@@ -21,7 +21,7 @@ def test_top_and_qcd_jets_are_physical(pythia_jets):
     top, qcd = pythia_jets["top"], pythia_jets["qcd"]
     obs = {p: jet_observables(j.constituents) for p, j in pythia_jets.items()}
     in_window = {p: np.mean((o["mass"] > 140) & (o["mass"] < 200)) for p, o in obs.items()}
-    assert in_window["top"] > 0.7  # REFERENCE: 85% of top jets
+    assert in_window["top"] > 0.7  # docs/jets.md: 85% of top jets
     assert in_window["qcd"] < 0.25  # and 12.5% of QCD jets
     assert obs["top"]["tau32"].mean() < obs["qcd"]["tau32"].mean() - 0.15  # three prongs vs one
     for jets in (top, qcd):

@@ -1,4 +1,4 @@
-"""Reader for JetClass ROOT files (Qu et al.; schema in REFERENCE §1), streaming with uproot.
+"""Reader for JetClass ROOT files (Qu et al.; schema in docs/jets.md), streaming with uproot.
 
 JetClass has 10^8 jets: files are read in chunks of ``step_size`` entries and
 never whole, so memory stays bounded whatever their size.  Constituent pT, eta

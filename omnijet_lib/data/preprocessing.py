@@ -1,4 +1,4 @@
-"""Constituent pre-processing of OmniJet-alpha (REFERENCE §1) and its exact inverse.
+"""Constituent pre-processing of OmniJet-alpha (docs/jets.md) and its exact inverse.
 
 Per constituent: pT, eta_rel = eta - eta_jet, phi_rel = phi - phi_jet wrapped to
 (-pi, pi], relative to the jet axis.  Constituents with |eta_rel| >= 0.8 or

@@ -1,4 +1,4 @@
-"""Real top and QCD jets from Pythia 8 + FastJet (REFERENCE §1).
+"""Real top and QCD jets from Pythia 8 + FastJet (docs/jets.md).
 
 JetClass cannot be downloaded here, so jets are generated: pp at 13 TeV, anti-kT
 R = 0.8 on visible final-state particles (no neutrinos), 500 < pT < 1000 GeV,

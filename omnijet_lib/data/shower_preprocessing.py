@@ -1,4 +1,4 @@
-"""Hit pre-processing of OmniJet-α_C (REFERENCE §2), its exact inverse, and the post-processing onto the grid.
+"""Hit pre-processing of OmniJet-α_C (docs/showers.md), its exact inverse, and the post-processing onto the grid.
 
 Pre-processing, per hit: ``(x - 14.5) * 0.3``, ``(y - 14.5) * 0.3``,
 ``(z - 15.5) * 0.2`` and ``log(E / MeV) + 1``; hits sorted by energy (most

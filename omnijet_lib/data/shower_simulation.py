@@ -1,6 +1,6 @@
 """A parameterised (GFlash) photon-shower simulator for the ILD-like Si-W ECAL, vectorised with numpy.
 
-Geant4 cannot run here (REFERENCE §2), so photon showers are drawn from the Grindhammer–Peters
+Geant4 cannot run here (docs/showers.md), so photon showers are drawn from the Grindhammer–Peters
 parameterisation of electromagnetic showers in sampling calorimeters (hep-ex/0001020, "GFlash")
 with the constants of Geant4's own GFlash tables (``GVFlashHomoShowerTuning``,
 ``GFlashSamplingShowerTuning``, used as ``GFlashSamplingShowerParameterisation`` uses them).
@@ -78,7 +78,7 @@ _OFFSET = 4096  # cells added to x and y so that float -> int truncation is a fl
 class SimulationConfig:
     """Physics constants of the simulator; each cites its source or says that it was chosen here."""
 
-    # Materials (PDG "Atomic and nuclear properties"; X0, R_M and E_c of W as in REFERENCE §2).
+    # Materials (PDG "Atomic and nuclear properties"; X0, R_M and E_c of W as in docs/showers.md).
     tungsten_z: float = 74.0
     tungsten_density: float = 19.3  # g/cm³
     tungsten_x0_mm: float = 3.5  # radiation length

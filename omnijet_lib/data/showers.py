@@ -1,6 +1,6 @@
 """The in-memory representation of calorimeter showers and the detector they live in.
 
-A photon shower in the ILD-like Si-W ECAL of OmniJet-α_C (REFERENCE §2) is a point
+A photon shower in the ILD-like Si-W ECAL of OmniJet-α_C (docs/showers.md) is a point
 cloud of hits: the cell each hit lies in (``x``, ``y`` transverse, ``z`` the layer,
 each an integer 0..29 of the 30 × 30 × 30 grid, stored as float) and the visible
 energy deposited in its silicon (MeV).  :class:`Showers` holds them padded to a
@@ -16,7 +16,7 @@ import numpy as np
 
 from omnijet_lib.errors import BadDataError
 
-# Geometry of the ILD Si-W ECAL (REFERENCE §2).
+# Geometry of the ILD Si-W ECAL (docs/showers.md).
 GRID_SIZE = 30  # cells per axis of the x, y, z grid
 CELL_SIZE_MM = 5.0  # transverse cell pitch
 N_LAYERS = GRID_SIZE

@@ -1,4 +1,4 @@
-"""How close generated (or token-reconstructed) showers come to simulated ones (OmniJet-α_C, REFERENCE §2).
+"""How close generated (or token-reconstructed) showers come to simulated ones (OmniJet-α_C, docs/showers.md).
 
 - :func:`shower_distributions`: every observable of the paper's figures as a
   :class:`Distribution` -- per-hit (cell-energy spectrum), per-shower (energy

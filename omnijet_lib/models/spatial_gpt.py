@@ -1,4 +1,4 @@
-"""Direct spatial tokens with a mixture-of-Gaussians energy head, on the GPT backbone (REFERENCE §3).
+"""Direct spatial tokens with a mixture-of-Gaussians energy head, on the GPT backbone (docs/direct_tokens.md).
 
 The upgrade of OmniJet-α_C drops the VQ-VAE for showers: a hit enters the model as
 its voxel (x, y, z) and its continuous energy, so nothing is lost to quantisation,

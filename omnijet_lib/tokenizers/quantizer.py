@@ -1,4 +1,4 @@
-"""Vector quantizer of the OmniJet-alpha VQ-VAE (REFERENCE §1), after vqtorch's ``VectorQuant``.
+"""Vector quantizer of the OmniJet-alpha VQ-VAE (docs/jets.md), after vqtorch's ``VectorQuant``.
 
 The paper's quantizer is vqtorch's (Huh et al. 2023, "Straightening out the straight-through
 estimator"): a codebook learned by gradient with the two-sided commitment loss

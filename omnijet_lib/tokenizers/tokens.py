@@ -1,4 +1,4 @@
-"""Token conventions shared by every tokenizer and the GPT (REFERENCE §1).
+"""Token conventions shared by every tokenizer and the GPT (docs/jets.md).
 
 A tokenizer with ``K`` codes speaks a vocabulary of ``K + 2`` tokens::
 

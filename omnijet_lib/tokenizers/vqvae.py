@@ -10,7 +10,7 @@ the nearest of K code vectors, the decoder maps codes back to constituents.
   to a "blob" of nearby points (the paper's Fig. 2), and the jet as a whole is
   reproduced far better for the same K.
 
-Loss (REFERENCE §1): MSE(x, x_hat) over real constituents + alpha * L_commit.
+Loss (docs/jets.md): MSE(x, x_hat) over real constituents + alpha * L_commit.
 
 Beyond the paper, ``jet_weight`` adds a jet-level term (:func:`jet_reconstruction_loss`):
 the reconstructed jet's four-momentum against the original's, relative to its pT, and
@@ -78,7 +78,7 @@ def mlp(n_in: int, n_hidden: int, n_out: int, n_layers: int) -> nn.Sequential:
 
 
 class NormFormerBlock(nn.Module):
-    """LN -> MHA -> LN -> residual; LN -> Linear -> SiLU -> Linear -> residual (REFERENCE §1).
+    """LN -> MHA -> LN -> residual; LN -> Linear -> SiLU -> Linear -> residual (docs/jets.md).
 
     The extra LayerNorm after attention (NormFormer, Shleifer et al. 2021) keeps
     the residual stream's scale stable without warm-up tricks.
