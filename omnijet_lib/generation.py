@@ -93,6 +93,11 @@ def generate_batch(
     that has not drawn STOP when only the last position is left gets STOP there,
     just as a real jet truncated to ``max_length - 2`` constituents ends in the
     token files.  Runs on the model's device.
+
+    A model with ``config.multiplicity_token`` first draws the multiplicity n
+    (at temperature 1, whatever ``temperature`` says: it is the learned
+    distribution of n), then n constituents with STOP ruled out, then STOP.  The
+    returned sequences hold no multiplicity token: they have a token file's layout.
     """
     config = model.config
     max_length = config.max_length if max_length is None else max_length
@@ -104,17 +109,28 @@ def generate_batch(
     dtype = next(model.parameters()).dtype
     sequences = torch.full((batch_size, max_length), PAD, dtype=torch.long, device=device)
     sequences[:, 0] = START
-    cache = KVCache(config, batch_size, device=device, dtype=dtype, max_length=max_length)
+    cache_length = max_length + config.multiplicity_token
+    cache = KVCache(config, batch_size, device=device, dtype=dtype, max_length=cache_length)
     rows = torch.arange(batch_size, device=device)  # output row of each cache row
     live = torch.ones(batch_size, dtype=torch.bool, device=device)  # cache rows still generating
     hidden = model.backbone(sequences[:, :1], cache)[:, -1]  # (B, D)
+    multiplicity = None  # constituents each cache row will have, if the model draws it first
+    if config.multiplicity_token:
+        first = config.first_multiplicity_token
+        logits = model.head(hidden)[:, first : first + max_length - 1]  # M(0) .. M(max_length - 2)
+        multiplicity = sample_categorical(logits, generator=generator)
+        hidden = model.backbone((first + multiplicity)[:, None], cache)[:, -1]
     for position in range(1, max_length):
         live_rows = live.nonzero().squeeze(1)
         if position == max_length - 1:  # full: nothing but STOP fits
             sequences[rows[live_rows], position] = config.stop_token
             break
         logits = model.head(hidden[live_rows])  # the output layer only for unfinished rows
+        if multiplicity is not None:
+            logits[:, config.stop_token :] = -torch.inf  # neither STOP nor a multiplicity: the jet is not full yet
         tokens = sample_tokens(logits, temperature=temperature, top_k=top_k, generator=generator)
+        if multiplicity is not None:  # rows with all their constituents end here
+            tokens = torch.where(multiplicity[live_rows] == position - 1, config.stop_token, tokens)
         sequences[rows[live_rows], position] = tokens
         live[live_rows[tokens == config.stop_token]] = False
         if not live.any():
@@ -126,6 +142,7 @@ def generate_batch(
             keep = live.nonzero().squeeze(1)
             cache.keep(keep)
             rows, live, step = rows[keep], live[keep], step[keep]
+            multiplicity = None if multiplicity is None else multiplicity[keep]
         hidden = model.backbone(step[:, None], cache)[:, -1]
     return sequences
 
@@ -175,6 +192,9 @@ def stop_probability_by_length(
     model drifts into ending early (a higher curve).  Returns (mean P(STOP), number of
     sequences) per t.  Batches are small: each holds (batch, length, vocabulary) probabilities.
     """
+    if model.config.multiplicity_token:
+        msg = "a GPT that draws the multiplicity first ends a jet where that says, not by a STOP hazard to measure"
+        raise ValueError(msg)
     sequences = torch.as_tensor(np.asarray(sequences), dtype=torch.long)
     stop = model.config.stop_token
     n_tokens = ((sequences != PAD) & (sequences != START) & (sequences != stop)).sum(dim=1)

@@ -180,3 +180,51 @@ def test_stop_probability_by_length_averages_the_model_over_the_prefixes_that_ex
     # batching changes nothing; a model that wants to stop says so everywhere
     assert stop_probability_by_length(model, sequences, batch_size=2)[0] == pytest.approx(probability, rel=1e-5)
     assert stop_probability_by_length(model_with_stop_bias(30.0), sequences)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+MULTIPLICITY_CONFIG = GPTConfig(**{**CONFIG.__dict__, "multiplicity_token": True})
+
+
+def multiplicity_first_model(multiplicity_logits: torch.Tensor, seed: int = 0) -> GPT:
+    """A random small GPT that draws the multiplicity first, with the given logits for M(0) .. M(max_length - 2)."""
+    torch.manual_seed(seed)
+    model = GPT(MULTIPLICITY_CONFIG).eval()
+    first = MULTIPLICITY_CONFIG.first_multiplicity_token
+    with torch.no_grad():
+        model.head.linear.weight[first:] = 0  # the multiplicity logits are the bias alone
+        model.head.linear.bias[first:] = multiplicity_logits
+    return model
+
+
+@pytest.mark.parametrize("fraction", [1e-9, 2.0])  # compact at every stop / never
+def test_a_multiplicity_first_model_makes_exactly_the_multiplicity_it_draws(monkeypatch, fraction):
+    monkeypatch.setattr(generation, "COMPACT_FRACTION", fraction)
+    n_values = MULTIPLICITY_CONFIG.max_length - 1  # multiplicities 0 .. 18
+    logits = torch.full((n_values,), -torch.inf)
+    logits[[3, 7, 18]] = torch.tensor([0.0, 1.0, -1.0])
+    model = multiplicity_first_model(logits)
+    with torch.no_grad():
+        model.head.linear.bias[MULTIPLICITY_CONFIG.stop_token] += 50.0  # STOP would win every draw, were it allowed
+    sequences = generate_sequences(model, 3000, batch_size=500, seed=3, progress=False)
+    assert sequences.shape == (3000, MULTIPLICITY_CONFIG.max_length)  # a token file's layout: no multiplicity token
+    drawn = check_structure(sequences, MULTIPLICITY_CONFIG.stop_token)
+    n = drawn - 1  # constituents before STOP (every row has one: 18 constituents fill the sequence)
+    assert set(np.unique(n)) == {3, 7, 18}
+    assert (sequences[:, 1:][sequences[:, 1:] != PAD] <= MULTIPLICITY_CONFIG.stop_token).all()
+    expected = torch.softmax(logits[[3, 7, 18]], dim=0).numpy()
+    observed = np.array([(n == k).mean() for k in (3, 7, 18)])
+    assert np.allclose(observed, expected, atol=0.03)
+
+
+def test_the_multiplicity_is_inserted_for_training_and_left_out_of_the_stop_hazard():
+    from omnijet_lib.generation import stop_probability_by_length
+    from omnijet_lib.models.gpt import with_multiplicity_token
+
+    stop = CONFIG.stop_token
+    sequences = torch.tensor([[START, 5, 9, stop, PAD], [START, 4, stop, PAD, PAD]])
+    first = MULTIPLICITY_CONFIG.first_multiplicity_token
+    expected = torch.tensor([[START, first + 2, 5, 9, stop, PAD], [START, first + 1, 4, stop, PAD, PAD]])
+    assert torch.equal(with_multiplicity_token(sequences, MULTIPLICITY_CONFIG), expected)
+    assert torch.equal(with_multiplicity_token(sequences, CONFIG), sequences)  # the paper's model: unchanged
+    with pytest.raises(ValueError, match="multiplicity first"):
+        stop_probability_by_length(GPT(MULTIPLICITY_CONFIG), sequences.numpy())

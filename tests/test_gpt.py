@@ -190,3 +190,34 @@ def test_validation_loss_is_the_per_token_cross_entropy(tmp_path):
     # per sequence, as before, it differs: the check above can fail
     per_sequence = np.mean([F.cross_entropy(logits[i][real[i]], targets[i][real[i]]).item() for i in range(len(val))])
     assert abs(per_sequence - direct) > 1e-3
+
+
+def test_a_multiplicity_first_gpt_learns_its_multiplicity_and_its_backbone_classifies():
+    # The loss includes predicting M(n) after START: its only input is START, so a trained
+    # model's P(M(n)) must approach the training sample's multiplicity frequencies.
+    from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig
+
+    config = GPTConfig(**{**SMALL.__dict__, "multiplicity_token": True})
+    stop = config.stop_token
+    g = torch.Generator().manual_seed(0)
+    n = torch.tensor([3] * 60 + [8] * 30 + [15] * 10)
+    sequences = torch.full((len(n), config.max_length), PAD)
+    sequences[:, 0] = 0
+    for row, k in enumerate(n):
+        sequences[row, 1 : k + 1] = torch.randint(1, config.codebook_size + 1, (int(k),), generator=g)
+        sequences[row, k + 1] = stop
+    model = small_gpt(config=config).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = next_token_loss(model, (sequences,)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        logits = model(torch.zeros(1, 1, dtype=torch.long))[0, -1, config.first_multiplicity_token :]
+    p = torch.softmax(logits, dim=0)
+    assert torch.allclose(p[[3, 8, 15]], torch.tensor([0.6, 0.3, 0.1]), atol=0.05)
+
+    classifier = TokenClassifier(TokenClassifierConfig(gpt=config, n_classes=2))
+    classifier.backbone.load_state_dict(model.backbone.state_dict())
+    assert classifier(sequences[:4]).shape == (4, 2)

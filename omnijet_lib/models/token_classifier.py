@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnijet_lib.models.gpt import Backbone, GPTConfig
+from omnijet_lib.models.gpt import Backbone, GPTConfig, with_multiplicity_token
 from omnijet_lib.tokenizers.tokens import PAD, START
 from omnijet_lib.training import StepOutput
 
@@ -92,6 +92,8 @@ class TokenClassifier(nn.Module):
             self.head = ClassAttentionHead(gpt.embed_dim, config.n_classes, gpt.n_heads)
 
     def forward(self, sequences: Tensor) -> Tensor:
+        # A backbone pre-trained with multiplicity tokens reads them here too (M(n) is not a constituent).
+        sequences = with_multiplicity_token(sequences, self.config.gpt)
         mask = constituent_mask(sequences, self.config.gpt)
         if not mask.any(dim=1).all():
             msg = "every sequence needs at least one constituent token to be classified"
