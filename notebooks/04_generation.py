@@ -46,6 +46,7 @@ from omnijet_lib.metrics.generation_quality import (
     OBSERVABLES,
     fpd_kpd_features,
     generated_vs_real_auc,
+    generation_monitor,
     jet_distributions,
     jetnet_metrics,
     wasserstein_distances,
@@ -55,6 +56,7 @@ from omnijet_lib.notebooks import save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
     draw_jet,
+    plot_epoch_values,
     plot_learning_curves,
     plot_stop_probability,
     show_and_save,
@@ -82,6 +84,11 @@ batch_size = 64  # (paper: 256)
 learning_rate = 1e-3  # AdamW (paper: 1e-3)
 lr_schedule = "cosine"  # or "constant"; cosine lowered the generated-vs-real AUC clearly in a study at 512 codes
 warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
+multiplicity_token = False  # draw each jet's multiplicity first, then its constituents (not in the paper; see below)
+n_train = None  # training jets used, the first of the training split; None: all (the fidelity study varies it)
+train_seed = None  # GPT initialisation, batch order, generation and classifier test; None: seed
+monitor_jets = 500  # jets generated after every epoch to follow W1 of mass and multiplicity; 0: no monitor
+best_by = "loss"  # the epoch kept: "loss" (validation), or the monitor's "sample_w1m" or "sample_w1n"
 n_generated = None  # jets to generate; None: as many as there are test jets
 generation_batch_size = 256
 temperature = 1.0
@@ -108,31 +115,61 @@ tokens = [read_token_file(token_files[name]) for name in ("top", "qcd")]  # note
 sequences = np.concatenate([t.sequences for t in tokens])
 labels = np.concatenate([t.label for t in tokens])
 train_idx, val_idx, test_idx = split_indices(len(sequences), seed=seed)  # notebook 02's split
+if n_train is not None:
+    if not 1 <= n_train <= len(train_idx):
+        msg = f"n_train={n_train} must be between 1 and the {len(train_idx)} jets of the training split"
+        raise ValueError(msg)
+    train_idx = train_idx[:n_train]  # the split is a random permutation: its first n are a random subset
+train_seed = seed if train_seed is None else train_seed
 lengths = (sequences != PAD).sum(axis=1) - 2
 print(f"{len(sequences)} jets: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test;")
 print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet (max {lengths.max()})")
 
 # %% [markdown]
 # ## Train the GPT
-# Next-token cross-entropy on top and QCD jets together, padding left out of the loss;
-# best epoch by validation loss. An interrupted run continues where it stopped.
+# Next-token cross-entropy on top and QCD jets together, padding left out of the loss
+# (the validation loss is the per-token cross-entropy). An interrupted run continues
+# where it stopped.
+#
+# The validation loss is measured on *real* prefixes. What the model makes of its
+# *own* is followed by a monitor: after every epoch it generates `monitor_jets` jets
+# (same seed each time) and measures the 1-D Wasserstein distance of their mass
+# (`sample_w1m`, GeV) and multiplicity (`sample_w1n`) to the decoded validation jets;
+# `best_by` may keep the epoch that generates best instead of the lowest loss.
+#
+# With `multiplicity_token`, each sequence becomes `START M(n) t1 … tn STOP`: the GPT
+# learns the multiplicity first (its distribution exactly, as nothing comes before it)
+# and then constituents that know how many they will be; generation draws n, then
+# exactly n constituents. The paper's GPT instead ends a jet by drawing STOP, which on
+# its own drifting prefixes comes too early (the exposure-bias section below).
 
 # %%
 config = GPTConfig(
     codebook_size=tok.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
-    max_length=sequences.shape[1],
+    max_length=sequences.shape[1], multiplicity_token=multiplicity_token,
 )  # fmt: skip
 training = TrainingConfig(
     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
-    seed=seed, device=device,
+    seed=train_seed, device=device, best_by=best_by,
 )  # fmt: skip
+real_val_jets, _ = decode_generated_jets(sequences[val_idx], tok)  # the monitor's reference
+monitor = generation_monitor(tok, real_val_jets, n_jets=monitor_jets, seed=train_seed) if monitor_jets else None
 start = time.perf_counter()
-model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], training, run_dir / "gpt")
+model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], training, run_dir / "gpt", evaluate=monitor)
 train_seconds = time.perf_counter() - start
-print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
+best = result.history[result.best_epoch]
+print(
+    f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1} by {best_by}: val loss {best['val_loss']:.3f}"
+    + (f", sample W1m {best['sample_w1m']:.2f} GeV, W1n {best['sample_w1n']:.2f}" if monitor else "")
+)
 
 fig = plot_learning_curves({"GPT": result.history}, ylabel="next-token cross-entropy")
 figures = [show_and_save(fig, output_dir, "learning_curve").name]
+if monitor:
+    fig = plot_epoch_values(
+        result.history, {"sample_w1m": "W1 of jet mass [GeV], monitor sample", "sample_w1n": "W1 of multiplicity"}
+    )
+    figures.append(show_and_save(fig, output_dir, "monitor").name)
 
 # %% [markdown]
 # ## Generate
@@ -143,7 +180,7 @@ figures = [show_and_save(fig, output_dir, "learning_curve").name]
 n_generate = len(test_idx) if n_generated is None else n_generated
 start = time.perf_counter()
 generated = generate_sequences(
-    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=seed
+    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=train_seed
 )
 generation_seconds = time.perf_counter() - start
 n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tokens: all but START
@@ -188,18 +225,21 @@ figures.append(show_and_save(fig, output_dir, "generated_jets").name)
 # generated jets end early (fewer constituents, lower mass).
 
 # %%
-stop_curves = {
-    "real prefixes": stop_probability_by_length(model, sequences[test_idx]),
-    "own prefixes": stop_probability_by_length(model, generated),
-}
-figures.append(
-    show_and_save(plot_stop_probability(stop_curves, reference="real prefixes"), output_dir, "stop_probability").name
-)
-stop_probability = {  # at a few lengths, where at least 20 jets reach them
-    name: {str(t): float(p[t]) for t in (20, 40, 60) if t < len(p) and count[t] >= 20}
-    for name, (p, count) in stop_curves.items()
-}
-print("P(STOP) after t constituents:", stop_probability)
+if config.multiplicity_token:  # the end of a jet is drawn first, not a hazard along the way
+    stop_probability = {"skipped": "the model draws the multiplicity first"}
+    print("no STOP hazard to measure: this model draws each jet's multiplicity first (multiplicity_token)")
+else:
+    stop_curves = {
+        "real prefixes": stop_probability_by_length(model, sequences[test_idx]),
+        "own prefixes": stop_probability_by_length(model, generated),
+    }
+    fig = plot_stop_probability(stop_curves, reference="real prefixes")
+    figures.append(show_and_save(fig, output_dir, "stop_probability").name)
+    stop_probability = {  # at a few lengths, where at least 20 jets reach them
+        name: {str(t): float(p[t]) for t in (20, 40, 60) if t < len(p) and count[t] >= 20}
+        for name, (p, count) in stop_curves.items()
+    }
+    print("P(STOP) after t constituents:", stop_probability)
 
 # %% [markdown]
 # ## Generated vs reconstructed real jets
@@ -232,8 +272,8 @@ gen_features, gen_mask, _ = tok.decode_sequences(generated)
 real_features, real_mask, _ = tok.decode_sequences(sequences[test_idx])
 classifier = generated_vs_real_auc(
     (gen_features, gen_mask), (real_features, real_mask),
-    training=TrainingConfig(epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=seed, device=device),
-    run_dir=run_dir / "classifier", split_seed=seed,
+    training=TrainingConfig(epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=train_seed, device=device),
+    run_dir=run_dir / "classifier", split_seed=train_seed,
 )  # fmt: skip
 print(
     f"generated vs reconstructed real: AUC {classifier['auc']:.3f} (paper: 0.54), accuracy {classifier['accuracy']:.3f}"
@@ -259,8 +299,8 @@ if min(usable.values()) < MIN_SAMPLES:  # a tiny run: too few jets for a distanc
     print(field_metrics["skipped"])
 else:
     field_metrics = {
-        "generated vs real": jetnet_metrics(samples["real"], samples["generated"], seed=seed),
-        "real vs real": jetnet_metrics(samples["real, first half"], samples["real, second half"], seed=seed),
+        "generated vs real": jetnet_metrics(samples["real"], samples["generated"], seed=train_seed),
+        "real vs real": jetnet_metrics(samples["real, first half"], samples["real, second half"], seed=train_seed),
     }
     for name, m in field_metrics.items():
         print(
@@ -280,10 +320,14 @@ metrics = {
         "learning_rate": learning_rate,
         "lr_schedule": lr_schedule,
         "warmup": warmup,
+        "seed": train_seed,
+        "best_by": best_by,
+        "monitor_jets": monitor_jets,
         "device": str(pick_device(device)),
         "seconds": train_seconds,
         "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_val_loss,
+        "best_val_loss": result.history[result.best_epoch]["val_loss"],
+        "history": result.history,
     },  # fmt: skip
     "generation": {**speed, "n_empty_dropped": n_generate - len(kept), "n_reached_length_limit": full},
     "generated_file": str(generated_file),

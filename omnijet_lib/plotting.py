@@ -173,6 +173,17 @@ def plot_learning_curves(histories: dict[str, list[dict]], *, ylabel: str, train
     return fig
 
 
+def plot_epoch_values(history: list[dict], keys: dict[str, str]):
+    """Numbers an ``evaluate`` recorded per epoch (``TrainingResult.history``): one panel per key, titled by ``keys[key]``."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
+    epochs = [record["epoch"] + 1 for record in history]
+    for ax, (key, label) in zip(axes[0], keys.items()):
+        ax.plot(epochs, [record[key] for record in history], "o-")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+    return fig
+
+
 def plot_stop_probability(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, reference: str, min_count: int = 20):
     """P(STOP | t tokens) against t for several prefix sets, with a ratio panel to ``reference``.
 

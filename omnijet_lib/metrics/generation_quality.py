@@ -8,6 +8,8 @@ model, not the tokenizer.  Both are decoded alike (axis at eta = phi = 0).
   constituent (pT, eta_rel, phi_rel) and per jet (multiplicity, mass, pT,
   tau21, tau32);
 - :func:`wasserstein_distances`: the 1-D Wasserstein distance of each;
+- :func:`generation_monitor`: W1 of mass and multiplicity of a small generated
+  sample, after every training epoch (a ``best_by`` that tracks generation);
 - :func:`generated_vs_real_auc`: the classifier test -- a DeepSets with
   particle MLP 10-10-10 learns to tell generated from reconstructed jets,
   split 0.6/0.2/0.2, best epoch by validation loss; its test ROC AUC is 0.5
@@ -33,17 +35,22 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 
 import awkward as ak
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.stats import wasserstein_distance
 
+from omnijet_lib.data.jets import Jets
 from omnijet_lib.errors import BadDataError
+from omnijet_lib.generation import decode_generated_jets, generate_sequences
 from omnijet_lib.metrics.classifier_test import train_classifier
 from omnijet_lib.metrics.resolution import check_constituents, relative_coordinates
 from omnijet_lib.models.classifiers import DeepSets, DeepSetsConfig
+from omnijet_lib.models.gpt import GPT
 from omnijet_lib.observables import jet_observables
+from omnijet_lib.tokenizers.base import Tokenizer
 from omnijet_lib.training import TrainingConfig
 
 # observable -> axis label, in the order of the paper's figures
@@ -87,6 +94,35 @@ def wasserstein_distances(generated: dict[str, np.ndarray], reference: dict[str,
         msg = f"generated and reference must hold the same observables; only one holds {missing}"
         raise ValueError(msg)
     return {name: float(wasserstein_distance(generated[name], reference[name])) for name in reference}
+
+
+def generation_monitor(
+    tokenizer: Tokenizer, reference: Jets, *, n_jets: int = 1000, batch_size: int = 256, seed: int = 0
+) -> Callable[[GPT], dict[str, float]]:
+    """An ``evaluate`` for :func:`~omnijet_lib.models.gpt.fit_gpt`: a small generated sample against ``reference``, every epoch.
+
+    The validation loss measures next-token prediction on *real* prefixes; it
+    says little about what the model makes from its *own* (notebook 04's
+    exposure-bias diagnostic), so the epoch it picks need not generate best.
+    This generates ``n_jets`` jets with the same seed each time (the epochs then
+    differ by the model alone), decodes them with ``tokenizer`` and returns the
+    1-D Wasserstein distances to the ``reference`` jets (decoded real jets, e.g.
+    the validation split) of the jet mass, ``sample_w1m`` [GeV], and of the
+    multiplicity, ``sample_w1n``.  ``TrainingConfig.best_by`` may name either.
+    """
+    if n_jets < MIN_SAMPLES or len(reference) < MIN_SAMPLES:
+        msg = f"a generation monitor needs at least {MIN_SAMPLES} generated and reference jets, got {n_jets} and {len(reference)}"
+        raise ValueError(msg)
+
+    def evaluate(model: GPT) -> dict[str, float]:
+        sequences = generate_sequences(model, n_jets, batch_size=batch_size, seed=seed, progress=False)
+        jets, _ = decode_generated_jets(sequences, tokenizer)
+        return {
+            "sample_w1m": float(wasserstein_distance(jets.mass, reference.mass)),
+            "sample_w1n": float(wasserstein_distance(jets.n_constituents, reference.n_constituents)),
+        }
+
+    return evaluate
 
 
 def generated_vs_real_auc(
