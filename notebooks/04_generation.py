@@ -39,7 +39,8 @@ import numpy as np
 from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
-from omnijet_lib.data.token_files import read_token_file, tokenized
+from omnijet_lib.data.token_dataset import TokenDataset
+from omnijet_lib.data.token_files import tokenized
 from omnijet_lib.generation import decode_generated_jets, generate_sequences, stop_probability_by_length
 from omnijet_lib.metrics.generation_quality import (
     MIN_SAMPLES,
@@ -109,20 +110,21 @@ if not tokenizer_file.exists():
 tok = load_tokenizer(tokenizer_file, device=device)
 paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
 
-# Tokenize each jet file once; the token files are reused on the next run.
+# Tokenize each jet file once; the token files are reused on the next run. Training reads
+# them batch by batch from disk (TokenDataset), so the data may be larger than memory;
+# only the test jets, and the validation jets the monitor compares with, are read whole.
 token_files = {name: tokenized(path, tokenizer_file, token_dir) for name, path in paths.items()}
-tokens = [read_token_file(token_files[name]) for name in ("top", "qcd")]  # notebook 02's order: top, then QCD
-sequences = np.concatenate([t.sequences for t in tokens])
-labels = np.concatenate([t.label for t in tokens])
-train_idx, val_idx, test_idx = split_indices(len(sequences), seed=seed)  # notebook 02's split
+dataset = TokenDataset([token_files["top"], token_files["qcd"]])  # notebook 02's order: top, then QCD
+train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02's split
 if n_train is not None:
     if not 1 <= n_train <= len(train_idx):
         msg = f"n_train={n_train} must be between 1 and the {len(train_idx)} jets of the training split"
         raise ValueError(msg)
     train_idx = train_idx[:n_train]  # the split is a random permutation: its first n are a random subset
 train_seed = seed if train_seed is None else train_seed
-lengths = (sequences != PAD).sum(axis=1) - 2
-print(f"{len(sequences)} jets: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test;")
+test = dataset.read(test_idx)  # sequences and labels
+lengths = dataset.lengths - 2  # constituents per jet
+print(f"{len(dataset)} jets: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test;")
 print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet (max {lengths.max()})")
 
 # %% [markdown]
@@ -146,16 +148,18 @@ print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet 
 # %%
 config = GPTConfig(
     codebook_size=tok.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
-    max_length=sequences.shape[1], multiplicity_token=multiplicity_token,
+    max_length=dataset.width, multiplicity_token=multiplicity_token,
 )  # fmt: skip
 training = TrainingConfig(
     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
     seed=train_seed, device=device, best_by=best_by,
 )  # fmt: skip
-real_val_jets, _ = decode_generated_jets(sequences[val_idx], tok)  # the monitor's reference
+real_val_jets, _ = decode_generated_jets(dataset.sequences(val_idx), tok)  # the monitor's reference
 monitor = generation_monitor(tok, real_val_jets, n_jets=monitor_jets, seed=train_seed) if monitor_jets else None
 start = time.perf_counter()
-model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], training, run_dir / "gpt", evaluate=monitor)
+model, result = fit_gpt(
+    config, dataset.rows(train_idx), dataset.rows(val_idx), training, run_dir / "gpt", evaluate=monitor
+)
 train_seconds = time.perf_counter() - start
 best = result.history[result.best_epoch]
 print(
@@ -230,7 +234,7 @@ if config.multiplicity_token:  # the end of a jet is drawn first, not a hazard a
     print("no STOP hazard to measure: this model draws each jet's multiplicity first (multiplicity_token)")
 else:
     stop_curves = {
-        "real prefixes": stop_probability_by_length(model, sequences[test_idx]),
+        "real prefixes": stop_probability_by_length(model, test.sequences),
         "own prefixes": stop_probability_by_length(model, generated),
     }
     fig = plot_stop_probability(stop_curves, reference="real prefixes")
@@ -245,7 +249,7 @@ else:
 # ## Generated vs reconstructed real jets
 
 # %%
-real_jets, _ = decode_generated_jets(sequences[test_idx], tok, label=labels[test_idx])  # decoded exactly alike
+real_jets, _ = decode_generated_jets(test.sequences, tok, label=test.label)  # decoded exactly alike
 reference = jet_distributions(real_jets.constituents)
 sample = jet_distributions(gen_jets.constituents)
 wasserstein = wasserstein_distances(sample, reference)
@@ -269,7 +273,7 @@ for name, value in wasserstein.items():
 
 # %%
 gen_features, gen_mask, _ = tok.decode_sequences(generated)
-real_features, real_mask, _ = tok.decode_sequences(sequences[test_idx])
+real_features, real_mask, _ = tok.decode_sequences(test.sequences)
 classifier = generated_vs_real_auc(
     (gen_features, gen_mask), (real_features, real_mask),
     training=TrainingConfig(epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=train_seed, device=device),

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -441,16 +441,81 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _check_data(data: tuple[torch.Tensor, ...], name: str) -> int:
-    """The number of samples in ``data``, a non-empty tuple of tensors sharing the first dimension."""
-    if not isinstance(data, (tuple, list)) or not data or not all(isinstance(t, torch.Tensor) for t in data):
-        msg = f"{name} must be a tuple of tensors, e.g. (x, y) or (x,); got {type(data).__name__}"
+class RowSource(Protocol):
+    """Samples read as needed, e.g. from a file (:meth:`omnijet_lib.data.token_dataset.TokenDataset.rows`).
+
+    ``source[index]`` takes a LongTensor of sample indices or a slice and returns a
+    tensor whose first dimension is those samples, as indexing a tensor would.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor: ...
+
+
+# One element of train's data: a tensor in memory, or a source that reads samples when asked.
+Samples = torch.Tensor | RowSource
+
+
+def is_row_source(samples: object) -> bool:
+    """A sample source that is not a tensor: anything with ``len`` and ``[index]`` but containers of values."""
+    if isinstance(samples, (torch.Tensor, np.ndarray, list, tuple, str, bytes, dict)):
+        return False
+    return hasattr(samples, "__len__") and hasattr(samples, "__getitem__")
+
+
+def rows_in_order(samples: Samples, order: torch.Tensor) -> Samples:
+    """The samples ``order`` of ``samples``: a tensor is indexed, a row source reads nothing until asked."""
+    return samples[order] if isinstance(samples, torch.Tensor) else _RowsInOrder(samples, order)
+
+
+class _RowsInOrder:
+    """A row source's samples in another order (e.g. a validation set by length), without reading them."""
+
+    def __init__(self, source: RowSource, order: torch.Tensor):
+        self.source, self.order = source, torch.as_tensor(order, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
+        return self.source[self.order[index]]
+
+
+def _describe(samples: Samples) -> str:
+    """A tensor's shape, or a row source's type and length, for error messages."""
+    if isinstance(samples, torch.Tensor):
+        return str(tuple(samples.shape))
+    return f"{type(samples).__name__} of {len(samples)}"
+
+
+def _check_data(data: tuple[Samples, ...], name: str) -> int:
+    """The number of samples in ``data``, a non-empty tuple of tensors or row sources sharing the first dimension."""
+    if not isinstance(data, (tuple, list)) or not data:
+        msg = f"{name} must be a tuple of tensors or row sources, e.g. (x, y) or (x,); got {type(data).__name__}"
         raise ValueError(msg)
-    lengths = {len(t) if t.ndim else 0 for t in data}
+    bad = [type(t).__name__ for t in data if not (isinstance(t, torch.Tensor) or is_row_source(t))]
+    if bad:
+        msg = (
+            f"{name} must be a tuple of tensors or row sources (len() and [indices] -> tensor, "
+            f"e.g. TokenDataset.rows(...)); got {', '.join(bad)}"
+        )
+        raise ValueError(msg)
+    lengths = {len(t) if not isinstance(t, torch.Tensor) or t.ndim else 0 for t in data}
     if len(lengths) != 1 or 0 in lengths:
-        msg = f"{name}: the tensors must share a non-empty first (sample) dimension; got shapes {[tuple(t.shape) for t in data]}"
+        shapes = ", ".join(_describe(t) for t in data)
+        msg = f"{name}: the tensors must share a non-empty first (sample) dimension; got shapes [{shapes}]"
         raise ValueError(msg)
     return lengths.pop()
+
+
+def _take(samples: Samples, index: torch.Tensor | slice, device: torch.device) -> torch.Tensor:
+    """Samples ``index`` on ``device``; a row source reads them now and must give a tensor."""
+    batch = samples[index]
+    if not isinstance(batch, torch.Tensor):
+        msg = f"a row source must return tensors; {type(samples).__name__}[...] returned {type(batch).__name__}"
+        raise TypeError(msg)
+    return batch.to(device, non_blocking=True)
 
 
 def _loss_and_metrics(loss_fn: LossFn, model: nn.Module, batch: tuple[torch.Tensor, ...]):
@@ -481,13 +546,13 @@ def _add(sums: dict, weights: dict, values: dict[str, float], n: float) -> tuple
 
 @torch.no_grad()
 def _validate(
-    model: nn.Module, data: tuple[torch.Tensor, ...], loss_fn: LossFn, batch_size: int, device: torch.device
+    model: nn.Module, data: tuple[Samples, ...], loss_fn: LossFn, batch_size: int, device: torch.device
 ) -> dict[str, float]:
     """Loss and metrics over ``data`` in eval mode, means over the loss's units; the caller restores train mode."""
     model.eval()
     sums, weights = {}, {}
     for start in range(0, len(data[0]), batch_size):
-        batch = tuple(t[start : start + batch_size].to(device, non_blocking=True) for t in data)
+        batch = tuple(_take(t, slice(start, start + batch_size), device) for t in data)
         loss, metrics, weight = _loss_and_metrics(loss_fn, model, batch)
         sums, weights = _add(sums, weights, {"loss": loss.item(), **metrics}, weight)
     return {name: sums[name] / weights[name] for name in sums}
@@ -530,8 +595,8 @@ def _epoch_record(
 
 def train(
     model: nn.Module,
-    train_data: tuple[torch.Tensor, ...],
-    val_data: tuple[torch.Tensor, ...],
+    train_data: tuple[Samples, ...],
+    val_data: tuple[Samples, ...],
     loss_fn: LossFn,
     config: TrainingConfig,
     run_dir: str | os.PathLike,
@@ -547,7 +612,10 @@ def train(
 
     ``train_data`` / ``val_data`` are tuples of CPU tensors sharing the sample
     dimension; each batch moves to the device as ``loss_fn(model, batch)`` receives
-    it.  ``evaluate(model)`` runs after each validation with the model in eval
+    it.  An element may instead be a :class:`RowSource` (``len`` and ``[indices]`` or
+    ``[slice]`` -> tensor), which reads each batch when it is needed: data larger than
+    memory, e.g. ``TokenDataset.rows(indices)`` of token files.
+    ``evaluate(model)`` runs after each validation with the model in eval
     mode (``torch.no_grad`` is up to it); it must not change the model, and its
     numbers join the epoch's record; ``config.best_by`` may name one of them (e.g. a
     distance of a small generated sample to real data, which tracks generation better
@@ -622,9 +690,9 @@ def train(
 
 def _train_epochs(
     model: nn.Module,
-    train_data: tuple[torch.Tensor, ...],
+    train_data: tuple[Samples, ...],
     n_train: int,
-    val_data: tuple[torch.Tensor, ...],
+    val_data: tuple[Samples, ...],
     loss_fn: LossFn,
     config: TrainingConfig,
     run_dir: Path,
@@ -665,7 +733,7 @@ def _train_epochs(
                 started = time.perf_counter() - state.seconds
                 at = {"epoch": f"{epoch + 1}/{config.epochs}"}
                 for idx in batches[state.step_in_epoch :]:
-                    batch = tuple(t[idx].to(device, non_blocking=True) for t in train_data)
+                    batch = tuple(_take(t, idx, device) for t in train_data)
                     loss, metrics, weight = _loss_and_metrics(loss_fn, model, batch)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):

@@ -221,3 +221,36 @@ def test_a_multiplicity_first_gpt_learns_its_multiplicity_and_its_backbone_class
     classifier = TokenClassifier(TokenClassifierConfig(gpt=config, n_classes=2))
     classifier.backbone.load_state_dict(model.backbone.state_dict())
     assert classifier(sequences[:4]).shape == (4, 2)
+
+
+class SequenceRows:
+    """A row source without lengths (fit_gpt counts them while it checks): sequences read as needed."""
+
+    def __init__(self, sequences):
+        self.sequences = torch.as_tensor(sequences)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        return self.sequences[index].clone()
+
+
+def test_fit_on_row_sources_equals_fit_on_arrays(tmp_path, monkeypatch):
+    from omnijet_lib.models import gpt
+
+    monkeypatch.setattr(gpt, "CHECK_ROWS", 32)  # several chunks in the check
+    train, val = markov_sequences(120, SMALL, 0), markov_sequences(50, SMALL, 1)
+    training = TrainingConfig(epochs=2, batch_size=16, device="cpu", seed=0)
+    model_a, result_a = fit_gpt(SMALL, train, val, training, tmp_path / "a", progress=False)
+    model_b, result_b = fit_gpt(SMALL, SequenceRows(train), SequenceRows(val), training, tmp_path / "b", progress=False)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in result_a.history] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in result_b.history
+    ]
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+    bad = markov_sequences(100, SMALL, 2)
+    bad[70, 1] = SMALL.vocab_size
+    with pytest.raises(ValueError, match="train sequences 64..95 hold tokens .* outside the vocabulary"):
+        fit_gpt(SMALL, SequenceRows(bad), SequenceRows(val), training, tmp_path / "c", progress=False)

@@ -381,6 +381,39 @@ def test_bad_input(tmp_path):
         train(TinyMLP(), (TRAIN[0], VAL[1]), VAL, mse, config(), tmp_path, progress=False)
 
 
+class Rows:
+    """A row source over a tensor, counting its reads: stands for samples read from a file."""
+
+    def __init__(self, tensor: torch.Tensor, *, as_numpy: bool = False):
+        self.tensor, self.as_numpy, self.reads = tensor, as_numpy, 0
+
+    def __len__(self) -> int:
+        return len(self.tensor)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        rows = self.tensor[index].clone()
+        return rows.numpy() if self.as_numpy else rows
+
+
+def test_row_sources_train_exactly_like_tensors(tmp_path, reference):
+    sources = [Rows(TRAIN[0]), TRAIN[1]], (Rows(VAL[0]), Rows(VAL[1]))
+    torch.manual_seed(123)
+    model = TinyMLP()
+    result = train(model, sources[0], sources[1], mse, config(), tmp_path, progress=False)
+    assert_same_run(reference, (model, result))
+    assert sources[0][0].reads == 3 * N_BATCHES  # a batch at a time
+
+
+def test_row_sources_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="tuple of tensors or row sources.*got ndarray"):
+        train(TinyMLP(), (TRAIN[0].numpy(), TRAIN[1]), VAL, mse, config(), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"first.*\[\(72, 3\), Rows of 32\]"):
+        train(TinyMLP(), (TRAIN[0], Rows(VAL[1])), VAL, mse, config(), tmp_path, progress=False)
+    with pytest.raises(TypeError, match="must return tensors; Rows.* returned ndarray"):
+        train(TinyMLP(), (Rows(TRAIN[0], as_numpy=True), TRAIN[1]), VAL, mse, config(), tmp_path, progress=False)
+
+
 def test_epoch_batches_by_length_group_similar_samples():
     lengths = torch.randint(1, 200, (1000,), generator=torch.Generator().manual_seed(0))
     batches = epoch_batches(1000, 10, seed=0, epoch=2, lengths=lengths)

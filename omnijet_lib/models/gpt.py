@@ -32,9 +32,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
 
 from omnijet_lib.tokenizers.tokens import PAD, START
-from omnijet_lib.training import StepOutput, TrainingConfig, TrainingResult, load_checkpoint, pick_device, train
+from omnijet_lib.training import (
+    StepOutput,
+    TrainingConfig,
+    TrainingResult,
+    is_row_source,
+    load_checkpoint,
+    pick_device,
+    rows_in_order,
+    train,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,10 @@ class GPTConfig:
     n_blocks: int = 3
     ffn_dim: int = 1024  # hidden width of the feed-forward network
     max_length: int = 130  # longest sequence, START and STOP included (128 constituents)
+    # False: the paper's GPT, which ends a jet by drawing STOP.  True: a jet's multiplicity is its first
+    # token (START M(n) t1 .. tn STOP), so generation draws n first and then exactly n constituents, each
+    # conditioned on n -- see with_multiplicity_token for why.
+    multiplicity_token: bool = False
 
     def __post_init__(self):
         if self.embed_dim % self.n_heads:
@@ -55,14 +69,28 @@ class GPTConfig:
             if not (isinstance(value, int) and value >= 1):
                 msg = f"GPTConfig.{name} must be an integer >= 1, got {value!r}"
                 raise ValueError(msg)
+        if not isinstance(self.multiplicity_token, bool):
+            msg = f"GPTConfig.multiplicity_token must be True or False, got {self.multiplicity_token!r}"
+            raise ValueError(msg)
 
     @property
     def vocab_size(self) -> int:
-        return self.codebook_size + 2
+        """START, the codes, STOP, and with multiplicity_token one token per multiplicity 0 .. max_length - 2."""
+        return self.codebook_size + 2 + (self.max_length - 1 if self.multiplicity_token else 0)
 
     @property
     def stop_token(self) -> int:
         return self.codebook_size + 1
+
+    @property
+    def first_multiplicity_token(self) -> int:
+        """M(n) = this + n: the token that says "n constituents follow"."""
+        return self.codebook_size + 2
+
+    @property
+    def positions(self) -> int:
+        """Positions the model sees of the longest sequence: one more than max_length with a multiplicity token."""
+        return self.max_length + self.multiplicity_token
 
 
 class KVCache:
@@ -77,7 +105,7 @@ class KVCache:
     def __init__(
         self, config: GPTConfig, batch_size: int, *, device, dtype=torch.float32, max_length: int | None = None
     ):
-        length = config.max_length if max_length is None else max_length
+        length = config.positions if max_length is None else max_length
         shape = (config.n_blocks, batch_size, config.n_heads, length, config.embed_dim // config.n_heads)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
@@ -171,7 +199,28 @@ class Backbone(nn.Module):
             msg = f"tokens must be (batch, length), got shape {tuple(tokens.shape)}"
             raise ValueError(msg)
         x = self.embedding(tokens.masked_fill(tokens == PAD, START))
-        return run_blocks(self.blocks, x, cache, max_length=self.config.max_length)
+        return run_blocks(self.blocks, x, cache, max_length=self.config.positions)
+
+
+def with_multiplicity_token(sequences: Tensor, config: GPTConfig) -> Tensor:
+    """``START t1 .. tn STOP PAD..`` -> ``START M(n) t1 .. tn STOP PAD..`` (one column wider) if the config asks for it.
+
+    Why: a GPT that ends a jet by drawing STOP sees, while generating, its own
+    prefixes, which drift from real ones; on them it draws STOP too early, and its
+    jets come out with too few constituents and too little mass (exposure bias,
+    measured in notebook 04).  Drawing the multiplicity first -- from a
+    distribution the model learns exactly, as it depends on nothing before it --
+    and then n constituents conditioned on it, as the point-cloud generators of the
+    field do, takes the end of the jet out of the drifting part.  The sequences of
+    a token file stay as they are; the model inserts M(n) itself, in training, in
+    generation and in the classifier on its backbone.  Without the option the
+    sequences come back unchanged.
+    """
+    if not config.multiplicity_token:
+        return sequences
+    n = ((sequences > START) & (sequences < config.stop_token)).sum(dim=1)  # code tokens
+    out = torch.cat([sequences[:, :1], (config.first_multiplicity_token + n)[:, None], sequences[:, 1:]], dim=1)
+    return out
 
 
 def run_blocks(blocks: nn.ModuleList, x: Tensor, cache: KVCache | None, *, max_length: int) -> Tensor:
@@ -231,9 +280,12 @@ def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
     The batch is cut to its longest sequence first: the padding columns after it
     would cost compute and change nothing.  Only real positions reach the output
     layer, in chunks (:func:`chunked_cross_entropy`), so the full
-    batch x length x vocabulary logits never exist at once.
+    batch x length x vocabulary logits never exist at once.  With
+    ``config.multiplicity_token`` the sequences get it inserted first, and
+    predicting it (the multiplicity's log-likelihood) is one of the targets.
     """
     (sequences,) = batch
+    sequences = with_multiplicity_token(sequences, model.config)
     longest = int((sequences != PAD).sum(dim=1).max())
     sequences = sequences[:, :longest]
     inputs, targets = sequences[:, :-1], sequences[:, 1:]
@@ -287,28 +339,32 @@ def fit_gpt(
     *,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[GPT, TrainingResult]:
     """Train a GPT on next-token prediction; returns the best-validation model and the run's result.
 
     ``evaluate(model)`` runs after each epoch's validation and its numbers join the
     history; ``training.best_by`` may name one of them (see :func:`~omnijet_lib.training.train`).
+    ``on_step(global_step)`` is called after each optimizer step.
 
     Sequences are ``(N, T)`` integer arrays as stored in a token file (START ..
-    STOP, PAD after).  The run lives in ``run_dir`` and resumes from there; its
-    checkpoints carry the GPTConfig, so :func:`load_gpt` needs nothing else.
+    STOP, PAD after), or row sources that read them from disk as needed
+    (``TokenDataset.rows(indices)``, for data larger than memory): those are checked
+    chunk by chunk, their lengths come from the source, and nothing is held whole.
+    The run lives in ``run_dir`` and resumes from there; its checkpoints carry the
+    GPTConfig, so :func:`load_gpt` needs nothing else.
     """
-    train_sequences, val_sequences = (
-        _check_sequences(s, config, name) for s, name in ((train_sequences, "train"), (val_sequences, "validation"))
-    )
+    train_sequences, train_lengths = _sequences_and_lengths(train_sequences, config, "train", progress)
+    val_sequences, val_lengths = _sequences_and_lengths(val_sequences, config, "validation", progress)
     torch.manual_seed(training.seed)  # the initial weights
     model = GPT(config)
     describe = {"model": "GPT", "gpt_config": asdict(config)}
-    # Batches of similar lengths, which next_token_loss trims to their longest: far less padding computed.
-    lengths = (train_sequences != PAD).sum(dim=1)
-    val_sequences = val_sequences[(val_sequences != PAD).sum(dim=1).argsort(stable=True)]
+    # Batches of similar lengths, which next_token_loss trims to their longest: far less padding computed;
+    # validation in length order for the same reason (a row source is then read in that order).
+    val_sequences = rows_in_order(val_sequences, val_lengths.argsort(stable=True))
     result = train(
         model, (train_sequences,), (val_sequences,), next_token_loss, training, run_dir,
-        describe=describe, evaluate=evaluate, progress=progress, lengths=lengths,
+        describe=describe, evaluate=evaluate, progress=progress, on_step=on_step, lengths=train_lengths,
     )  # fmt: skip
     return load_gpt(result.best_checkpoint, device=training.device), result
 
@@ -331,22 +387,59 @@ def load_gpt(path: str | os.PathLike, *, device: str = "auto") -> GPT:
     return model.to(pick_device(device)).eval()
 
 
+def _sequences_and_lengths(sequences, config: GPTConfig, name: str, progress: bool) -> tuple:
+    """Checked sequences (a tensor, or the row source as given) and their lengths, tokens per sequence."""
+    if is_row_source(sequences):
+        return sequences, _check_rows(sequences, config, name, progress)
+    sequences = _check_sequences(sequences, config, name)
+    return sequences, (sequences != PAD).sum(dim=1)
+
+
 def _check_sequences(sequences, config: GPTConfig, name: str) -> Tensor:
     sequences = torch.as_tensor(np.asarray(sequences), dtype=torch.long)
     if sequences.ndim != 2 or len(sequences) == 0:
         msg = f"{name} sequences must be a non-empty (N, T) array, got shape {tuple(sequences.shape)}"
         raise ValueError(msg)
+    _check_tokens(sequences, config, f"{name} sequences")
+    return sequences
+
+
+# Rows a row source is checked in at a time: 16 384 sequences of 130 int64 tokens are 17 MB.
+CHECK_ROWS = 1 << 14
+
+
+def _check_rows(source, config: GPTConfig, name: str, progress: bool) -> Tensor:
+    """Check a row source's sequences chunk by chunk; their lengths (the source's ``lengths`` if it has them)."""
+    if len(source) == 0:
+        msg = f"{name} sequences must not be empty, got {source!r}"
+        raise ValueError(msg)
+    lengths = getattr(source, "lengths", None)
+    counted = []
+    with tqdm(total=len(source), desc=f"check {name} sequences", unit="seq", disable=not progress) as bar:
+        for start in range(0, len(source), CHECK_ROWS):
+            block = source[start : start + CHECK_ROWS]
+            _check_tokens(block, config, f"{name} sequences {start}..{start + len(block) - 1}")
+            if lengths is None:
+                counted.append((block != PAD).sum(dim=1))
+            bar.update(len(block))
+    return torch.cat(counted) if lengths is None else torch.as_tensor(np.asarray(lengths))
+
+
+def _check_tokens(sequences: Tensor, config: GPTConfig, what: str) -> None:
+    """Refuse sequences the GPT cannot read: too long, tokens outside its vocabulary, no START."""
+    if sequences.ndim != 2:
+        msg = f"{what} must be (N, T), got shape {tuple(sequences.shape)}"
+        raise ValueError(msg)
     if sequences.shape[1] > config.max_length:
-        msg = f"{name} sequences are {sequences.shape[1]} long, more than GPTConfig.max_length={config.max_length}"
+        msg = f"{what} are {sequences.shape[1]} long, more than GPTConfig.max_length={config.max_length}"
         raise ValueError(msg)
     real = sequences[sequences != PAD]
     if real.min() < 0 or real.max() >= config.vocab_size:
         msg = (
-            f"{name} sequences hold tokens {int(real.min())}..{int(real.max())}, outside the vocabulary "
+            f"{what} hold tokens {int(real.min())}..{int(real.max())}, outside the vocabulary "
             f"0..{config.vocab_size - 1} of codebook_size={config.codebook_size}: a token file of another tokenizer?"
         )
         raise ValueError(msg)
     if (sequences[:, 0] != START).any():
-        msg = f"{name} sequences must begin with START (0)"
+        msg = f"{what} must begin with START (0)"
         raise ValueError(msg)
-    return sequences
