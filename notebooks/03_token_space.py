@@ -43,9 +43,9 @@ from omnijet_lib.tokenizers import load_tokenizer
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
-tokenizers = ["conditional-8192", "unconditional-8192", "binned-20"]  # trained by notebook 02
+tokenizers = ["conditional-512", "unconditional-512", "binned-20"]  # trained by notebook 02
 seed = 1  # the seed notebook 02 trained with (part of the file names) and of the random contexts
-n_jets = 10_000  # jets per class of notebook 01/02's data: their tokens are the pool contexts come from
+n_jets = 40_000  # jets per class of notebook 01/02's data: their tokens are the pool contexts come from
 data_dir = "data/jets"
 tokenizer_dir = "data/tokenizers"
 n_contexts = 500  # reconstructions per token (paper: 500)

@@ -52,11 +52,11 @@ from omnijet_lib.transfer import TaggingData, patience_for, run_scan
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
 # %% tags=["parameters"]
-n_jets = 10_000  # jets per class (top, QCD): notebook 02/04's data and split (60/20/20)
+n_jets = 40_000  # jets per class (top, QCD): notebook 02/04's data and split (60/20/20)
 seed = 1  # data and tokenizer seed of notebooks 02 and 04
 n_workers = None  # Pythia processes if the jets must be generated first
 data_dir = "data/jets"
-tokenizer = "conditional-8192"  # the tokenizer notebook 04's backbone was trained on
+tokenizer = "conditional-512"  # the tokenizer notebook 04's backbone was trained on
 tokenizer_dir = "data/tokenizers"
 token_dir = "data/tokens"
 pretrained = "runs/04_generation/gpt/best.pt"  # notebook 04's generative checkpoint; its config sets the backbone

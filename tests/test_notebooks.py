@@ -33,6 +33,8 @@ TINY = {
         "ffn_dim": 32,
         "epochs": 2,
         "classifier_epochs": 2,
+        "monitor_jets": 30,
+        "best_by": "sample_w1m",  # the monitor picks the epoch kept
     },
     "05_transfer_learning": {
         "n_jets": 60,
@@ -258,8 +260,14 @@ def _check_04_generation(metrics):
     assert (generated.n_constituents <= 128).all()
     assert {"learning_curve.png", "distribution_jet_mass.png", "generated_jets.png"} <= set(metrics["figures"])
     assert set(metrics["mean_ratios"]) == {"multiplicity", "jet_mass", "jet_tau21", "jet_tau32"}
-    assert set(metrics["stop_probability"]) == {"real prefixes", "own prefixes"}
-    assert "stop_probability.png" in metrics["figures"]
+    # the default model draws each jet's multiplicity first: no STOP hazard to follow
+    assert metrics["gpt"]["multiplicity_token"] is True
+    assert metrics["stop_probability"] == {"skipped": "the model draws the multiplicity first"}
+    # the monitor's sample after every epoch, and the epoch kept is the one it liked best
+    history = metrics["training"]["history"]
+    assert "monitor.png" in metrics["figures"] and len(history) == 2
+    assert all(r["sample_w1m"] >= 0 and r["sample_w1n"] >= 0 for r in history)
+    assert history[metrics["training"]["best_epoch"]]["sample_w1m"] == min(r["sample_w1m"] for r in history)
     # 24 test jets: too few for FPD/KPD with errors (tested on their own in test_generation_metrics.py)
     assert "fewer than 20 jets" in metrics["jetnet_metrics"]["skipped"]
     assert all(ratio > 0 for ratio in metrics["mean_ratios"].values())
