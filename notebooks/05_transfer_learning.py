@@ -41,7 +41,8 @@ import numpy as np
 from omnijet_lib.data.jets import label_index
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
-from omnijet_lib.data.token_files import read_token_file, tokenized
+from omnijet_lib.data.token_dataset import TokenDataset
+from omnijet_lib.data.token_files import tokenized
 from omnijet_lib.models.gpt import read_gpt_checkpoint
 from omnijet_lib.models.token_classifier import TokenClassifierConfig
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
@@ -92,17 +93,18 @@ if not tokenizer_file.exists():
     msg = f"tokenizer file not found: {tokenizer_file}; run notebook 02_tokenization_quality with seed={seed} first"
     raise FileNotFoundError(msg)
 paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
-tokens = [read_token_file(tokenized(paths[name], tokenizer_file, token_dir)) for name in ("top", "qcd")]
-if tokens[0].codebook_size != gpt_config.codebook_size:
-    msg = f"{tokenizer_file} has {tokens[0].codebook_size} codes but the backbone in {pretrained} {gpt_config.codebook_size}"
+# The training pool stays on disk (TokenDataset): each run reads only the jets of its size.
+dataset = TokenDataset([tokenized(paths[name], tokenizer_file, token_dir) for name in ("top", "qcd")])
+if dataset.codebook_size != gpt_config.codebook_size:
+    msg = f"{tokenizer_file} has {dataset.codebook_size} codes but the backbone in {pretrained} {gpt_config.codebook_size}"
     raise ValueError(msg)
-sequences = np.concatenate([t.sequences for t in tokens])
-is_top = (np.concatenate([t.label for t in tokens]) == label_index("Tbqq")).astype(np.int64)  # signal = 1
-train_idx, val_idx, test_idx = split_indices(len(sequences), seed=seed)  # notebook 02/04's split
+is_top = (dataset.column("label") == label_index("Tbqq")).astype(np.int64)  # signal = 1
+train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02/04's split
 val_idx, test_idx = (np.random.default_rng(seed).permutation(i)[:n] for i, n in ((val_idx, n_val), (test_idx, n_test)))
 data = TaggingData(
-    sequences[train_idx], is_top[train_idx], sequences[val_idx], is_top[val_idx], sequences[test_idx], is_top[test_idx]
-)
+    dataset.rows(train_idx), is_top[train_idx],
+    dataset.sequences(val_idx), is_top[val_idx], dataset.sequences(test_idx), is_top[test_idx],
+)  # fmt: skip
 print(f"training pool {len(train_idx)} jets, validation {len(val_idx)}, test {len(test_idx)}; backbone {gpt_config}")
 print("patience by size:", {n: patience_for(n) for n in sizes})
 

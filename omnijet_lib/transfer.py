@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from omnijet_lib.atomic import atomic_path, file_digest
+from omnijet_lib.data.token_dataset import TokenRows
 from omnijet_lib.metrics.tagging import tagging_metrics
 from omnijet_lib.models.gpt import read_gpt_checkpoint
 from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig, tagging_step
@@ -99,9 +100,13 @@ def build_tagger(
 
 @dataclass(frozen=True)
 class TaggingData:
-    """Token sequences and 0/1 labels (1 = signal, top) of the training pool and the fixed val and test sets."""
+    """Token sequences and 0/1 labels (1 = signal, top) of the training pool and the fixed val and test sets.
 
-    train_sequences: np.ndarray
+    The training pool may be any rows indexable by an index array, e.g. a
+    :class:`~omnijet_lib.data.token_dataset.TokenRows` view that reads from disk.
+    """
+
+    train_sequences: np.ndarray | TokenRows
     train_labels: np.ndarray
     val_sequences: np.ndarray
     val_labels: np.ndarray

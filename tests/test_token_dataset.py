@@ -106,6 +106,10 @@ def test_shards_are_their_concatenation_columns_too(shards, in_memory):
         for name in COLUMNS["jets"]:
             np.testing.assert_array_equal(whole.columns[name], columns[name])
             np.testing.assert_array_equal(part.columns[name], columns[name][indices])
+            np.testing.assert_array_equal(dataset.column(name), columns[name])
+            np.testing.assert_array_equal(dataset.column(name, indices), columns[name][indices])
+        with pytest.raises(KeyError, match="incident_energy"):
+            dataset.column("incident_energy")
         with pytest.raises(IndexError, match="outside the dataset"):
             dataset.read([len(dataset)])
     # a pickled dataset (a DataLoader worker's) reopens its files

@@ -108,6 +108,15 @@ class TokenDataset:
         columns = {name: self._gather(name, indices) for name in COLUMNS[self.content]}
         return TokenSequences(self.sequences(indices), columns, self.codebook_size, self.content)
 
+    def column(self, name: str, indices=None) -> np.ndarray:
+        """A per-sequence column (one of ``COLUMNS[content]``, e.g. ``label``) of rows ``indices``, all by default."""
+        if name not in COLUMNS[self.content]:
+            msg = f"token files of {self.content} have no column {name!r}; they have {sorted(COLUMNS[self.content])}"
+            raise KeyError(msg)
+        if indices is None:  # small (one number a sequence): read whole, shard by shard
+            return np.concatenate([self._dataset(shard, name)[:] for shard in range(len(self.shards))])
+        return self._gather(name, self._checked(indices))
+
     def rows(self, indices=None) -> TokenRows:
         """A view of rows ``indices`` (all by default) for training: ``view[positions]`` -> LongTensor ``(B, T)``."""
         indices = np.arange(len(self)) if indices is None else self._checked(indices)
