@@ -35,7 +35,7 @@ from omnijet_lib.data.jets import (
     Jets,
     check_jets,
 )
-from omnijet_lib.errors import BadDataError, SchemaError
+from omnijet_lib.errors import BadDataError, SchemaError, check_int
 
 SCHEMA = "omnijet-jets"
 SCHEMA_VERSION = 1
@@ -175,6 +175,7 @@ def read_jets(path: str | os.PathLike, *, start: int = 0, stop: int | None = Non
 
 def iter_jets(path: str | os.PathLike, *, chunk_size: int = 100_000) -> Iterator[Jets]:
     """Stream a jet file in batches of at most ``chunk_size`` jets; memory stays bounded."""
+    check_int(chunk_size, "chunk_size", minimum=1)
     with open_jet_file(path) as file:
         n_jets = file["jets/n_constituents"].shape[0]
         first = 0  # index of the chunk's first constituent, carried along so no chunk reads all counts

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.jet_files import JetFileWriter, jet_file_info, read_jets, write_jets
 from omnijet_lib.data.jets import Jets, concatenate, label_index
+from omnijet_lib.errors import check_int
 from omnijet_lib.observables import delta_r, pt_eta_phi_mass
 
 COMMON_SETTINGS = (
@@ -190,10 +191,19 @@ def _default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _chunk_sizes(n_jets: int, chunk_size: int) -> list[int]:
-    if n_jets < 1 or chunk_size < 1:
-        msg = f"n_jets and chunk_size must be positive, got {n_jets} and {chunk_size}"
+def _check_request(process: str, n_jets: int, seed: int, chunk_size: int, n_workers: int | None) -> None:
+    """Refuse bad arguments before anything is written: a run that fails later leaves a parts folder behind."""
+    if process not in PROCESS_SETTINGS:
+        msg = f"unknown process {process!r}; choose from {', '.join(PROCESS_SETTINGS)}"
         raise ValueError(msg)
+    check_int(n_jets, "n_jets", minimum=1)
+    check_int(seed, "seed", minimum=0)  # SeedSequence takes no negative seed
+    check_int(chunk_size, "chunk_size", minimum=1)
+    if n_workers is not None:
+        check_int(n_workers, "n_workers", minimum=1)
+
+
+def _chunk_sizes(n_jets: int, chunk_size: int) -> list[int]:
     full, rest = divmod(n_jets, chunk_size)
     return [chunk_size] * full + ([rest] if rest else [])
 
@@ -229,6 +239,7 @@ def generate_jets(
     selection: JetSelection = JetSelection(),
 ) -> Jets:
     """Generate ``n_jets`` jets of ``process`` ('top' or 'qcd') in memory, on several processes."""
+    _check_request(process, n_jets, seed, chunk_size, n_workers)
     sizes = _chunk_sizes(n_jets, chunk_size)
     n_workers = min(n_workers or _default_workers(), len(sizes))
     bar = tqdm(total=n_jets, desc=f"{process} jets", unit="jet", disable=not progress)
@@ -272,6 +283,7 @@ def generate_jet_file(
     If ``out`` already holds these jets (same process, number, seed and
     settings) nothing is done; if it holds others, :class:`FileExistsError`.
     """
+    _check_request(process, n_jets, seed, chunk_size, n_workers)
     out = Path(out)
     provenance = {
         "generator": "Pythia 8 + FastJet",
