@@ -16,13 +16,16 @@ chunks, then merges them into ``out``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import glob
 import json
 import multiprocessing
 import multiprocessing.pool
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -208,8 +211,32 @@ def _chunk_sizes(n_jets: int, chunk_size: int) -> list[int]:
     return [chunk_size] * full + ([rest] if rest else [])
 
 
-def _ignore_sigint() -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(parent: int) -> None:
+    """Make a worker ignore Ctrl-C and die with its parent, however the parent dies.
+
+    A parent killed with ``kill -9`` cannot terminate its pool; orphaned workers
+    would go on for seconds writing chunks into a parts folder that the next run
+    may already be using.  On Linux the kernel sends the worker SIGKILL when its
+    parent dies (prctl PR_SET_PDEATHSIG); elsewhere a thread polls the parent's pid.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    else:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the above took effect
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -217,10 +244,11 @@ def _pool(n_workers: int) -> Iterator[multiprocessing.pool.Pool]:
     """Worker processes that stop when the block ends, however it ends.
 
     spawn, not fork: a notebook may already hold torch's threads, which fork can
-    deadlock.  Workers ignore Ctrl-C and are terminated by the main process, so an
-    interrupted run leaves no worker behind to write into the next run's chunks.
+    deadlock.  Workers ignore Ctrl-C and are terminated by the main process, and die
+    with it if it is killed outright (:func:`_init_worker`), so an interrupted run
+    leaves no worker behind to write into the next run's chunks.
     """
-    pool = multiprocessing.get_context("spawn").Pool(n_workers, initializer=_ignore_sigint)
+    pool = multiprocessing.get_context("spawn").Pool(n_workers, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         yield pool
     finally:
@@ -318,7 +346,9 @@ def generate_jet_file(
             msg = f"{parts} holds an unfinished run with other settings; delete it or repeat that run's command"
             raise FileExistsError(msg)
         manifest.write_text(json.dumps(identity, indent=1))
-        for stale in parts.glob("*.tmp"):  # chunks that were being written when a run was killed
+        # Chunks, and the final file, that were being written when a run was killed (atomic.temporary_path:
+        # <name>.<pid>.tmp); we hold the lock, so no other run is writing them.
+        for stale in [*parts.glob("*.tmp"), *out.parent.glob(f"{glob.escape(out.name)}.*.tmp")]:
             stale.unlink()
 
         sizes = _chunk_sizes(n_jets, chunk_size)
