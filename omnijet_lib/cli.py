@@ -48,7 +48,7 @@ def _generate_jets(args: argparse.Namespace) -> None:
     info = jet_file_info(path)
     print(
         f"{path}: {info['n_jets']} {args.process} jets; {time.perf_counter() - start:.1f} s wall this run, "
-        f"{info['jets_per_cpu_second']:.1f} jets per CPU-second per process"
+        f"{info['jets_per_worker_second']:.1f} jets per second of one worker process"
     )
 
 

@@ -110,7 +110,7 @@ def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tm
     np.testing.assert_array_equal(resumed.flat_constituents()["eta"], uninterrupted.flat_constituents()["eta"])
     info = jet_file_info(out)
     assert info["seed"] == 3 and info["process"] == "qcd" and "pythia8mc" in info["generator_version"]
-    assert "HardQCD:all = on" in info["pythia_settings"] and info["jets_per_cpu_second"] > 0
+    assert "HardQCD:all = on" in info["pythia_settings"] and info["jets_per_worker_second"] > 0
 
     # The same command again: nothing to do.  Other settings into the same file: refused.
     assert generate_jet_file("qcd", 200, out, seed=3, chunk_size=20) == out

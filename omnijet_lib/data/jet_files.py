@@ -156,11 +156,21 @@ def open_jet_file(path: str | os.PathLike) -> h5py.File:
     return file
 
 
+# Attributes of generated files renamed for what they hold: wall-clock seconds of the workers, not CPU seconds.
+RENAMED_ATTRS = {"cpu_seconds": "worker_seconds", "jets_per_cpu_second": "jets_per_worker_second"}
+
+
 def jet_file_info(path: str | os.PathLike) -> dict:
-    """Number of jets and the provenance attributes of a jet file (JSON attributes decoded)."""
+    """Number of jets and the provenance attributes of a jet file (JSON attributes decoded).
+
+    Files written before an attribute was renamed read under its new name.
+    """
     with open_jet_file(path) as file:
         info = {key: _decode_attr(value) for key, value in file.attrs.items()}
         info["n_jets"] = file["jets/n_constituents"].shape[0]
+    for old, new in RENAMED_ATTRS.items():
+        if old in info:
+            info.setdefault(new, info.pop(old))
     return info
 
 

@@ -310,6 +310,8 @@ def generate_jet_file(
 
     If ``out`` already holds these jets (same process, number, seed and
     settings) nothing is done; if it holds others, :class:`FileExistsError`.
+    The file records ``worker_seconds``, the wall-clock time workers spent on
+    its chunks summed over chunks, and ``jets_per_worker_second``.
     """
     _check_request(process, n_jets, seed, chunk_size, n_workers)
     out = Path(out)
@@ -363,12 +365,14 @@ def generate_jet_file(
                     bar.update(size)
         bar.close()
 
+        # Wall-clock seconds each chunk took in its worker, summed over chunks, whichever worker and run:
+        # CPU time only if every worker had a core to itself.
         seconds = sum(jet_file_info(p)["seconds"] for p in part_paths)
         with JetFileWriter(out, provenance=provenance) as writer:
             for path in part_paths:
                 writer.append(read_jets(path))
-            writer.set_attr("cpu_seconds", seconds)  # summed over chunks, whichever worker and run
-            writer.set_attr("jets_per_cpu_second", n_jets / seconds)
+            writer.set_attr("worker_seconds", seconds)
+            writer.set_attr("jets_per_worker_second", n_jets / seconds)
     shutil.rmtree(parts)
     return out
 
