@@ -64,3 +64,11 @@ class UnknownParameterError(KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BadParameterError(ValueError):
+    """Notebook parameters whose values do not fit their defaults (type or range), all of them named."""
+
+    def __init__(self, problems: Iterable[str], *, notebook: str):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems) + f"\nin notebook {notebook}")
