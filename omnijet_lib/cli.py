@@ -11,8 +11,12 @@ omnijet run-notebook notebooks/04_generation.py --profile quick
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 from omnijet_lib.data.jets import JETCLASS_LABELS
 
@@ -151,10 +155,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a batch system's time limit) acts as Ctrl-C.
+
+    So the same cleanup runs: Pythia workers are stopped, half-written files
+    removed, and papermill shuts down the notebook's kernel, which would
+    otherwise go on training with nobody to read its results.
+    """
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
+    previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with _terminate_as_interrupt():
+            args.func(args)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130

@@ -220,6 +220,74 @@ def test_every_bad_value_is_reported_at_once_before_the_notebook_starts(tmp_path
     assert not list(tmp_path.iterdir()), "nothing is written or run with a bad parameter"
 
 
+SLEEPY_NOTEBOOK = """# %%
+import os
+import time
+from pathlib import Path
+
+# %% tags=["parameters"]
+pid_file = "unused"
+output_dir = "unused"
+
+# %%
+Path(pid_file).write_text(str(os.getpid()))
+time.sleep(120)  # as a long training would
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_is_an_interrupt_within_the_command():
+    """So that ``kill`` or a batch system's time limit runs the cleanup Ctrl-C runs."""
+    import os
+    import signal
+    import time
+
+    from omnijet_lib.cli import _terminate_as_interrupt
+
+    def outside(signum, frame):  # a SIGTERM that escaped the block must not end the test session
+        received.append(signum)
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, outside)
+    try:
+        with pytest.raises(KeyboardInterrupt), _terminate_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at once; never slept through
+        assert signal.getsignal(signal.SIGTERM) is outside and not received  # and is restored after the block
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.slow
+def test_killing_run_notebook_shuts_its_kernel_down(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    notebook, pid_file = tmp_path / "sleepy.py", tmp_path / "kernel.pid"
+    notebook.write_text(SLEEPY_NOTEBOOK)
+    command = [sys.executable, "-m", "omnijet_lib.cli", "run-notebook", str(notebook),
+               "-p", "pid_file", str(pid_file), "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    kernel = int(pid_file.read_text())
+    run.terminate()  # SIGTERM to the command alone
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted" in err  # handled: papermill's cleanup ran
+    deadline = time.monotonic() + 10
+    while _alive(kernel) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(kernel), "the kernel goes on running the notebook"
+
+
 @pytest.mark.slow
 def test_a_cell_past_the_execution_timeout_fails_the_run(tiny_notebook, tmp_path):
     with pytest.raises(Exception, match="(?i)timed? ?out"):
