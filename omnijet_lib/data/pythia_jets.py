@@ -349,8 +349,10 @@ def generate_jet_file(
             raise FileExistsError(msg)
         manifest.write_text(json.dumps(identity, indent=1))
         # Chunks, and the final file, that were being written when a run was killed (atomic.temporary_path:
-        # <name>.<pid>.tmp); we hold the lock, so no other run is writing them.
-        for stale in [*parts.glob("*.tmp"), *out.parent.glob(f"{glob.escape(out.name)}.*.tmp")]:
+        # <name>.<pid>.tmp); we hold the lock, so no other run is writing them.  <name>.<pid>.tmp exactly:
+        # out.parent may hold other files' temporaries.
+        finals = out.parent.glob(f"{glob.escape(out.name)}.*.tmp")
+        for stale in [*parts.glob("*.tmp"), *(p for p in finals if p.name[len(out.name) + 1 : -4].isdigit())]:
             stale.unlink()
 
         sizes = _chunk_sizes(n_jets, chunk_size)
