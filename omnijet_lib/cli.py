@@ -16,12 +16,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from omnijet_lib.data.jets import JETCLASS_LABELS
 
 
-def _at_least(minimum: int):
+def _at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``minimum``, so that a bad count stops the command before it writes anything."""
 
     def parse(text: str) -> int:
