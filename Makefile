@@ -29,10 +29,12 @@ run: install
 demo:
 	$(MAKE) run PROFILE=quick
 
-# pytest exits 5 when it collects no test; say so instead of failing obscurely.
+# pytest exits 5 when it collects no test (a mistyped path or -k in PYTEST_ARGS): that is a failure, not
+# a pass of nothing, and is said plainly.
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS); code=$$?; \
-	if [ $$code -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$code
+	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests (PYTEST_ARGS=$(PYTEST_ARGS)): nothing was tested" >&2; fi; \
+	exit $$code
 
 # JupyterLab on the project, for every user (root too), no browser started: open the URL it prints.
 # lab/ is a Jupyter config dir put first on JUPYTER_CONFIG_PATH: its labconfig/default_setting_overrides.json

@@ -129,7 +129,7 @@ in_top_window = {p: float(np.mean((o["mass"] > 140) & (o["mass"] < 200))) for p,
 dropped = {p: preprocess(j).n_dropped for p, j in jets.items()}
 metrics = {
     "n_jets": {p: len(j) for p, j in jets.items()},
-    "generation_jets_per_cpu_second": {p: info[p]["jets_per_cpu_second"] for p in jets},
+    "generation_jets_per_worker_second": {p: info[p]["jets_per_worker_second"] for p in jets},
     "fraction_mass_140_200": in_top_window,
     "mean_tau21": {p: float(o["tau21"].mean()) for p, o in observables.items()},
     "mean_tau32": {p: float(o["tau32"].mean()) for p, o in observables.items()},

@@ -11,10 +11,34 @@ omnijet run-notebook notebooks/04_generation.py --profile quick
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 
 from omnijet_lib.data.jets import JETCLASS_LABELS
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, so that a bad count stops the command before it writes anything."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            msg = f"must be an integer >= {minimum}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
+COUNT = _at_least(1)  # numbers of jets, chunk and step sizes, workers
+SEED = _at_least(0)  # numpy's SeedSequence takes no negative seed
 
 
 def _generate_jets(args: argparse.Namespace) -> None:
@@ -28,7 +52,7 @@ def _generate_jets(args: argparse.Namespace) -> None:
     info = jet_file_info(path)
     print(
         f"{path}: {info['n_jets']} {args.process} jets; {time.perf_counter() - start:.1f} s wall this run, "
-        f"{info['jets_per_cpu_second']:.1f} jets per CPU-second per process"
+        f"{info['jets_per_worker_second']:.1f} jets per second of one worker process"
     )
 
 
@@ -84,27 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser("generate-jets", help="generate top or QCD jets with Pythia 8 + FastJet (resumable)")
     gen.add_argument("--process", choices=("top", "qcd"), required=True)
-    gen.add_argument("--n", type=int, required=True, help="number of jets")
-    gen.add_argument("--seed", type=int, required=True)
+    gen.add_argument("--n", type=COUNT, required=True, help="number of jets")
+    gen.add_argument("--seed", type=SEED, required=True)
     gen.add_argument("--out", required=True, help="output HDF5 file")
-    gen.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    gen.add_argument("--chunk-size", type=int, default=500, help="jets per resumable chunk")
+    gen.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
+    gen.add_argument("--chunk-size", type=COUNT, default=500, help="jets per resumable chunk")
     gen.set_defaults(func=_generate_jets)
 
     imp = commands.add_parser("import-jetclass", help="convert JetClass ROOT files to the project's HDF5 schema")
     imp.add_argument("files", nargs="+", help="ROOT files or glob patterns (quote them)")
     imp.add_argument("--out", required=True)
     imp.add_argument("--classes", nargs="+", choices=JETCLASS_LABELS, default=None, help="default: all")
-    imp.add_argument("--max-jets", type=int, default=None)
-    imp.add_argument("--step-size", type=int, default=100_000, help="entries read at a time")
+    imp.add_argument("--max-jets", type=COUNT, default=None, help="default: all")
+    imp.add_argument("--step-size", type=COUNT, default=100_000, help="entries read at a time")
     imp.set_defaults(func=_import_jetclass)
 
     sim = commands.add_parser("simulate-showers", help="simulate photon showers in the ILD-like ECAL (GFlash)")
-    sim.add_argument("--n", type=int, required=True, help="number of showers")
+    sim.add_argument("--n", type=COUNT, required=True, help="number of showers")
     sim.add_argument("--energy", type=float, nargs="+", default=[10.0, 100.0], metavar="GEV",
                      help="incident energy: one value, or a range LOW HIGH drawn uniformly (default 10 100)")  # fmt: skip
-    sim.add_argument("--seed", type=int, required=True)
-    sim.add_argument("--max-hits", type=int, default=1700, help="hits kept per shower, the most energetic")
+    sim.add_argument("--seed", type=SEED, required=True)
+    sim.add_argument("--max-hits", type=COUNT, default=1700, help="hits kept per shower, the most energetic")
     sim.add_argument("--out", required=True, help="output HDF5 file (reference shower layout)")
     sim.set_defaults(func=_simulate_showers)
 
@@ -112,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("jets", help="jet or shower file (HDF5), as the tokenizer was trained on")
     tok.add_argument("--tokenizer", required=True, help="saved tokenizer file (.pt)")
     tok.add_argument("--out", required=True, help="output token file (HDF5)")
-    tok.add_argument("--chunk-size", type=int, default=None, help="jets or showers read and encoded at a time")
+    tok.add_argument("--chunk-size", type=COUNT, default=None, help="jets or showers read and encoded at a time")
     tok.set_defaults(func=_tokenize)
 
     run = commands.add_parser("run-notebook", help="execute a jupytext notebook headless with papermill")
@@ -131,10 +155,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a batch system's time limit) acts as Ctrl-C.
+
+    So the same cleanup runs: Pythia workers are stopped, half-written files
+    removed, and papermill shuts down the notebook's kernel, which would
+    otherwise go on training with nobody to read its results.
+    """
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
+    previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with _terminate_as_interrupt():
+            args.func(args)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130

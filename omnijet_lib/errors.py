@@ -8,6 +8,7 @@ callers can catch them as ``KeyError`` / ``ValueError`` without importing us.
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Iterable
 
 
@@ -16,6 +17,18 @@ def _choices(name: str, available: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, available, n=3)
     shown = close + [a for a in available if a not in close]
     return ", ".join(repr(a) for a in shown) or "(none)"
+
+
+def check_int(value: object, name: str, *, minimum: int) -> None:
+    """Refuse anything but an integer >= ``minimum``, naming the argument ``name``.
+
+    Counts and sizes are checked before anything is written: a negative count
+    otherwise slices from the end, and a zero step never advances.  ``True`` is
+    not a count, though Python's bool is an int.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        msg = f"{name} must be an integer >= {minimum}, got {value!r}"
+        raise ValueError(msg)
 
 
 class SchemaError(KeyError):
@@ -51,3 +64,11 @@ class UnknownParameterError(KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BadParameterError(ValueError):
+    """Notebook parameters whose values do not fit their defaults (type or range), all of them named."""
+
+    def __init__(self, problems: Iterable[str], *, notebook: str):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems) + f"\nin notebook {notebook}")

@@ -13,18 +13,21 @@ Parameter profiles are YAML files, one per notebook, in
 defaults, ``paper`` the papers' settings for a GPU node.
 
 :func:`run_notebook` converts a notebook to ``.ipynb``, checks the given
-parameters against its parameters cell (an unknown name is an error, not a
-silently ignored value) and executes it with papermill.
+parameters against its parameters cell (an unknown name, or a value that does
+not fit the default's type or range, is an error before anything runs: not a
+silently ignored value, nor a traceback halfway) and executes it with papermill.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 
-from omnijet_lib.errors import UnknownParameterError
+from omnijet_lib.errors import BadParameterError, UnknownParameterError
 
 KERNEL = "python3"
 PROFILES_DIR = "notebooks/profiles"
@@ -137,7 +140,15 @@ def to_ipynb(notebook: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, object]:
-    """Names and default values of the ``parameters`` cell of a notebook (.py or .ipynb)."""
+    """Names and default values of the ``parameters`` cell of a notebook (.py or .ipynb).
+
+    A default that is an expression, e.g. ``os.cpu_count()``, is given as its text.
+    """
+    return _parameters_cell(notebook)[0]
+
+
+def _parameters_cell(notebook: str | os.PathLike) -> tuple[dict[str, object], set[str]]:
+    """The defaults of a notebook's parameters, and the names of those whose default is an expression."""
     import jupytext
 
     nb = jupytext.read(notebook)
@@ -146,6 +157,7 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, object]:
         msg = f"{notebook} must have exactly one cell tagged 'parameters', found {len(cells)}"
         raise ValueError(msg)
     defaults: dict[str, object] = {}
+    expressions: set[str] = set()
     for statement in ast.parse(cells[0].source).body:  # parsed, never executed
         if isinstance(statement, (ast.Assign, ast.AnnAssign)):
             targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
@@ -153,9 +165,83 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, object]:
                 if isinstance(target, ast.Name):
                     try:
                         defaults[target.id] = ast.literal_eval(statement.value)
+                        expressions.discard(target.id)
                     except ValueError:  # an expression, e.g. os.cpu_count(): its text stands in
                         defaults[target.id] = ast.unparse(statement.value)
-    return defaults
+                        expressions.add(target.id)
+    return defaults, expressions
+
+
+# Integer parameters whose default is positive are counts and sizes: 0 or less is refused before the
+# notebook starts, rather than failing (or running empty) halfway.  Seeds may be 0, and so may these,
+# for which 0 means "none" (their comments in the parameters cells say so).
+ZERO_MEANS_NONE = frozenset({"monitor_jets"})
+
+
+def _is_seed(name: str) -> bool:
+    return name == "seed" or name.endswith("_seed")
+
+
+def check_parameters(parameters: dict[str, object], notebook: str | os.PathLike) -> dict[str, object]:
+    """``parameters`` checked against the defaults of the notebook's parameters cell; returns them ready to pass.
+
+    A value must have its default's type: an integer where the default is one
+    (``True`` is not one), a number where it is a float, text where it is text.
+    A list parameter may be given as a list, as text (read by :func:`list_parameter`,
+    and passed on as the list) or as one value.  A default of ``None``, or an
+    expression, says nothing about the type: anything goes.  Counts must be >= 1
+    (see :data:`ZERO_MEANS_NONE`), seeds >= 0, floats finite.  Every problem is
+    reported at once, in a :class:`BadParameterError`; an unknown name is an
+    :class:`UnknownParameterError`.
+    """
+    defaults, expressions = _parameters_cell(notebook)
+    unknown = [name for name in parameters if name not in defaults]
+    if unknown:
+        raise UnknownParameterError(unknown, defaults, notebook=str(notebook))
+    checked, problems = {}, []
+    for name, value in parameters.items():
+        default = defaults[name]
+        try:
+            checked[name] = value if default is None or name in expressions else _check_value(name, value, default)
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise BadParameterError(problems, notebook=str(notebook))
+    return checked
+
+
+def _check_value(name: str, value: object, default: object) -> object:
+    """``value`` of parameter ``name``, if it fits ``default``'s type and range; else a ValueError saying why."""
+
+    def refuse(expected: str) -> ValueError:
+        return ValueError(f"parameter {name!r} = {value!r} ({type(value).__name__}): expected {expected}")
+
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise refuse(f"true or false (its default is {default!r})")
+    elif isinstance(default, int):
+        if not (is_number and isinstance(value, numbers.Integral)):
+            raise refuse(f"an integer (its default is {default!r})")
+        minimum = 0 if _is_seed(name) or name in ZERO_MEANS_NONE else 1
+        if default > 0 and value < minimum:
+            raise refuse(f"an integer >= {minimum} (its default is {default!r})")
+    elif isinstance(default, float):
+        if not is_number:  # an integer is a float too
+            raise refuse(f"a number (its default is {default!r})")
+        if not math.isfinite(value):
+            raise refuse(f"a finite number (its default is {default!r})")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise refuse(f"text (its default is {default!r})")
+    elif isinstance(default, (list, tuple)):
+        if isinstance(value, str):
+            return list_parameter(value, name)  # a list the notebook receives as a list, or a clear error now
+        if not (isinstance(value, (list, tuple)) or is_number):
+            raise refuse(f"a list, or one value (its default is {list(default)!r})")
+    elif not isinstance(value, type(default)):
+        raise refuse(f"a {type(default).__name__} (its default is {default!r})")
+    return value
 
 
 def run_notebook(
@@ -187,11 +273,10 @@ def run_notebook(
     merged: dict[str, object] = {}
     for path in [*files, *parameter_files]:
         merged |= read_parameter_file(path)
-    parameters = merged | dict(parameters or {})
+    # Checked before anything is written or run: a bad value would otherwise fail halfway, after the notebook
+    # has made folders (a half-generated data set, a run directory) that then stand in the way of the right one.
+    parameters = check_parameters(merged | dict(parameters or {}), notebook)
     defaults = notebook_parameters(notebook)
-    unknown = [name for name in parameters if name not in defaults]
-    if unknown:
-        raise UnknownParameterError(unknown, defaults, notebook=str(notebook))
     if output_dir is not None:
         parameters["output_dir"] = str(Path(output_dir).resolve())
     out_dir = Path(str(parameters.get("output_dir", defaults.get("output_dir", "runs"))))

@@ -28,6 +28,14 @@ def test_write_read_round_trip_and_streaming(tmp_path):
     assert info["label_names"][8] == "Tbqq"
 
 
+def test_older_files_read_under_the_renamed_attributes(tmp_path):
+    """Generated files stored a wall-clock rate as jets_per_cpu_second; they read as jets_per_worker_second."""
+    old = {"cpu_seconds": 12.0, "jets_per_cpu_second": 5.0}
+    info = jet_file_info(write_jets(tmp_path / "old.h5", make_jets([3, 4]), provenance=old))
+    assert info["worker_seconds"] == 12.0 and info["jets_per_worker_second"] == 5.0
+    assert not set(old) & set(info)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.h5"):
         read_jets(tmp_path / "nothere.h5")

@@ -99,3 +99,23 @@ def test_import_command_reports_errors_cleanly(tmp_path, capsys):
     assert main(["import-jetclass", str(tmp_path / "none_*.root"), "--out", str(tmp_path / "x.h5")]) == 2
     assert "no JetClass file matches" in capsys.readouterr().err
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("limits", "match"),
+    [
+        ({"max_jets": -5}, "max_jets must be an integer >= 1, got -5"),  # was: 25 of 30 jets, silently
+        ({"max_jets": 0}, "max_jets must be an integer >= 1, got 0"),  # was: "no jets of classes ..."
+        ({"step_size": 0}, "step_size must be an integer >= 1, got 0"),  # was: "range() arg 3 must not be zero"
+        ({"step_size": -1}, "step_size must be an integer >= 1, got -1"),
+    ],
+)
+def test_bad_limits_are_refused_before_anything_is_written(tmp_path, limits, match):
+    write_jetclass_file(tmp_path / "TTBar_000.root", 30, classes=("Tbqq",))
+    with pytest.raises(ValueError, match=match):
+        read_jetclass(tmp_path / "TTBar_*.root", **limits)
+    with pytest.raises(ValueError, match=match):
+        iter_jetclass(tmp_path / "TTBar_*.root", **limits)  # at the call, not at the first batch
+    with pytest.raises(ValueError, match=match):
+        import_jetclass(tmp_path / "TTBar_*.root", tmp_path / "out" / "jetclass.h5", **limits)
+    assert [p.name for p in tmp_path.iterdir()] == ["TTBar_000.root"]

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from omnijet_lib.errors import UnknownParameterError
+from omnijet_lib.errors import BadParameterError, UnknownParameterError
 from omnijet_lib.notebooks import (
+    check_parameters,
     list_parameter,
     notebook_parameters,
     profile_file,
@@ -31,6 +32,12 @@ def test_every_notebook_has_a_file_in_every_profile_naming_only_its_parameters(p
         unknown = set(values) - set(notebook_parameters(notebook))
         assert not unknown, f"{profile_file(profile, notebook)} sets unknown parameters {sorted(unknown)}"
         assert values, f"{profile}/{notebook.stem}.yaml is empty"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_passes_the_parameter_checks(profile):
+    for notebook in NOTEBOOKS:
+        check_parameters(read_profile(profile, notebook), notebook)
 
 
 def test_cpu_profile_is_the_notebooks_defaults():
@@ -135,6 +142,150 @@ def test_runner_refuses_unknown_names_in_a_parameter_file(tiny_notebook, tmp_pat
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="mapping of parameter names"):
         read_parameter_file(tmp_path / "list.yaml")
+
+
+TYPED_NOTEBOOK = """# %% tags=["parameters"]
+n_items = 10
+seed = 1
+monitor_jets = 500  # 0: no monitor
+offset = -3
+rate = 0.5
+fast = True
+name = "a"
+sizes = [1, 2]
+energy = (10.0, 100.0)
+limit = None
+workers = os.cpu_count()
+output_dir = "unused"
+"""
+
+
+@pytest.fixture
+def typed_notebook(tmp_path):
+    path = tmp_path / "typed.py"
+    path.write_text(TYPED_NOTEBOOK)
+    return path
+
+
+def test_values_of_the_defaults_types_and_ranges_pass(typed_notebook):
+    good = {
+        "n_items": 1, "seed": 0, "monitor_jets": 0, "offset": -10, "rate": 2, "fast": False, "name": "b",
+        "sizes": [3], "energy": 50.0, "limit": "anything", "workers": 3,
+    }  # fmt: skip
+    assert check_parameters(good, typed_notebook) == good  # an int where a float is expected is a number
+    # A list given as text reaches the notebook as the list (papermill's -p would pass the text).
+    assert check_parameters({"sizes": "4,5", "energy": "[20, 30]"}, typed_notebook) == {
+        "sizes": [4, 5],
+        "energy": [20, 30],
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("n_items", "abc", "an integer"),
+        ("n_items", 2.5, "an integer"),
+        ("n_items", True, "an integer"),  # Python's bool is an int, but not a count
+        ("n_items", 0, "an integer >= 1"),
+        ("n_items", -5, "an integer >= 1"),
+        ("seed", -1, "an integer >= 0"),
+        ("monitor_jets", -1, "an integer >= 0"),
+        ("rate", "fast", "a number"),
+        ("rate", float("nan"), "a finite number"),
+        ("fast", 1, "true or false"),
+        ("name", 512, "text"),
+        ("sizes", {"a": 1}, "a list, or one value"),
+        ("sizes", "[1, 2", "cannot read"),
+    ],
+)
+def test_a_value_of_another_type_or_out_of_range_is_refused(typed_notebook, name, value, expected):
+    with pytest.raises(BadParameterError) as err:
+        check_parameters({name: value}, typed_notebook)
+    message = str(err.value)
+    assert f"parameter {name!r}" in message and expected in message and "typed.py" in message
+    if expected != "cannot read":  # list_parameter's own message names the value in its own words
+        assert f"= {value!r} ({type(value).__name__})" in message
+
+
+def test_every_bad_value_is_reported_at_once_before_the_notebook_starts(tmp_path, capsys):
+    """Was: a papermill traceback halfway through notebook 01, and a parts folder of jets left behind."""
+    from omnijet_lib.cli import main
+
+    with pytest.raises(BadParameterError) as err:
+        run_notebook(NOTEBOOKS[0], parameters={"n_jets": "abc", "n_jets_drawn": -5}, output_dir=tmp_path / "out")
+    assert "'n_jets' = 'abc' (str): expected an integer" in str(err.value)
+    assert "'n_jets_drawn' = -5 (int): expected an integer >= 1" in str(err.value)
+    assert main(["run-notebook", str(NOTEBOOKS[0]), "-p", "n_jets", "-5", "--output-dir", str(tmp_path / "out")]) == 2
+    assert "error: parameter 'n_jets' = -5 (int): expected an integer >= 1" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "nothing is written or run with a bad parameter"
+
+
+SLEEPY_NOTEBOOK = """# %%
+import os
+import time
+from pathlib import Path
+
+# %% tags=["parameters"]
+pid_file = "unused"
+output_dir = "unused"
+
+# %%
+Path(pid_file).write_text(str(os.getpid()))
+time.sleep(120)  # as a long training would
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_is_an_interrupt_within_the_command():
+    """So that ``kill`` or a batch system's time limit runs the cleanup Ctrl-C runs."""
+    import os
+    import signal
+    import time
+
+    from omnijet_lib.cli import _terminate_as_interrupt
+
+    def outside(signum, frame):  # a SIGTERM that escaped the block must not end the test session
+        received.append(signum)
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, outside)
+    try:
+        with pytest.raises(KeyboardInterrupt), _terminate_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at once; never slept through
+        assert signal.getsignal(signal.SIGTERM) is outside and not received  # and is restored after the block
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.slow
+def test_killing_run_notebook_shuts_its_kernel_down(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    notebook, pid_file = tmp_path / "sleepy.py", tmp_path / "kernel.pid"
+    notebook.write_text(SLEEPY_NOTEBOOK)
+    command = [sys.executable, "-m", "omnijet_lib.cli", "run-notebook", str(notebook),
+               "-p", "pid_file", str(pid_file), "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    kernel = int(pid_file.read_text())
+    run.terminate()  # SIGTERM to the command alone
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted" in err  # handled: papermill's cleanup ran
+    deadline = time.monotonic() + 10
+    while _alive(kernel) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(kernel), "the kernel goes on running the notebook"
 
 
 @pytest.mark.slow

@@ -215,7 +215,7 @@ def _check_01_data(metrics):
     assert {"jet_mass.png", "jet_tau32.png", "constituent_eta_rel.png", "jet_displays.png"} <= set(metrics["figures"])
     assert metrics["fraction_mass_140_200"]["top"] > metrics["fraction_mass_140_200"]["qcd"]
     assert metrics["mean_tau32"]["top"] < metrics["mean_tau32"]["qcd"]
-    assert all(rate > 0 for rate in metrics["generation_jets_per_cpu_second"].values())
+    assert all(rate > 0 for rate in metrics["generation_jets_per_worker_second"].values())
 
 
 def _check_02_tokenization_quality(metrics):

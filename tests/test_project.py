@@ -1,9 +1,11 @@
 """The documented usage holds: install files agree, README commands exist, CI runs them."""
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from omnijet_lib.cli import build_parser
@@ -33,6 +35,25 @@ def test_readme_commands_are_the_makefile_and_ci_commands():
     # Every notebook in the repository is part of the main job.
     main_job = re.search(r"^NOTEBOOKS := (.*)$", makefile, re.M).group(1).split()
     assert main_job == sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
+
+
+@pytest.mark.parametrize(("pytest_exit", "make_fails"), [(5, True), (0, False), (1, True)])
+def test_make_test_fails_when_no_test_is_collected(tmp_path, pytest_exit, make_fails):
+    """A PYTEST_ARGS that selects nothing must not pass as a green run.  pytest is a stand-in exiting as told."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f"#!/bin/sh\nexit {pytest_exit}\n")
+    (venv / "bin" / "python").chmod(0o755)
+    installed = venv / ".installed"
+    installed.touch()
+    run = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "-o", str(installed), "test", f"VENV={venv}", "PYTEST_ARGS=-k nothing"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (run.returncode != 0) == make_fails
+    assert ("collected no tests" in run.stderr) == (pytest_exit == 5)
+    if pytest_exit == 5:
+        assert "PYTEST_ARGS=-k nothing" in run.stderr
 
 
 def test_readme_omnijet_commands_parse():

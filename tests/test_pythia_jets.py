@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +50,26 @@ def _hear_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _living_children(pid: int) -> list[int]:
+    """Processes (zombies aside) whose parent is ``pid``, from Linux's /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):  # the process ended meanwhile
+            continue
+        if int(parent) == pid and state != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("interruption", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tmp_path, interruption):
     out = tmp_path / "qcd.h5"
@@ -61,14 +82,27 @@ def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tm
     # 10 chunks, so that a test process starved of CPU (a loaded machine) still catches the run part-way
     while len(list(parts.glob("chunk_*.h5"))) < 2 and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.02)
-    os.killpg(run.pid, interruption)  # Ctrl-C reaches the whole process group; kill -9 allows no cleanup
+    workers = _living_children(run.pid)
+    if interruption == signal.SIGINT:
+        os.killpg(run.pid, interruption)  # Ctrl-C reaches the whole process group
+    else:
+        os.kill(run.pid, interruption)  # kill -9 of the command alone: it can stop nothing, its workers must die too
     assert run.wait(timeout=30) != 0
     finished = len(list(parts.glob("chunk_*.h5")))
+    # A worker left alone would finish its chunk (a second or two) and write it; it must die at once instead.
+    deadline = time.monotonic() + 1
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers and not any(_alive(pid) for pid in workers), "workers outlive the run"
+    time.sleep(2)
+    assert len(list(parts.glob("chunk_*.h5"))) == finished, "chunks written after the run was killed"
     assert 2 <= finished < 10, "the run should have been killed part-way"
     assert not out.exists(), "no final file before the run completes"
 
+    stale = tmp_path / "qcd.h5.999999.tmp"  # what a run killed while merging the chunks leaves
+    stale.write_bytes(b"half a file")
     subprocess.run(_generate_command(out), check=True, capture_output=True)
-    assert out.exists() and not parts.exists()
+    assert out.exists() and not parts.exists() and not stale.exists()
     resumed = read_jets(out)
     uninterrupted = generate_jets("qcd", 200, seed=3, chunk_size=20, n_workers=2, progress=False)
     assert len(resumed) == 200
@@ -76,7 +110,7 @@ def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tm
     np.testing.assert_array_equal(resumed.flat_constituents()["eta"], uninterrupted.flat_constituents()["eta"])
     info = jet_file_info(out)
     assert info["seed"] == 3 and info["process"] == "qcd" and "pythia8mc" in info["generator_version"]
-    assert "HardQCD:all = on" in info["pythia_settings"] and info["jets_per_cpu_second"] > 0
+    assert "HardQCD:all = on" in info["pythia_settings"] and info["jets_per_worker_second"] > 0
 
     # The same command again: nothing to do.  Other settings into the same file: refused.
     assert generate_jet_file("qcd", 200, out, seed=3, chunk_size=20) == out

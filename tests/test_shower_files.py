@@ -132,6 +132,36 @@ def test_bad_values_are_reported_with_the_file(tmp_path, value, match):
         list(iter_showers(path, chunk_size=1))
 
 
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"x": 2.5}, r"shower 1 has 1 hit\(s\) whose x, y, z are not whole cell indices \(first: \(2\.5, "),
+        ("duplicate", r"shower 1 has 1 hit\(s\) in a cell that already holds one \(first: cell \("),
+    ],
+    ids=["between-cells", "two-hits-in-a-cell"],
+)
+def test_a_shower_file_holds_one_hit_per_whole_cell(tmp_path, change, match):
+    """A file is a calorimeter's readout; continuous or shared cells would be binned wrongly without a word."""
+    showers = make_showers([3, 4])
+    hits = showers.hits.copy()
+    slots = np.flatnonzero(hits[1, :, 3] > 0)
+    if change == "duplicate":
+        hits[1, slots[1], :3] = hits[1, slots[0], :3]
+    else:
+        hits[1, slots[0], 0] = change["x"]
+    bad = Showers(hits, showers.incident_energy)
+    with pytest.raises(BadDataError, match=match + r".*written to .*s\.h5.*voxelise"):
+        write_showers(tmp_path / "s.h5", bad)
+    assert not list(tmp_path.iterdir())
+    path = write_showers(tmp_path / "s.h5", showers)
+    with h5py.File(path, "a") as f:  # a file written elsewhere
+        f["showers"][...] = hits
+    with pytest.raises(BadDataError, match=match + r".*s\.h5 \(showers 0:2\)"):
+        read_showers(path)
+    with pytest.raises(BadDataError, match=r"shower 0 has 1 hit.*s\.h5 \(showers 1:2, numbered from 1\)"):
+        list(iter_showers(path, chunk_size=1))
+
+
 def test_an_aborted_write_leaves_no_file(tmp_path):
     path = tmp_path / "s.h5"
     with pytest.raises(RuntimeError), ShowerFileWriter(path) as writer:

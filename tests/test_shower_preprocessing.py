@@ -157,6 +157,17 @@ def test_edges_and_outside_are_clipped_into_the_grid():
     assert after.hits[0, 2, :3].tolist() == [0, 0, 0]
 
 
+def test_voxelise_reports_how_many_hits_it_clipped():
+    hits = [
+        [[-0.5, 3, 3, 1.0], [29.5, 3, 3, 1.0], [3, -0.6, 3, 1.0], [3, 3, 40.0, 1.0], [99.0, 3, 3, 0.0]],  # padding
+        [[0, 0, 0, 1.0], [29.4, 29.4, 29.4, 1.0], [0, 0, 0, 0.0], [0, 0, 0, 0.0], [0, 0, 0, 0.0]],
+    ]
+    before = _showers(hits)
+    after, clipped = voxelise(before, return_clipped=True)
+    assert clipped.tolist() == [3, 0]  # -0.5 rounds to cell 0; 29.5 rounds to 30, outside
+    np.testing.assert_array_equal(after.hits, voxelise(before).hits)  # the default returns the showers alone
+
+
 def test_random_continuous_showers_match_the_documented_rule():
     rng = np.random.default_rng(4)
     n, width = 12, 400

@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import make_jets
 
 from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.jets import concatenate
 from omnijet_lib.data.preprocessing import PreprocessingConfig, preprocess
-from omnijet_lib.data.token_files import read_token_file, tokenize_jet_file
+from omnijet_lib.data.token_files import read_token_file, tokenize_file, tokenize_jet_file, write_token_file
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.tokenizers import (
     PAD,
@@ -250,6 +251,24 @@ def test_cli_tokenize(pythia_jets, tmp_path, capsys):
         == 2
     )
     assert "tokenizer file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3])
+def test_a_bad_chunk_size_is_refused_before_anything_is_written(tmp_path, chunk_size):
+    jets = make_jets([5, 8, 3])
+    jet_path = write_jets(tmp_path / "jets.h5", jets)
+    pre = preprocess(jets)
+    tok_path = BinnedTokenizer(BinnedConfig((5, 5, 5))).fit(pre.features, pre.mask).save(tmp_path / "tok.pt")
+    out = tmp_path / "tokens" / "t.h5"
+    for tokenize in (tokenize_file, tokenize_jet_file):  # was: "range() arg 3 must not be zero", UnboundLocalError
+        with pytest.raises(ValueError, match=f"chunk_size must be an integer >= 1, got {chunk_size}"):
+            tokenize(jet_path, tok_path, out, chunk_size=chunk_size, progress=False)
+    assert not out.parent.exists()
+    # Fewer sequences than announced is an error naming the count, however few (none at all included).
+    tok = load_tokenizer(tok_path)
+    with pytest.raises(BadDataError, match="expected 3 jets from jets.h5, got 0"):
+        write_token_file(out, iter([]), n=3, content="jets", tokenizer=tok, source="jets.h5", progress=False)
+    assert not list(out.parent.iterdir())
 
 
 # --- token space -------------------------------------------------------------

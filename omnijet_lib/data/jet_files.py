@@ -35,7 +35,7 @@ from omnijet_lib.data.jets import (
     Jets,
     check_jets,
 )
-from omnijet_lib.errors import BadDataError, SchemaError
+from omnijet_lib.errors import BadDataError, SchemaError, check_int
 
 SCHEMA = "omnijet-jets"
 SCHEMA_VERSION = 1
@@ -156,11 +156,21 @@ def open_jet_file(path: str | os.PathLike) -> h5py.File:
     return file
 
 
+# Attributes of generated files renamed for what they hold: wall-clock seconds of the workers, not CPU seconds.
+RENAMED_ATTRS = {"cpu_seconds": "worker_seconds", "jets_per_cpu_second": "jets_per_worker_second"}
+
+
 def jet_file_info(path: str | os.PathLike) -> dict:
-    """Number of jets and the provenance attributes of a jet file (JSON attributes decoded)."""
+    """Number of jets and the provenance attributes of a jet file (JSON attributes decoded).
+
+    Files written before an attribute was renamed read under its new name.
+    """
     with open_jet_file(path) as file:
         info = {key: _decode_attr(value) for key, value in file.attrs.items()}
         info["n_jets"] = file["jets/n_constituents"].shape[0]
+    for old, new in RENAMED_ATTRS.items():
+        if old in info:
+            info.setdefault(new, info.pop(old))
     return info
 
 
@@ -175,6 +185,7 @@ def read_jets(path: str | os.PathLike, *, start: int = 0, stop: int | None = Non
 
 def iter_jets(path: str | os.PathLike, *, chunk_size: int = 100_000) -> Iterator[Jets]:
     """Stream a jet file in batches of at most ``chunk_size`` jets; memory stays bounded."""
+    check_int(chunk_size, "chunk_size", minimum=1)
     with open_jet_file(path) as file:
         n_jets = file["jets/n_constituents"].shape[0]
         first = 0  # index of the chunk's first constituent, carried along so no chunk reads all counts

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.jet_files import JetFileWriter
 from omnijet_lib.data.jets import JETCLASS_LABELS, Jets, concatenate, label_index
-from omnijet_lib.errors import BadDataError, SchemaError
+from omnijet_lib.errors import BadDataError, SchemaError, check_int
 from omnijet_lib.observables import pt_eta_phi_mass
 
 TREE = "tree"
@@ -58,10 +58,16 @@ def iter_jetclass(
     """Stream jets of the chosen ``classes`` (e.g. ``["Tbqq", "QCD"]``; all by default).
 
     Yields batches of at most ``step_size`` entries' worth of jets and stops after
-    ``max_jets`` jets in total.
+    ``max_jets`` jets in total.  Bad arguments and missing files are errors at the
+    call, not at the first batch.
     """
+    _check_limits(max_jets, step_size)
     paths = expand_paths(patterns)
     wanted = np.array(sorted({label_index(c) for c in classes}) if classes else range(len(JETCLASS_LABELS)))
+    return _iter_jetclass(paths, wanted, max_jets, step_size, progress)
+
+
+def _iter_jetclass(paths: list[Path], wanted: np.ndarray, max_jets, step_size: int, progress: bool) -> Iterator[Jets]:
     n_yielded = 0
     bar = tqdm(total=max_jets, desc="JetClass jets", unit="jet", disable=not progress)
     for path in paths:
@@ -97,6 +103,7 @@ def import_jetclass(
     patterns, out: str | os.PathLike, *, classes=None, max_jets: int | None = None, step_size: int = 100_000
 ) -> Path:
     """Convert JetClass ROOT files to the project's HDF5 schema, chunk by chunk."""
+    _check_limits(max_jets, step_size)  # before the output file is begun
     paths = expand_paths(patterns)
     provenance = {
         "generator": "JetClass (MadGraph5_aMC@NLO + Pythia 8 + Delphes CMS card)",
@@ -112,6 +119,14 @@ def import_jetclass(
             msg = f"no jets of classes {provenance['classes']} in {', '.join(provenance['source_files'])}"
             raise BadDataError(msg)
     return Path(out)
+
+
+def _check_limits(max_jets: int | None, step_size: int) -> None:
+    # A negative max_jets would slice jets off the end of each batch and 0 would read nothing;
+    # a step of 0 or less never advances.
+    if max_jets is not None:
+        check_int(max_jets, "max_jets", minimum=1)
+    check_int(step_size, "step_size", minimum=1)
 
 
 def _check_schema(path: Path) -> None:

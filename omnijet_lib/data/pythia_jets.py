@@ -16,13 +16,16 @@ chunks, then merges them into ``out``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import glob
 import json
 import multiprocessing
 import multiprocessing.pool
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -35,6 +38,7 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.jet_files import JetFileWriter, jet_file_info, read_jets, write_jets
 from omnijet_lib.data.jets import Jets, concatenate, label_index
+from omnijet_lib.errors import check_int
 from omnijet_lib.observables import delta_r, pt_eta_phi_mass
 
 COMMON_SETTINGS = (
@@ -190,16 +194,49 @@ def _default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _chunk_sizes(n_jets: int, chunk_size: int) -> list[int]:
-    if n_jets < 1 or chunk_size < 1:
-        msg = f"n_jets and chunk_size must be positive, got {n_jets} and {chunk_size}"
+def _check_request(process: str, n_jets: int, seed: int, chunk_size: int, n_workers: int | None) -> None:
+    """Refuse bad arguments before anything is written: a run that fails later leaves a parts folder behind."""
+    if process not in PROCESS_SETTINGS:
+        msg = f"unknown process {process!r}; choose from {', '.join(PROCESS_SETTINGS)}"
         raise ValueError(msg)
+    check_int(n_jets, "n_jets", minimum=1)
+    check_int(seed, "seed", minimum=0)  # SeedSequence takes no negative seed
+    check_int(chunk_size, "chunk_size", minimum=1)
+    if n_workers is not None:
+        check_int(n_workers, "n_workers", minimum=1)
+
+
+def _chunk_sizes(n_jets: int, chunk_size: int) -> list[int]:
     full, rest = divmod(n_jets, chunk_size)
     return [chunk_size] * full + ([rest] if rest else [])
 
 
-def _ignore_sigint() -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(parent: int) -> None:
+    """Make a worker ignore Ctrl-C and die with its parent, however the parent dies.
+
+    A parent killed with ``kill -9`` cannot terminate its pool; orphaned workers
+    would go on for seconds writing chunks into a parts folder that the next run
+    may already be using.  On Linux the kernel sends the worker SIGKILL when its
+    parent dies (prctl PR_SET_PDEATHSIG); elsewhere a thread polls the parent's pid.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    else:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the above took effect
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -207,10 +244,11 @@ def _pool(n_workers: int) -> Iterator[multiprocessing.pool.Pool]:
     """Worker processes that stop when the block ends, however it ends.
 
     spawn, not fork: a notebook may already hold torch's threads, which fork can
-    deadlock.  Workers ignore Ctrl-C and are terminated by the main process, so an
-    interrupted run leaves no worker behind to write into the next run's chunks.
+    deadlock.  Workers ignore Ctrl-C and are terminated by the main process, and die
+    with it if it is killed outright (:func:`_init_worker`), so an interrupted run
+    leaves no worker behind to write into the next run's chunks.
     """
-    pool = multiprocessing.get_context("spawn").Pool(n_workers, initializer=_ignore_sigint)
+    pool = multiprocessing.get_context("spawn").Pool(n_workers, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         yield pool
     finally:
@@ -229,6 +267,7 @@ def generate_jets(
     selection: JetSelection = JetSelection(),
 ) -> Jets:
     """Generate ``n_jets`` jets of ``process`` ('top' or 'qcd') in memory, on several processes."""
+    _check_request(process, n_jets, seed, chunk_size, n_workers)
     sizes = _chunk_sizes(n_jets, chunk_size)
     n_workers = min(n_workers or _default_workers(), len(sizes))
     bar = tqdm(total=n_jets, desc=f"{process} jets", unit="jet", disable=not progress)
@@ -271,7 +310,10 @@ def generate_jet_file(
 
     If ``out`` already holds these jets (same process, number, seed and
     settings) nothing is done; if it holds others, :class:`FileExistsError`.
+    The file records ``worker_seconds``, the wall-clock time workers spent on
+    its chunks summed over chunks, and ``jets_per_worker_second``.
     """
+    _check_request(process, n_jets, seed, chunk_size, n_workers)
     out = Path(out)
     provenance = {
         "generator": "Pythia 8 + FastJet",
@@ -306,7 +348,11 @@ def generate_jet_file(
             msg = f"{parts} holds an unfinished run with other settings; delete it or repeat that run's command"
             raise FileExistsError(msg)
         manifest.write_text(json.dumps(identity, indent=1))
-        for stale in parts.glob("*.tmp"):  # chunks that were being written when a run was killed
+        # Chunks, and the final file, that were being written when a run was killed (atomic.temporary_path:
+        # <name>.<pid>.tmp); we hold the lock, so no other run is writing them.  <name>.<pid>.tmp exactly:
+        # out.parent may hold other files' temporaries.
+        finals = out.parent.glob(f"{glob.escape(out.name)}.*.tmp")
+        for stale in [*parts.glob("*.tmp"), *(p for p in finals if p.name[len(out.name) + 1 : -4].isdigit())]:
             stale.unlink()
 
         sizes = _chunk_sizes(n_jets, chunk_size)
@@ -321,12 +367,14 @@ def generate_jet_file(
                     bar.update(size)
         bar.close()
 
+        # Wall-clock seconds each chunk took in its worker, summed over chunks, whichever worker and run:
+        # CPU time only if every worker had a core to itself.
         seconds = sum(jet_file_info(p)["seconds"] for p in part_paths)
         with JetFileWriter(out, provenance=provenance) as writer:
             for path in part_paths:
                 writer.append(read_jets(path))
-            writer.set_attr("cpu_seconds", seconds)  # summed over chunks, whichever worker and run
-            writer.set_attr("jets_per_cpu_second", n_jets / seconds)
+            writer.set_attr("worker_seconds", seconds)
+            writer.set_attr("jets_per_worker_second", n_jets / seconds)
     shutil.rmtree(parts)
     return out
 

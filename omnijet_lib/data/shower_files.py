@@ -29,7 +29,7 @@ import numpy as np
 
 from omnijet_lib.atomic import temporary_path
 from omnijet_lib.data.jet_files import _decode_attr, open_hdf5
-from omnijet_lib.data.showers import HIT_FEATURES, Showers, check_showers
+from omnijet_lib.data.showers import GRID_SIZE, HIT_FEATURES, Showers, check_showers
 from omnijet_lib.errors import BadDataError, SchemaError
 
 SCHEMA = "omnijet-showers"
@@ -95,6 +95,7 @@ class ShowerFileWriter:
 
     def append(self, showers: Showers) -> None:
         check_showers(showers, source=f"showers written to {self.path}")
+        check_cells(showers, source=f"showers written to {self.path}")
         start, stop = self.n_showers, self.n_showers + len(showers)
         self.max_hits = max(self.max_hits, showers.max_hits)
         hit_axis = 1 if self.layout == "reference" else 2
@@ -258,4 +259,42 @@ def _read_range(file: h5py.File, layout: str, path, start: int, stop: int) -> Sh
         f"{path} (showers {start}:{stop})" if start == 0 else f"{path} (showers {start}:{stop}, numbered from {start})"
     )
     check_showers(showers, source=where)
+    check_cells(showers, source=where)
     return showers
+
+
+def check_cells(showers: Showers, *, source: str, chunk_size: int = 1024) -> None:
+    """Raise :class:`BadDataError` naming ``source`` unless every hit is one whole cell and no cell holds two.
+
+    A shower file stores a calorimeter's readout: one energy per cell.  A hit
+    between cells, or two hits in one cell, would be binned wrongly by every
+    observable that counts cells, without any error; continuous hits (decoded or
+    generated) are put onto the grid by :func:`omnijet_lib.data.shower_preprocessing.voxelise`.
+    Showers are checked ``chunk_size`` at a time (sorting the cells of all of them would double the memory).
+    """
+    hint = "voxelise them first (omnijet_lib.data.shower_preprocessing.voxelise)"
+    for start in range(0, len(showers), chunk_size):
+        hits = showers.hits[start : start + chunk_size]
+        rows, slots = np.nonzero(hits[..., 3] > 0)
+        cells = hits[rows, slots, :3]
+        between = np.flatnonzero((cells != np.round(cells)).any(axis=1))
+        if between.size:
+            shower = rows[between[0]]
+            count = np.sum(rows[between] == shower)
+            msg = (
+                f"shower {start + shower} has {count} hit(s) whose x, y, z are not whole cell indices "
+                f"(first: {tuple(cells[between[0]].tolist())}), in {source}; {hint}"
+            )
+            raise BadDataError(msg)
+        voxel = rows.astype(np.int64) * GRID_SIZE**3 + np.ravel_multi_index(cells.T.astype(np.int64), (GRID_SIZE,) * 3)
+        voxel.sort()
+        shared = voxel[1:][voxel[1:] == voxel[:-1]]  # a cell's second, third... hit
+        if shared.size:
+            shower = shared[0] // GRID_SIZE**3
+            cell = np.unravel_index(shared[0] % GRID_SIZE**3, (GRID_SIZE,) * 3)
+            count = np.sum(shared // GRID_SIZE**3 == shower)
+            msg = (
+                f"shower {start + shower} has {count} hit(s) in a cell that already holds one "
+                f"(first: cell {tuple(int(c) for c in cell)}), in {source}; a cell holds one energy: {hint}"
+            )
+            raise BadDataError(msg)

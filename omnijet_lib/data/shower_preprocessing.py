@@ -169,11 +169,16 @@ def _offsets() -> tuple[np.ndarray, np.ndarray]:
     return along_z, np.stack([dx[order], dy[order], dz[order]], axis=1)
 
 
-def voxelise(showers: Showers, *, chunk_size: int = 256) -> Showers:
+def voxelise(
+    showers: Showers, *, chunk_size: int = 256, return_clipped: bool = False
+) -> Showers | tuple[Showers, np.ndarray]:
     """Put every hit onto a voxel of the grid, at most one hit per voxel; energies and hit counts are kept.
 
     1. x, y, z are rounded to the nearest cell index (halves round up) and
-       clipped into 0..29.
+       clipped into 0..29.  ``return_clipped=True`` returns, with the showers,
+       the (N,) number of hits of each shower that lay outside the grid and were
+       clipped onto its edge: a decoder or model that places many hits outside
+       has a problem that voxelising hides.
     2. Where several hits share a voxel, the most energetic stays (equal
        energies: the one stored first); the others are displaced.
     3. Displaced hits move along z, within their (x, y) column, in rounds of
@@ -210,7 +215,11 @@ def voxelise(showers: Showers, *, chunk_size: int = 256) -> Showers:
     out = np.zeros(showers.hits.shape, dtype=np.float32)
     for start in range(0, len(showers), chunk_size):
         out[start : start + chunk_size] = _voxelise_chunk(showers.hits[start : start + chunk_size])
-    return Showers(out, showers.incident_energy)
+    voxelised = Showers(out, showers.incident_energy)
+    if not return_clipped:
+        return voxelised
+    outside = ((showers.hits[..., :3] < -0.5) | (showers.hits[..., :3] >= GRID_SIZE - 0.5)).any(axis=-1)
+    return voxelised, (outside & showers.mask).sum(axis=1)
 
 
 def _voxelise_chunk(hits: np.ndarray) -> np.ndarray:

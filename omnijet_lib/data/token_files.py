@@ -38,7 +38,7 @@ from omnijet_lib.atomic import atomic_path, file_digest
 from omnijet_lib.data.jet_files import iter_jets, jet_file_info, open_hdf5
 from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.preprocessing import preprocess
-from omnijet_lib.errors import BadDataError, SchemaError
+from omnijet_lib.errors import BadDataError, SchemaError, check_int
 from omnijet_lib.tokenizers.base import Tokenizer, load_tokenizer
 from omnijet_lib.tokenizers.tokens import PAD, START, from_sequences, stop_token, to_sequences, vocabulary_size
 
@@ -139,11 +139,12 @@ def write_token_file(
         if content == "jets":
             attrs["label_names"] = list(JETCLASS_LABELS)
         file.attrs.update(attrs)
-        done = 0
+        done, too_many = 0, False
         with tqdm(total=n, desc=f"tokenize {Path(source).name}", unit=content[:-1], disable=not progress) as bar:
             for tokens, mask, columns in chunks:
                 stop = done + len(tokens)
-                if stop > n:
+                too_many = stop > n
+                if too_many:
                     break
                 datasets["sequences"][done:stop] = to_sequences(tokens, mask, k)
                 for name in COLUMNS[content]:
@@ -151,7 +152,7 @@ def write_token_file(
                 done = stop
                 bar.update(len(tokens))
         if done != n:
-            msg = f"expected {n} {content} from {source or 'the input'}, got {'more' if stop > n else done}"
+            msg = f"expected {n} {content} from {source or 'the input'}, got {'more' if too_many else done}"
             raise BadDataError(msg)
         file.attrs[f"n_{content}"] = done
     return Path(out_path)
@@ -170,6 +171,7 @@ def tokenize_jet_file(
     ``tokenizer`` is a tokenizer or the path of a saved one (recorded in the file).
     The jet file is streamed in chunks, so memory does not grow with its size.
     """
+    check_int(chunk_size, "chunk_size", minimum=1)  # before the output file is begun
     tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
 
     def chunks():
@@ -196,6 +198,7 @@ def tokenize_shower_file(
     from omnijet_lib.data.shower_files import iter_showers, shower_file_info
     from omnijet_lib.data.shower_preprocessing import preprocess_showers
 
+    check_int(chunk_size, "chunk_size", minimum=1)  # before the output file is begun
     tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
 
     def chunks():
@@ -243,6 +246,8 @@ def tokenize_file(
     """Tokenize a jet or a shower file, whichever the tokenizer was trained on (its pre-processing says)."""
     from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
 
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size", minimum=1)  # before the tokenizer is loaded
     tokenizer, _ = _as_tokenizer(tokenizer)  # loaded once; it remembers its file
     showers = isinstance(tokenizer.preprocessing, ShowerPreprocessingConfig)
     tokenize = tokenize_shower_file if showers else tokenize_jet_file

@@ -1,0 +1,64 @@
+"""Bad command-line arguments: refused before anything is written, with an error naming the argument."""
+
+import pytest
+
+from omnijet_lib.cli import main
+from omnijet_lib.data.pythia_jets import generate_jet_file
+
+GENERATE = ["generate-jets", "--process", "qcd", "--n", "5", "--seed", "1", "--chunk-size", "5"]
+
+
+def _refused(tmp_path, capsys, argv: list[str], argument: str) -> None:
+    """``argv`` exits with argparse's usage error naming ``argument``, and writes nothing into tmp_path."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"argument {argument}: must be an integer >=" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "nothing is written"
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("--n", "0"), ("--n", "-5"), ("--chunk-size", "0"), ("--seed", "-1"), ("--workers", "0"), ("--n", "abc")],
+)
+def test_generate_jets_refuses_bad_counts_and_seeds(tmp_path, capsys, argument, value):
+    out = tmp_path / "jets" / "qcd.h5"
+    _refused(tmp_path, capsys, [*GENERATE, "--out", str(out), argument, value], argument)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [("n_jets", 0), ("n_jets", -5), ("chunk_size", 0), ("seed", -1), ("n_workers", 0), ("n_jets", 2.5)],
+)
+def test_generate_jet_file_checks_every_argument_before_writing(tmp_path, keyword, value):
+    """A refused run leaves no parts folder, which would make the corrected command "an unfinished run"."""
+    arguments = {"n_jets": 5, "seed": 1, "chunk_size": 5, "n_workers": 1} | {keyword: value}
+    out = tmp_path / "jets" / "qcd.h5"
+    with pytest.raises(ValueError, match=f"^{keyword} must be an integer >= [01], got {value}$"):
+        generate_jet_file("qcd", arguments.pop("n_jets"), out, progress=False, **arguments)
+    with pytest.raises(ValueError, match="unknown process 'ttbar'"):
+        generate_jet_file("ttbar", 5, out, seed=1)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("argument", "value"), [("--max-jets", "-5"), ("--max-jets", "0"), ("--step-size", "0")])
+def test_import_jetclass_refuses_bad_counts(tmp_path, capsys, argument, value):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.root").touch()
+    argv = ["import-jetclass", str(tmp_path / "in" / "a.root"), "--out", str(tmp_path / "out" / "x.h5")]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, argument, value])
+    assert exit_.value.code == 2 and f"argument {argument}: must be an integer >= 1" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["in"]
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_tokenize_refuses_a_bad_chunk_size(tmp_path, capsys, value):
+    argv = ["tokenize", str(tmp_path / "j.h5"), "--tokenizer", str(tmp_path / "t.pt"), "--out", str(tmp_path / "o.h5")]
+    _refused(tmp_path, capsys, [*argv, "--chunk-size", value], "--chunk-size")
+
+
+@pytest.mark.parametrize(("argument", "value"), [("--n", "0"), ("--seed", "-1"), ("--max-hits", "0")])
+def test_simulate_showers_refuses_bad_counts(tmp_path, capsys, argument, value):
+    argv = ["simulate-showers", "--n", "3", "--seed", "1", "--out", str(tmp_path / "s.h5")]
+    _refused(tmp_path, capsys, [*argv, argument, value], argument)
