@@ -96,6 +96,7 @@ learning_rate = 1e-3  # AdamW (paper: 1e-3)
 lr_schedule = "cosine"  # or "constant"; cosine lowered the generated-vs-real AUC clearly in a study at 512 codes
 warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 multiplicity_token = True  # draw each jet's multiplicity first, then its constituents (not in the paper; see below)
+multiplicity_from = "training"  # with multiplicity_token: n from the training jets ("training") or the GPT ("model")
 n_train = None  # training jets used, the first of the training split; None: all (the fidelity study varies it)
 train_seed = None  # GPT initialisation, batch order, generation and classifier test; None: seed
 monitor_jets = 500  # jets generated after every epoch to follow W1 of mass and multiplicity; 0: no monitor
@@ -134,6 +135,11 @@ if n_train is not None:
 train_seed = seed if train_seed is None else train_seed
 test = dataset.read(test_idx)  # sequences and labels
 lengths = dataset.lengths - 2  # constituents per jet
+if multiplicity_from not in ("training", "model"):
+    msg = f"multiplicity_from must be 'training' or 'model', got {multiplicity_from!r}"
+    raise ValueError(msg)
+# With multiplicity_token, generation draws each jet's n from these (or from the GPT's learned P(n)).
+multiplicities = lengths[train_idx] if multiplicity_token and multiplicity_from == "training" else None
 print(f"{len(dataset)} jets: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test;")
 print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet (max {lengths.max()})")
 
@@ -153,7 +159,10 @@ print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet 
 # learns the multiplicity first (its distribution exactly, as nothing comes before it)
 # and then constituents that know how many they will be; generation draws n, then
 # exactly n constituents. The paper's GPT instead ends a jet by drawing STOP, which on
-# its own drifting prefixes comes too early (the exposure-bias section below).
+# its own drifting prefixes comes too early (the exposure-bias section below). The GPT
+# learns P(n) too, but Adam's steps keep that histogram noisy where jets are few; by
+# default (`multiplicity_from="training"`) n is drawn from the training jets' own
+# multiplicities, as the point-cloud generators of the field do.
 
 # %%
 config = GPTConfig(
@@ -165,7 +174,11 @@ training = TrainingConfig(
     seed=train_seed, device=device, best_by=best_by,
 )  # fmt: skip
 real_val_jets, _ = decode_generated_jets(dataset.sequences(val_idx), tok)  # the monitor's reference
-monitor = generation_monitor(tok, real_val_jets, n_jets=monitor_jets, seed=train_seed) if monitor_jets else None
+monitor = (
+    generation_monitor(tok, real_val_jets, n_jets=monitor_jets, seed=train_seed, multiplicities=multiplicities)
+    if monitor_jets
+    else None
+)
 start = time.perf_counter()
 model, result = fit_gpt(
     config, dataset.rows(train_idx), dataset.rows(val_idx), training, run_dir / "gpt", evaluate=monitor
@@ -194,8 +207,9 @@ if monitor:
 n_generate = len(test_idx) if n_generated is None else n_generated
 start = time.perf_counter()
 generated = generate_sequences(
-    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=train_seed
-)
+    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=train_seed,
+    multiplicities=multiplicities,
+)  # fmt: skip
 generation_seconds = time.perf_counter() - start
 n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tokens: all but START
 full = int(
@@ -335,6 +349,7 @@ metrics = {
         "lr_schedule": lr_schedule,
         "warmup": warmup,
         "seed": train_seed,
+        "multiplicity_from": multiplicity_from if multiplicity_token else None,
         "best_by": best_by,
         "monitor_jets": monitor_jets,
         "device": str(pick_device(device)),

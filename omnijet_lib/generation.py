@@ -86,6 +86,7 @@ def generate_batch(
     temperature: float = 1.0,
     top_k: int | None = None,
     generator: torch.Generator | None = None,
+    multiplicities: Tensor | None = None,
 ) -> Tensor:
     """``batch_size`` sequences ``(B, max_length)``: START, tokens, STOP, then PAD.
 
@@ -94,10 +95,15 @@ def generate_batch(
     just as a real jet truncated to ``max_length - 2`` constituents ends in the
     token files.  Runs on the model's device.
 
-    A model with ``config.multiplicity_token`` first draws the multiplicity n
-    (at temperature 1, whatever ``temperature`` says: it is the learned
-    distribution of n), then n constituents with STOP ruled out, then STOP.  The
-    returned sequences hold no multiplicity token: they have a token file's layout.
+    A model with ``config.multiplicity_token`` first draws the multiplicity n,
+    then n constituents with STOP ruled out, then STOP.  n comes from
+    ``multiplicities`` if given -- one of them drawn uniformly, e.g. the training
+    jets' multiplicities, i.e. their histogram exactly -- else from the model's
+    P(M(n) | START) at temperature 1 (it is a distribution learned, not a choice
+    of style).  The learned one is a histogram fitted by stochastic steps, which
+    stays noisy where the training jets are few; the training sample's own is
+    what the point-cloud generators of the field draw from.  The returned
+    sequences hold no multiplicity token: they have a token file's layout.
     """
     config = model.config
     max_length = config.max_length if max_length is None else max_length
@@ -117,9 +123,17 @@ def generate_batch(
     multiplicity = None  # constituents each cache row will have, if the model draws it first
     if config.multiplicity_token:
         first = config.first_multiplicity_token
-        logits = model.head(hidden)[:, first : first + max_length - 1]  # M(0) .. M(max_length - 2)
-        multiplicity = sample_categorical(logits, generator=generator)
+        if multiplicities is None:
+            logits = model.head(hidden)[:, first : first + max_length - 1]  # M(0) .. M(max_length - 2)
+            multiplicity = sample_categorical(logits, generator=generator)
+        else:
+            multiplicities = _checked_multiplicities(multiplicities, max_length, device)
+            pick = torch.randint(len(multiplicities), (batch_size,), generator=generator, device=device)
+            multiplicity = multiplicities[pick]
         hidden = model.backbone((first + multiplicity)[:, None], cache)[:, -1]
+    elif multiplicities is not None:
+        msg = "multiplicities are for a GPT that draws the multiplicity first (GPTConfig.multiplicity_token)"
+        raise ValueError(msg)
     for position in range(1, max_length):
         live_rows = live.nonzero().squeeze(1)
         if position == max_length - 1:  # full: nothing but STOP fits
@@ -147,6 +161,20 @@ def generate_batch(
     return sequences
 
 
+def _checked_multiplicities(multiplicities, max_length: int, device) -> Tensor:
+    multiplicities = torch.as_tensor(multiplicities, dtype=torch.long, device=device)
+    if multiplicities.ndim != 1 or len(multiplicities) == 0:
+        msg = f"multiplicities must be a non-empty 1-d array, got shape {tuple(multiplicities.shape)}"
+        raise ValueError(msg)
+    if multiplicities.min() < 0 or multiplicities.max() > max_length - 2:
+        msg = (
+            f"multiplicities {int(multiplicities.min())}..{int(multiplicities.max())} do not fit "
+            f"sequences of max_length={max_length} (0..{max_length - 2} constituents)"
+        )
+        raise ValueError(msg)
+    return multiplicities
+
+
 def generate_sequences(
     model: GPT,
     n: int,
@@ -157,23 +185,29 @@ def generate_sequences(
     top_k: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    multiplicities: np.ndarray | None = None,
 ) -> np.ndarray:
     """``n`` sequences ``(n, max_length)`` (int64, PAD after the end), in batches, on the model's device.
 
     The same seed, model, device and ``batch_size`` give the same sequences.
+    ``multiplicities``: for a model that draws the multiplicity first, the pool
+    it is drawn from (see :func:`generate_batch`).
     """
     if n < 1 or batch_size < 1:
         msg = f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}"
         raise ValueError(msg)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    if multiplicities is not None:  # checked and moved to the device once
+        multiplicities = _checked_multiplicities(multiplicities, max_length or model.config.max_length, device)
     batches = []
     with tqdm(total=n, desc="generating", unit="seq", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             size = min(batch_size, n - start)
             batch = generate_batch(
-                model, size, max_length=max_length, temperature=temperature, top_k=top_k, generator=generator
-            )
+                model, size, max_length=max_length, temperature=temperature, top_k=top_k, generator=generator,
+                multiplicities=multiplicities,
+            )  # fmt: skip
             batches.append(batch.cpu())
             bar.update(size)
     return torch.cat(batches).numpy()

@@ -228,3 +228,17 @@ def test_the_multiplicity_is_inserted_for_training_and_left_out_of_the_stop_haza
     assert torch.equal(with_multiplicity_token(sequences, CONFIG), sequences)  # the paper's model: unchanged
     with pytest.raises(ValueError, match="multiplicity first"):
         stop_probability_by_length(GPT(MULTIPLICITY_CONFIG), sequences.numpy())
+
+
+def test_multiplicities_given_are_drawn_from_uniformly_and_checked():
+    logits = torch.zeros(MULTIPLICITY_CONFIG.max_length - 1)  # the model's own P(n) would be uniform
+    model = multiplicity_first_model(logits)
+    pool = np.array([2, 2, 2, 9])  # n = 2 three times as often as n = 9
+    sequences = generate_sequences(model, 2000, batch_size=400, seed=1, progress=False, multiplicities=pool)
+    n = check_structure(sequences, MULTIPLICITY_CONFIG.stop_token) - 1
+    assert set(np.unique(n)) == {2, 9}
+    assert abs((n == 2).mean() - 0.75) < 0.03
+    with pytest.raises(ValueError, match="do not fit"):
+        generate_sequences(model, 5, multiplicities=np.array([3, 19]), progress=False)  # 18 constituents at most
+    with pytest.raises(ValueError, match="multiplicity_token"):
+        generate_sequences(model_with_stop_bias(0.0), 5, multiplicities=pool, progress=False)
