@@ -13,6 +13,7 @@ import warnings
 import awkward as ak
 import fastjet
 import numpy as np
+import vector
 
 # Exclusive kT axes are found by reclustering one jet's constituents with an R so
 # large that no particle merges with the beam (FastJet's JetDefinition::max_allowable_R).
@@ -36,19 +37,22 @@ def delta_r(eta1, phi1, eta2, phi2):
 
 
 def pt_eta_phi_mass(px, py, pz, energy):
-    """(pT, eta, phi, m) of four-momenta; m is 0 where m^2 < 0 from rounding."""
-    px, py, pz, energy = (np.asarray(a, dtype=np.float64) for a in (px, py, pz, energy))
-    pt = np.hypot(px, py)
-    eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
-    phi = np.arctan2(py, px)
-    mass = np.sqrt(np.clip(energy**2 - px**2 - py**2 - pz**2, 0.0, None))
-    return pt, eta, phi, mass
+    """(pT, eta, phi, m) of four-momenta (1-d arrays), in float64; m is 0 where m^2 < 0 from rounding.
+
+    scikit-hep's ``vector`` does the conversions; it gives a spacelike vector the
+    mass -sqrt(-m^2), as ROOT does, which for a sum of physical momenta is rounding.
+    """
+    p4 = vector.array(
+        {name: np.asarray(a, dtype=np.float64) for name, a in zip(("px", "py", "pz", "E"), (px, py, pz, energy))}
+    )
+    return p4.pt, p4.eta, p4.phi, np.maximum(p4.mass, 0.0)
 
 
 def massless_four_momenta(pt, eta, phi):
-    """(px, py, pz, E) of massless particles."""
+    """(px, py, pz, E) of massless particles (1-d arrays), in float64."""
     pt, eta, phi = (np.asarray(a, dtype=np.float64) for a in (pt, eta, phi))
-    return pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)
+    p4 = vector.array({"pt": pt, "eta": eta, "phi": phi, "mass": np.zeros_like(pt)})
+    return p4.px, p4.py, p4.pz, p4.E
 
 
 def _flat(constituents: ak.Array):

@@ -21,6 +21,13 @@ Files in ``run_dir``:
     lock          held while a run trains here, so two runs cannot share the folder
 
 Epochs count from 0: ``result.history[result.best_epoch]`` is the best epoch's record.
+
+Why not PyTorch Lightning: the loop is ~300 lines a physicist can read top to
+bottom, and what the project needs of it -- a resume that is exact to the bit
+(RNG state and position inside the epoch), atomic checkpoints, batches of similar
+lengths, data read from disk as a batch asks for it, an ``evaluate`` hook that
+generates -- is in those lines, with no framework between the notebook and the
+model to learn, pin and debug.
 """
 
 from __future__ import annotations
