@@ -22,7 +22,7 @@ Files in ``run_dir``:
 
 Epochs count from 0: ``result.history[result.best_epoch]`` is the best epoch's record.
 
-Why not PyTorch Lightning: the loop is ~300 lines a physicist can read top to
+Why not PyTorch Lightning: the loop is a few hundred lines a physicist can read top to
 bottom, and what the project needs of it -- a resume that is exact to the bit
 (RNG state and position inside the epoch), atomic checkpoints, batches of similar
 lengths, data read from disk as a batch asks for it, an ``evaluate`` hook that
