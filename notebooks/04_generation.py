@@ -131,7 +131,8 @@ if n_train is not None:
     if not 1 <= n_train <= len(train_idx):
         msg = f"n_train={n_train} must be between 1 and the {len(train_idx)} jets of the training split"
         raise ValueError(msg)
-    train_idx = train_idx[:n_train]  # the split is a random permutation: its first n are a random subset
+    # a random subset: the split's parts are sorted, and the first indices are the top jets
+    train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, n_train, replace=False))
 train_seed = seed if train_seed is None else train_seed
 test = dataset.read(test_idx)  # sequences and labels
 lengths = dataset.lengths - 2  # constituents per jet
