@@ -47,6 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from omnijet_lib.data.jet_files import write_jets
+from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.data.token_dataset import TokenDataset
@@ -134,6 +135,8 @@ if n_train is not None:
     # a random subset: the split's parts are sorted, and the first indices are the top jets
     train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, n_train, replace=False))
 train_seed = seed if train_seed is None else train_seed
+labels, counts = np.unique(dataset.column("label", train_idx), return_counts=True)
+train_classes = {JETCLASS_LABELS[int(label)]: int(count) for label, count in zip(labels, counts)}
 test = dataset.read(test_idx)  # sequences and labels
 lengths = dataset.lengths - 2  # constituents per jet
 if multiplicity_from not in ("training", "model"):
@@ -141,7 +144,7 @@ if multiplicity_from not in ("training", "model"):
     raise ValueError(msg)
 # With multiplicity_token, generation draws each jet's n from these (or from the GPT's learned P(n)).
 multiplicities = lengths[train_idx] if multiplicity_token and multiplicity_from == "training" else None
-print(f"{len(dataset)} jets: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test;")
+print(f"{len(dataset)} jets: {len(train_idx)} train {train_classes}, {len(val_idx)} val, {len(test_idx)} test;")
 print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet (max {lengths.max()})")
 
 # %% [markdown]
@@ -342,6 +345,7 @@ else:
 metrics = {
     "tokenizer": str(tokenizer_file),
     "n_jets": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx), "generated": n_generate},
+    "train_classes": train_classes,
     "gpt": {**asdict(config), "parameters": model.n_parameters()},
     "training": {
         "epochs": epochs,

@@ -35,6 +35,7 @@ TINY = {
         "classifier_epochs": 2,
         "monitor_jets": 30,
         "best_by": "sample_w1m",  # the monitor picks the epoch kept
+        "n_train": 40,  # of the 72 jets of the training split
     },
     "05_transfer_learning": {
         "n_jets": 60,
@@ -250,7 +251,10 @@ def _check_04_generation(metrics):
     from omnijet_lib.data.jet_files import read_jets
     from omnijet_lib.metrics.generation_quality import OBSERVABLES
 
-    assert metrics["n_jets"] == {"train": 72, "val": 24, "test": 24, "generated": 24}
+    assert metrics["n_jets"] == {"train": 40, "val": 24, "test": 24, "generated": 24}
+    # a random subset of the split, both classes in it (its first 40 indices would be all top jets)
+    assert set(metrics["train_classes"]) == {"Tbqq", "QCD"} and sum(metrics["train_classes"].values()) == 40
+    assert min(metrics["train_classes"].values()) >= 10
     assert set(metrics["wasserstein"]) == set(OBSERVABLES)
     assert all(w >= 0 for w in metrics["wasserstein"].values())
     assert 0 <= metrics["classifier"]["auc"] <= 1
