@@ -24,7 +24,7 @@ import torch
 from omnijet_lib.training import pick_device
 
 METHODS = {  # name -> estimated working memory in bytes per (vector x code) pair, float32
-    "nearest_code (ours)": 0,  # bounded by the block (2**24 distances), not by N x K
+    "nearest_code (ours)": 0,  # bounded by the block (on the CPU a cache's worth, at most 2**24 distances), not by N x K
     "torch.cdist + argmin": 4,  # one (N, K) distance matrix
     "vector-quantize-pytorch": 16,  # (N, K) distances, their negation, an int64 and a float one-hot
 }

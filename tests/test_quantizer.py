@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from omnijet_lib.tokenizers.quantizer import QuantizerConfig, VectorQuantizer, nearest_code
+from omnijet_lib.tokenizers.quantizer import QuantizerConfig, VectorQuantizer, _argmin_rows, nearest_code
 
 
 def small_config(**overrides) -> QuantizerConfig:
@@ -56,6 +56,38 @@ def test_nearest_code_matches_vector_quantize_pytorch():
         _, oracle_indices, _ = oracle(x[None])  # (1, N)
     indices, _ = nearest_code(x, codebook, max_block_elements=1000)
     assert torch.equal(indices, oracle_indices[0])
+
+
+def test_nearest_code_does_not_depend_on_the_batch():
+    """A vector's code is the same searched alone, among others or in another order, to the last bit.
+
+    Vectors midway between two codes are ties in exact arithmetic: float rounding decides, so a
+    search that rounds differently for some batch shapes (MKL's kernel for fewer than 4 rows
+    does) picks the other code for many of them (68 of 300 before it had MIN_ROWS).
+    """
+    g = torch.Generator().manual_seed(7)
+    codebook = torch.randn(8192, 4, generator=g)
+    near = torch.cdist(codebook[:300], codebook).fill_diagonal_(float("inf")).argmin(1)  # each one's nearest other code
+    x = torch.cat([(codebook[:300] + codebook[near]) / 2, torch.randn(2000, 4, generator=g)])
+    plain = torch.addmm(codebook.pow(2).sum(1), x, codebook.T, alpha=-2).argmin(1)  # one product, one argmin
+    assert torch.equal(nearest_code(x, codebook)[0], plain)
+    order = torch.randperm(len(x), generator=g)
+    assert torch.equal(nearest_code(x[order], codebook)[0], plain[order])
+    alone = torch.cat([nearest_code(x[i : i + 1], codebook)[0] for i in range(300)])
+    assert torch.equal(alone, plain[:300])
+    for n in (2, 3, 5, 37):
+        assert torch.equal(nearest_code(x[:n], codebook)[0], plain[:n])
+
+
+@pytest.mark.parametrize("k", [4096, 1000])  # groups of the two-step argmin, and none (K no multiple of them)
+def test_nearest_code_ties_go_to_the_lower_index(k):
+    g = torch.Generator().manual_seed(8)
+    codes = torch.randn(k, 4, generator=g)
+    x = torch.randn(500, 4, generator=g)
+    indices, _ = nearest_code(x, torch.cat([codes, codes]))  # every nearest code is there twice
+    assert torch.equal(indices, nearest_code(x, codes)[0])  # the first copy wins
+    few_values = torch.randint(50, (64, 2 * k), generator=g).float()  # many exact ties
+    assert torch.equal(_argmin_rows(few_values), few_values.argmin(1))
 
 
 def test_nearest_code_rejects_bad_shapes():
