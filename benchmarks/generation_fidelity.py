@@ -16,7 +16,7 @@ tokenizers must have been trained by notebook 02 on the same ``n_jets`` and ``se
 The table gives, per grid point, the mean and the standard deviation over the seeds of the
 classifier-test AUC (generated vs reconstructed real jets, top + QCD), of the generated
 over real means of multiplicity, mass, tau21 and tau32, of W1m [GeV], and the training time
-[min] with the load it ran under.  Jet-epochs = training jets x epochs.
+[min, wall clock: state the load it ran under].  Jet-epochs = training jets x epochs.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def summary(metrics: list[dict]) -> dict[str, tuple[float, float]]:
         "auc": [m["classifier"]["auc"] for m in metrics],
         **{name: [m["mean_ratios"][name] for m in metrics] for name in RATIOS},
         "w1m": [m["jetnet_metrics"].get("generated vs real", {}).get("w1m", {}).get("value", np.nan) for m in metrics],
-        "minutes": [m["training"]["seconds"] / 60 for m in metrics],
+        # from the epochs' own times: a point whose training was done before (resumed) still counts it
+        "minutes": [sum(r["seconds"] for r in m["training"]["history"]) / 60 for m in metrics],
     }
     return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")) for k, v in values.items()}
 
