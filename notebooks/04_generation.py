@@ -321,9 +321,10 @@ print(
 # class, so its jets are compared with top and QCD together.
 
 # %%
-half = len(real_jets) // 2
+# Two random halves: the test jets are stored top first, then QCD, so a plain cut would compare the two classes.
+halves = np.array_split(np.random.default_rng(train_seed).permutation(len(real_jets)), 2)
 samples = {"real": real_jets.constituents, "generated": gen_jets.constituents}
-samples |= {"real, first half": samples["real"][:half], "real, second half": samples["real"][half:]}
+samples |= {"real, first half": samples["real"][halves[0]], "real, second half": samples["real"][halves[1]]}
 # jets with defined tau21 and tau32 (fpd_kpd_features refuses a sample already too small)
 usable = {name: len(fpd_kpd_features(c)) if len(c) >= MIN_SAMPLES else len(c) for name, c in samples.items()}
 if min(usable.values()) < MIN_SAMPLES:  # a tiny run: too few jets for a distance with an error
