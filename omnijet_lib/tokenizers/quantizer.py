@@ -28,7 +28,9 @@ CACHE_BLOCK = 2**18  # distances per block on the CPU (1 MB in float32; 2**16 to
 # MKL multiplies fewer than 4 rows (or a few columns) by other kernels, whose distances differ in the
 # last bit.  With blocks of at least this many rows, and all K codes in one block (unless K exceeds
 # the memory cap), a vector's distances -- hence its code -- do not depend on which other vectors
-# are searched with it: the tokenizers reorder and batch jets freely.
+# are searched with it: the tokenizers reorder and batch jets freely.  (On one thread: with several,
+# MKL may split a block's rows among threads, and a vector exactly midway between two codes -- a tie
+# in exact arithmetic -- can then round either way.)
 MIN_ROWS = 4
 ARGMIN_GROUP = 128  # codes per group of the two-step argmin, see _argmin_rows
 
