@@ -177,12 +177,12 @@ training = TrainingConfig(
     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
     seed=train_seed, device=device, best_by=best_by,
 )  # fmt: skip
-real_val_jets, _ = decode_generated_jets(dataset.sequences(val_idx), tok)  # the monitor's reference
-monitor = (
-    generation_monitor(tok, real_val_jets, n_jets=monitor_jets, seed=train_seed, multiplicities=multiplicities)
-    if monitor_jets
-    else None
-)
+monitor = None
+if monitor_jets:
+    real_val_jets, _ = decode_generated_jets(dataset.sequences(val_idx), tok)  # the monitor's reference
+    monitor = generation_monitor(
+        tok, real_val_jets, n_jets=monitor_jets, seed=train_seed, multiplicities=multiplicities
+    )
 start = time.perf_counter()
 model, result = fit_gpt(
     config, dataset.rows(train_idx), dataset.rows(val_idx), training, run_dir / "gpt", evaluate=monitor
