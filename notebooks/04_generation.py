@@ -98,6 +98,7 @@ lr_schedule = "cosine"  # or "constant"; cosine lowered the generated-vs-real AU
 warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 multiplicity_token = True  # draw each jet's multiplicity first, then its constituents (not in the paper; see below)
 multiplicity_from = "training"  # with multiplicity_token: n from the training jets ("training") or the GPT ("model")
+jet_pt_bins = 0  # > 0: tell the GPT the jet's pT bin (this many, equally filled) before its constituents; 0: no
 n_train = None  # training jets used, a random subset of the training split; None: all (the fidelity study varies it)
 train_seed = None  # GPT initialisation, batch order, generation and classifier test; None: seed
 monitor_jets = 500  # jets generated after every epoch to follow W1 of mass and multiplicity; 0: no monitor
@@ -142,8 +143,17 @@ lengths = dataset.lengths - 2  # constituents per jet
 if multiplicity_from not in ("training", "model"):
     msg = f"multiplicity_from must be 'training' or 'model', got {multiplicity_from!r}"
     raise ValueError(msg)
-# With multiplicity_token, generation draws each jet's n from these (or from the GPT's learned P(n)).
-multiplicities = lengths[train_idx] if multiplicity_token and multiplicity_from == "training" else None
+# With multiplicity_token (jet_pt_bins), generation draws each jet's n (and pT) from these training jets,
+# together -- or from the GPT's learned P(n) (and P(pT bin | n)).
+from_training = multiplicity_from == "training"
+multiplicities = lengths[train_idx] if multiplicity_token and from_training else None
+train_jet_pt = dataset.column("jet_pt", train_idx)
+if jet_pt_bins == 1 or jet_pt_bins < 0:
+    msg = f"jet_pt_bins must be 0 (no jet pT token) or at least 2, got {jet_pt_bins}"
+    raise ValueError(msg)
+jet_pt_pool = train_jet_pt if jet_pt_bins and from_training else None
+# Equally filled pT bins of the training jets: finest where jets are many, e.g. at the selection's edge.
+jet_pt_edges = tuple(np.quantile(train_jet_pt, np.arange(1, jet_pt_bins) / jet_pt_bins)) if jet_pt_bins else ()
 print(f"{len(dataset)} jets: {len(train_idx)} train {train_classes}, {len(val_idx)} val, {len(test_idx)} test;")
 print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet (max {lengths.max()})")
 
@@ -171,7 +181,7 @@ print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet 
 # %%
 config = GPTConfig(
     codebook_size=tok.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
-    max_length=dataset.width, multiplicity_token=multiplicity_token,
+    max_length=dataset.width, multiplicity_token=multiplicity_token, jet_pt_edges=jet_pt_edges,
 )  # fmt: skip
 training = TrainingConfig(
     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
@@ -181,11 +191,12 @@ monitor = None
 if monitor_jets:
     real_val_jets, _ = decode_generated_jets(dataset.sequences(val_idx), tok)  # the monitor's reference
     monitor = generation_monitor(
-        tok, real_val_jets, n_jets=monitor_jets, seed=train_seed, multiplicities=multiplicities
+        tok, real_val_jets, n_jets=monitor_jets, seed=train_seed, multiplicities=multiplicities, jet_pt=jet_pt_pool
     )
 start = time.perf_counter()
+conditioned = {"train_jet_pt": train_jet_pt, "val_jet_pt": dataset.column("jet_pt", val_idx)} if jet_pt_bins else {}
 model, result = fit_gpt(
-    config, dataset.rows(train_idx), dataset.rows(val_idx), training, run_dir / "gpt", evaluate=monitor
+    config, dataset.rows(train_idx), dataset.rows(val_idx), training, run_dir / "gpt", evaluate=monitor, **conditioned
 )
 train_seconds = time.perf_counter() - start
 best = result.history[result.best_epoch]
@@ -212,7 +223,7 @@ n_generate = len(test_idx) if n_generated is None else n_generated
 start = time.perf_counter()
 generated = generate_sequences(
     model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=train_seed,
-    multiplicities=multiplicities,
+    multiplicities=multiplicities, jet_pt=jet_pt_pool,
 )  # fmt: skip
 generation_seconds = time.perf_counter() - start
 n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tokens: all but START
@@ -355,7 +366,8 @@ metrics = {
         "lr_schedule": lr_schedule,
         "warmup": warmup,
         "seed": train_seed,
-        "multiplicity_from": multiplicity_from if multiplicity_token else None,
+        "multiplicity_from": multiplicity_from if multiplicity_token or jet_pt_bins else None,
+        "jet_pt_bins": jet_pt_bins,
         "best_by": best_by,
         "monitor_jets": monitor_jets,
         "device": str(pick_device(device)),

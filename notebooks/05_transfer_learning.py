@@ -101,9 +101,11 @@ if dataset.codebook_size != gpt_config.codebook_size:
 is_top = (dataset.column("label") == label_index("Tbqq")).astype(np.int64)  # signal = 1
 train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02/04's split
 val_idx, test_idx = (np.random.default_rng(seed).permutation(i)[:n] for i, n in ((val_idx, n_val), (test_idx, n_test)))
+jet_pt = dataset.column("jet_pt")  # read by a backbone conditioned on the jet pT (notebook 04's jet_pt_token)
 data = TaggingData(
     dataset.rows(train_idx), is_top[train_idx],
     dataset.sequences(val_idx), is_top[val_idx], dataset.sequences(test_idx), is_top[test_idx],
+    train_jet_pt=jet_pt[train_idx], val_jet_pt=jet_pt[val_idx], test_jet_pt=jet_pt[test_idx],
 )  # fmt: skip
 print(f"training pool {len(train_idx)} jets, validation {len(val_idx)}, test {len(test_idx)}; backbone {gpt_config}")
 print("patience by size:", {n: patience_for(n) for n in sizes})

@@ -87,6 +87,7 @@ def generate_batch(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
     multiplicities: Tensor | None = None,
+    jet_pt: Tensor | None = None,
 ) -> Tensor:
     """``batch_size`` sequences ``(B, max_length)``: START, tokens, STOP, then PAD.
 
@@ -102,8 +103,14 @@ def generate_batch(
     P(M(n) | START) at temperature 1 (it is a distribution learned, not a choice
     of style).  The learned one is a histogram fitted by stochastic steps, which
     stays noisy where the training jets are few; the training sample's own is
-    what the point-cloud generators of the field draw from.  The returned
-    sequences hold no multiplicity token: they have a token file's layout.
+    what the point-cloud generators of the field draw from.
+
+    A model conditioned on the jet pT (``config.jet_pt_edges``) then draws the pT
+    bin: from ``jet_pt`` [GeV] if given, else from the model's P(P(b) | START, M(n)).
+    Pools given are drawn from jointly -- row i of ``multiplicities`` goes with row i
+    of ``jet_pt``, one training jet's n and pT -- so a model with both tokens takes
+    both pools or neither.  The returned sequences hold no condition tokens: they
+    have a token file's layout.
     """
     config = model.config
     max_length = config.max_length if max_length is None else max_length
@@ -113,13 +120,16 @@ def generate_batch(
     model.eval()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
+    multiplicities, jet_pt = _checked_pools(config, multiplicities, jet_pt, max_length, device)
     sequences = torch.full((batch_size, max_length), PAD, dtype=torch.long, device=device)
     sequences[:, 0] = START
-    cache_length = max_length + config.multiplicity_token
+    cache_length = max_length + config.n_condition_tokens
     cache = KVCache(config, batch_size, device=device, dtype=dtype, max_length=cache_length)
     rows = torch.arange(batch_size, device=device)  # output row of each cache row
     live = torch.ones(batch_size, dtype=torch.bool, device=device)  # cache rows still generating
     hidden = model.backbone(sequences[:, :1], cache)[:, -1]  # (B, D)
+    pool = multiplicities if multiplicities is not None else jet_pt
+    pick = None if pool is None else torch.randint(len(pool), (batch_size,), generator=generator, device=device)
     multiplicity = None  # constituents each cache row will have, if the model draws it first
     if config.multiplicity_token:
         first = config.first_multiplicity_token
@@ -127,13 +137,15 @@ def generate_batch(
             logits = model.head(hidden)[:, first : first + max_length - 1]  # M(0) .. M(max_length - 2)
             multiplicity = sample_categorical(logits, generator=generator)
         else:
-            multiplicities = _checked_multiplicities(multiplicities, max_length, device)
-            pick = torch.randint(len(multiplicities), (batch_size,), generator=generator, device=device)
             multiplicity = multiplicities[pick]
         hidden = model.backbone((first + multiplicity)[:, None], cache)[:, -1]
-    elif multiplicities is not None:
-        msg = "multiplicities are for a GPT that draws the multiplicity first (GPTConfig.multiplicity_token)"
-        raise ValueError(msg)
+    if config.jet_pt_edges:
+        first = config.first_jet_pt_token
+        if jet_pt is None:
+            pt_bin = sample_categorical(model.head(hidden)[:, first : first + config.n_jet_pt_bins], generator=generator)
+        else:
+            pt_bin = config.jet_pt_bin(jet_pt[pick])
+        hidden = model.backbone((first + pt_bin)[:, None], cache)[:, -1]
     for position in range(1, max_length):
         live_rows = live.nonzero().squeeze(1)
         if position == max_length - 1:  # full: nothing but STOP fits
@@ -161,18 +173,39 @@ def generate_batch(
     return sequences
 
 
-def _checked_multiplicities(multiplicities, max_length: int, device) -> Tensor:
-    multiplicities = torch.as_tensor(multiplicities, dtype=torch.long, device=device)
-    if multiplicities.ndim != 1 or len(multiplicities) == 0:
-        msg = f"multiplicities must be a non-empty 1-d array, got shape {tuple(multiplicities.shape)}"
-        raise ValueError(msg)
-    if multiplicities.min() < 0 or multiplicities.max() > max_length - 2:
-        msg = (
-            f"multiplicities {int(multiplicities.min())}..{int(multiplicities.max())} do not fit "
-            f"sequences of max_length={max_length} (0..{max_length - 2} constituents)"
-        )
-        raise ValueError(msg)
-    return multiplicities
+def _checked_pools(
+    config, multiplicities, jet_pt, max_length: int, device
+) -> tuple[Tensor | None, Tensor | None]:
+    """The pools generation draws a jet's conditions from, checked against the model and moved to ``device``."""
+    if multiplicities is not None:
+        if not config.multiplicity_token:
+            msg = "multiplicities are for a GPT that draws the multiplicity first (GPTConfig.multiplicity_token)"
+            raise ValueError(msg)
+        multiplicities = torch.as_tensor(multiplicities, dtype=torch.long, device=device)
+        if multiplicities.ndim != 1 or len(multiplicities) == 0:
+            msg = f"multiplicities must be a non-empty 1-d array, got shape {tuple(multiplicities.shape)}"
+            raise ValueError(msg)
+        if multiplicities.min() < 0 or multiplicities.max() > max_length - 2:
+            msg = (
+                f"multiplicities {int(multiplicities.min())}..{int(multiplicities.max())} do not fit "
+                f"sequences of max_length={max_length} (0..{max_length - 2} constituents)"
+            )
+            raise ValueError(msg)
+    if jet_pt is not None:
+        if not config.jet_pt_edges:
+            msg = "jet_pt is for a GPT conditioned on the jet pT (GPTConfig.jet_pt_edges)"
+            raise ValueError(msg)
+        jet_pt = torch.as_tensor(jet_pt, dtype=torch.float32, device=device)
+        if jet_pt.ndim != 1 or len(jet_pt) == 0 or not torch.isfinite(jet_pt).all():
+            msg = f"jet_pt must be a non-empty 1-d array of finite values [GeV], got shape {tuple(jet_pt.shape)}"
+            raise ValueError(msg)
+        if config.multiplicity_token and multiplicities is None:
+            msg = "draw a jet's multiplicity and pT together: give multiplicities with jet_pt (or neither)"
+            raise ValueError(msg)
+        if multiplicities is not None and len(multiplicities) != len(jet_pt):
+            msg = f"multiplicities ({len(multiplicities)}) and jet_pt ({len(jet_pt)}) must describe the same jets"
+            raise ValueError(msg)
+    return multiplicities, jet_pt
 
 
 def generate_sequences(
@@ -186,27 +219,30 @@ def generate_sequences(
     seed: int = 0,
     progress: bool = True,
     multiplicities: np.ndarray | None = None,
+    jet_pt: np.ndarray | None = None,
 ) -> np.ndarray:
     """``n`` sequences ``(n, max_length)`` (int64, PAD after the end), in batches, on the model's device.
 
     The same seed, model, device and ``batch_size`` give the same sequences.
-    ``multiplicities``: for a model that draws the multiplicity first, the pool
-    it is drawn from (see :func:`generate_batch`).
+    ``multiplicities`` and ``jet_pt``: for a model that draws the multiplicity
+    (the jet pT) first, the pool it is drawn from (see :func:`generate_batch`).
     """
     if n < 1 or batch_size < 1:
         msg = f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}"
         raise ValueError(msg)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    if multiplicities is not None:  # checked and moved to the device once
-        multiplicities = _checked_multiplicities(multiplicities, max_length or model.config.max_length, device)
+    # checked and moved to the device once
+    multiplicities, jet_pt = _checked_pools(
+        model.config, multiplicities, jet_pt, max_length or model.config.max_length, device
+    )
     batches = []
     with tqdm(total=n, desc="generating", unit="seq", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             size = min(batch_size, n - start)
             batch = generate_batch(
                 model, size, max_length=max_length, temperature=temperature, top_k=top_k, generator=generator,
-                multiplicities=multiplicities,
+                multiplicities=multiplicities, jet_pt=jet_pt,
             )  # fmt: skip
             batches.append(batch.cpu())
             bar.update(size)

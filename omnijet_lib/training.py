@@ -32,6 +32,7 @@ model to learn, pin and debug.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -408,12 +409,44 @@ def _check_same_config(stored: dict, config: TrainingConfig, path: Path) -> None
         raise ValueError(msg)
 
 
+DATA_FINGERPRINT = "data_fingerprint"  # the key of data_fingerprint in a checkpoint's describe
+FINGERPRINT_ROWS = 512  # rows of each dataset hashed: enough to tell two datasets apart, cheap from disk
+
+
+def data_fingerprint(*datasets: tuple[Samples, ...]) -> str:
+    """A digest of the sizes and of up to ``FINGERPRINT_ROWS`` evenly spaced rows of every tensor or row source.
+
+    Two runs on the same data agree; data that differ in size, or in any of the
+    hashed rows (a new sample, another subset, another order), almost surely do not.
+    Only these rows are read, so a row source on disk costs a few hundred reads.
+    """
+    digest = hashlib.sha256()
+    for data in datasets:
+        for samples in data:
+            n = len(samples)
+            rows = torch.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).round().long().unique()
+            values = samples[rows] if isinstance(samples, torch.Tensor) else torch.as_tensor(samples[rows])
+            values = values.detach().cpu().contiguous()
+            digest.update(f"{n}|{tuple(values.shape)}|{values.dtype}|".encode())
+            digest.update(values.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _check_same_description(stored: dict, given: dict, path: Path) -> None:
-    """Refuse to continue (or return) a run whose model or loss ``describe`` differs from this one's.
+    """Refuse to continue (or return) a run whose model or loss ``describe``, or whose data, differs from this one's.
 
     Weights of the same shapes would load, and a finished run would come back as if trained
-    with, say, another loss weight.
+    with, say, another loss weight, or on another sample.  A checkpoint written before runs
+    recorded their data has no fingerprint to compare, and is taken at its word.
     """
+    if DATA_FINGERPRINT not in stored:
+        given = {k: v for k, v in given.items() if k != DATA_FINGERPRINT}
+    elif stored[DATA_FINGERPRINT] != given.get(DATA_FINGERPRINT):
+        msg = (
+            f"{path} was written by a run on other data (its training or validation samples differ from "
+            f"these); choose another run_dir, or delete {path.parent} to start over"
+        )
+        raise ValueError(msg)
     stored, given = _flatten(stored), _flatten(given)
     differing = [
         f"{name}: {stored.get(name, '(absent)')!r} in the checkpoint, {given.get(name, '(absent)')!r} given"
@@ -643,6 +676,9 @@ def train(
     _check_data(val_data, "val_data")
     describe = {} if describe is None else describe
     _check_loadable(describe)
+    # Stored with the run, so that a run_dir reused with other data (a classifier test of another
+    # generated sample, another training subset) is refused instead of resumed or returned as if trained on it.
+    describe = {**describe, DATA_FINGERPRINT: data_fingerprint(train_data, val_data)}
     device = pick_device(config.device)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,8 @@ class TaggingData:
 
     The training pool may be any rows indexable by an index array, e.g. a
     :class:`~omnijet_lib.data.token_dataset.TokenRows` view that reads from disk.
+    The jet pT [GeV] of every part is needed by a backbone conditioned on it
+    (``GPTConfig.jet_pt_edges``), and ignored otherwise.
     """
 
     train_sequences: np.ndarray | TokenRows
@@ -112,12 +114,19 @@ class TaggingData:
     val_labels: np.ndarray
     test_sequences: np.ndarray
     test_labels: np.ndarray
+    train_jet_pt: np.ndarray | None = None
+    val_jet_pt: np.ndarray | None = None
+    test_jet_pt: np.ndarray | None = None
 
     def __post_init__(self):
         for part in ("train", "val", "test"):
             sequences, labels = getattr(self, f"{part}_sequences"), getattr(self, f"{part}_labels")
             if len(sequences) != len(labels):
                 msg = f"{part}: {len(sequences)} sequences but {len(labels)} labels"
+                raise ValueError(msg)
+            jet_pt = getattr(self, f"{part}_jet_pt")
+            if jet_pt is not None and len(jet_pt) != len(labels):
+                msg = f"{part}: {len(sequences)} sequences but {len(jet_pt)} jet pT values"
                 raise ValueError(msg)
             if set(np.unique(labels).tolist()) != {0, 1}:
                 msg = f"{part} labels must hold both classes 0 and 1, got {np.unique(labels).tolist()}"
@@ -135,16 +144,33 @@ class TaggingData:
 
 
 @torch.no_grad()
-def predict_scores(model: TokenClassifier, sequences: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    """Signal probability of each sequence, batched by length (less padding), in the input order."""
+def predict_scores(
+    model: TokenClassifier, sequences: np.ndarray, jet_pt: np.ndarray | None = None, *, batch_size: int = 256
+) -> np.ndarray:
+    """Signal probability of each sequence, batched by length (less padding), in the input order.
+
+    ``jet_pt`` [GeV] per sequence for a backbone conditioned on it.
+    """
     model.eval()
     device = next(model.parameters()).device
     sequences = torch.as_tensor(sequences, dtype=torch.long)
+    jet_pt = _jet_pt_input(model.config.gpt, jet_pt)
     order = (sequences != PAD).sum(dim=1).argsort()
     scores = torch.empty(len(sequences))
     for idx in order.split(batch_size):
-        scores[idx] = model(sequences[idx].to(device)).softmax(dim=-1)[:, 1].cpu()
+        extra = () if jet_pt is None else (jet_pt[idx].to(device),)
+        scores[idx] = model(sequences[idx].to(device), *extra).softmax(dim=-1)[:, 1].cpu()
     return scores.numpy()
+
+
+def _jet_pt_input(config, jet_pt) -> torch.Tensor | None:
+    """The jet pT as the classifier reads it: a tensor for a pT-conditioned backbone, else None."""
+    if not config.jet_pt_edges:
+        return None
+    if jet_pt is None:
+        msg = "the backbone is conditioned on the jet pT (GPTConfig.jet_pt_edges): give the jets' jet_pt"
+        raise ValueError(msg)
+    return torch.as_tensor(np.asarray(jet_pt, dtype=np.float32))
 
 
 def train_tagger(
@@ -172,19 +198,23 @@ def train_tagger(
         learning_rate=cell_training.learning_rate, weight_decay=cell_training.weight_decay,
     )  # fmt: skip
 
-    def tensors(sequences, labels):
-        return torch.as_tensor(sequences, dtype=torch.long), torch.as_tensor(labels, dtype=torch.long)
+    def tensors(sequences, jet_pt, labels):  # (sequences, [jet_pt,] labels), as tagging_step reads them
+        jet_pt = _jet_pt_input(config.gpt, jet_pt)
+        extra = () if jet_pt is None else (jet_pt,)
+        return torch.as_tensor(sequences, dtype=torch.long), *extra, torch.as_tensor(labels, dtype=torch.long)
 
-    train_part = tensors(data.train_sequences[subset], data.train_labels[subset])
+    train_jet_pt = None if data.train_jet_pt is None else np.asarray(data.train_jet_pt)[subset]
+    train_part = tensors(data.train_sequences[subset], train_jet_pt, data.train_labels[subset])
+    val_part = tensors(data.val_sequences, data.val_jet_pt, data.val_labels)
     result = train(
-        model, train_part, tensors(data.val_sequences, data.val_labels), tagging_step, cell_training, run_dir,
+        model, train_part, val_part, tagging_step, cell_training, run_dir,
         optimizer=optimizer, progress=progress, lengths=(train_part[0] != PAD).sum(dim=1),
         describe={"classifier": "TokenClassifier", "config": asdict(config), "strategy": strategy,
                   "pretrained": str(pretrained or ""), "loaded": loaded, "size": size},
     )  # fmt: skip
     model.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
     model.to(pick_device(training.device))
-    scores = predict_scores(model, data.test_sequences, batch_size=max(256, training.batch_size))
+    scores = predict_scores(model, data.test_sequences, data.test_jet_pt, batch_size=max(256, training.batch_size))
     return {
         "size": size, "strategy": strategy, "seed": seed,
         **tagging_metrics(data.test_labels, scores),

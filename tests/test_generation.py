@@ -218,14 +218,14 @@ def test_a_multiplicity_first_model_makes_exactly_the_multiplicity_it_draws(monk
 
 def test_the_multiplicity_is_inserted_for_training_and_left_out_of_the_stop_hazard():
     from omnijet_lib.generation import stop_probability_by_length
-    from omnijet_lib.models.gpt import with_multiplicity_token
+    from omnijet_lib.models.gpt import with_condition_tokens
 
     stop = CONFIG.stop_token
     sequences = torch.tensor([[START, 5, 9, stop, PAD], [START, 4, stop, PAD, PAD]])
     first = MULTIPLICITY_CONFIG.first_multiplicity_token
     expected = torch.tensor([[START, first + 2, 5, 9, stop, PAD], [START, first + 1, 4, stop, PAD, PAD]])
-    assert torch.equal(with_multiplicity_token(sequences, MULTIPLICITY_CONFIG), expected)
-    assert torch.equal(with_multiplicity_token(sequences, CONFIG), sequences)  # the paper's model: unchanged
+    assert torch.equal(with_condition_tokens(sequences, MULTIPLICITY_CONFIG), expected)
+    assert torch.equal(with_condition_tokens(sequences, CONFIG), sequences)  # the paper's model: unchanged
     with pytest.raises(ValueError, match="multiplicity first"):
         stop_probability_by_length(GPT(MULTIPLICITY_CONFIG), sequences.numpy())
 

@@ -254,3 +254,64 @@ def test_fit_on_row_sources_equals_fit_on_arrays(tmp_path, monkeypatch):
     bad[70, 1] = SMALL.vocab_size
     with pytest.raises(ValueError, match="train sequences 64..95 hold tokens .* outside the vocabulary"):
         fit_gpt(SMALL, SequenceRows(bad), SequenceRows(val), training, tmp_path / "c", progress=False)
+
+
+def test_condition_tokens_are_inserted_in_order_and_the_jet_pt_is_required():
+    from omnijet_lib.models.gpt import with_condition_tokens
+
+    config = GPTConfig(**{**SMALL.__dict__, "multiplicity_token": True, "jet_pt_edges": [550, 650.0]})
+    assert config.jet_pt_edges == (550.0, 650.0) and config.n_jet_pt_bins == 3
+    assert config.first_jet_pt_token == config.first_multiplicity_token + config.max_length - 1
+    assert config.vocab_size == config.first_jet_pt_token + 3 and config.positions == config.max_length + 2
+    stop = config.stop_token
+    sequences = torch.tensor([[0, 5, 9, stop, PAD], [0, 4, stop, PAD, PAD], [0, 7, stop, PAD, PAD]])
+    jet_pt = torch.tensor([549.0, 550.0, 900.0])  # an edge belongs to the bin above it
+    m, p = config.first_multiplicity_token, config.first_jet_pt_token
+    expected = torch.tensor(
+        [[0, m + 2, p + 0, 5, 9, stop, PAD], [0, m + 1, p + 1, 4, stop, PAD, PAD], [0, m + 1, p + 2, 7, stop, PAD, PAD]]
+    )
+    assert torch.equal(with_condition_tokens(sequences, config, jet_pt), expected)
+    with pytest.raises(ValueError, match="jet_pt"):
+        with_condition_tokens(sequences, config)
+    for edges in ([600, 500], [500, float("nan")], ["a"]):
+        with pytest.raises(ValueError, match="jet_pt_edges"):
+            GPTConfig(jet_pt_edges=edges)
+
+
+def test_a_gpt_told_the_jet_pt_generates_the_constituents_of_that_pt(tmp_path):
+    """Low-pT jets hold code token 1 only, high-pT jets token 4: the pT bin alone tells them apart.
+
+    Trained with the pT token, the GPT generates token-1 jets when given low jet pTs
+    and token-4 jets for high ones; without it, it could only mix the two.
+    """
+    from omnijet_lib.generation import generate_sequences
+
+    config = GPTConfig(
+        codebook_size=4, embed_dim=16, n_heads=2, n_blocks=1, ffn_dim=32, max_length=6,
+        multiplicity_token=True, jet_pt_edges=(600.0,),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    jet_pt = rng.uniform(500, 700, 512).astype(np.float32)
+    code = np.where(jet_pt < 600, 1, 4)
+    sequences = np.stack([[0, c, c, c, config.stop_token, PAD] for c in code])
+    training = TrainingConfig(epochs=15, batch_size=64, learning_rate=1e-2, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="train_jet_pt"):
+        fit_gpt(config, sequences, sequences, training, tmp_path / "run", progress=False)
+    model, _ = fit_gpt(
+        config, sequences, sequences, training, tmp_path / "run", progress=False,
+        train_jet_pt=jet_pt, val_jet_pt=jet_pt,
+    )  # fmt: skip
+    n = np.full(200, 3)
+    for pt, wanted in ((550.0, 1), (650.0, 4)):
+        generated = generate_sequences(model, 200, seed=1, progress=False, multiplicities=n, jet_pt=np.full(200, pt))
+        codes = generated[:, 1:4]
+        assert (codes == wanted).mean() > 0.95, (pt, np.unique(codes, return_counts=True))
+    # Both drawn by the model: its P(pT bin) is about half and half, and each jet stays pure.
+    generated = generate_sequences(model, 400, seed=2, progress=False)
+    n_generated = ((generated > 0) & (generated < config.stop_token)).sum(axis=1)
+    pure = [(row[1 : k + 1] == row[1]).all() for row, k in zip(generated, n_generated)]
+    assert np.mean(pure) > 0.9 and 0.3 < np.mean(generated[:, 1] == 1) < 0.7
+    with pytest.raises(ValueError, match="together"):  # n from the model but the pT from a pool
+        generate_sequences(model, 5, progress=False, jet_pt=np.full(5, 550.0))
+    with pytest.raises(ValueError, match="same jets"):
+        generate_sequences(model, 5, progress=False, multiplicities=n, jet_pt=np.full(5, 550.0))

@@ -248,6 +248,7 @@ def test_tokenize_jet_file(pythia_jets, tmp_path):
     stored = read_token_file(out)
     assert len(stored) == 100 and stored.codebook_size == 1000
     np.testing.assert_array_equal(stored.label, jets.label)
+    np.testing.assert_array_equal(stored.jet_pt, jets.pt.astype(np.float32))  # what a GPT may be conditioned on
     tokens, mask = stored.tokens(max_length=128)
     np.testing.assert_array_equal(mask, pre.mask)
     np.testing.assert_array_equal(tokens, tok.encode(pre.features, pre.mask))
@@ -426,3 +427,25 @@ def test_vqvae_with_a_jet_term_trains_and_refuses_showers(real, tmp_path):
             TrainingConfig(epochs=1),
             tmp_path / "s",
         )
+
+
+def test_token_files_of_an_older_schema_are_named_and_made_again(pythia_jets, tmp_path):
+    """Schema version 1 had no /jet_pt: reading one says so; tokenized() makes it again."""
+    import h5py
+
+    from omnijet_lib.data.token_files import SCHEMA_VERSION, tokenized
+
+    jets = pythia_jets["qcd"][:40]
+    jet_path = write_jets(tmp_path / "jets.h5", jets)
+    pre = preprocess(jets)
+    tok_path = BinnedTokenizer(BinnedConfig((5, 5, 5))).fit(pre.features, pre.mask).save(tmp_path / "tok.pt")
+    out = tokenized(jet_path, tok_path, tmp_path / "tokens", progress=False)
+    with h5py.File(out, "a") as file:  # as version 1 wrote it
+        del file["jet_pt"]
+        file.attrs["schema_version"] = 1
+    with pytest.raises(BadDataError, match="no /jet_pt.*schema version 1.*tokenize"):
+        read_token_file(out)
+    assert tokenized(jet_path, tok_path, tmp_path / "tokens", progress=False) == out
+    with h5py.File(out, "r") as file:
+        assert file.attrs["schema_version"] == SCHEMA_VERSION
+    np.testing.assert_array_equal(read_token_file(out).jet_pt, jets.pt.astype(np.float32))

@@ -225,6 +225,23 @@ def test_a_run_saved_before_newer_config_fields_resumes(tmp_path):
         run(tmp_path, config(epochs=3, lr_schedule="cosine"))
 
 
+def test_a_run_dir_reused_with_other_data_is_refused(tmp_path):
+    """Say notebook 04 reruns at another temperature: its classifier test must not come back trained on the old sample."""
+    model = TinyMLP()
+    train(model, TRAIN, VAL, mse, config(epochs=1), tmp_path, progress=False)
+    train(model, TRAIN, VAL, mse, config(epochs=1), tmp_path, progress=False)  # the same data: returned
+    other_train = (TRAIN[0].clone(), TRAIN[1].clone())
+    other_train[0][40, 1] += 1.0  # one value of one row
+    for train_data, val_data in ((other_train, VAL), (TRAIN, make_data(32, 3)), ((TRAIN[0][:-1], TRAIN[1][:-1]), VAL)):
+        with pytest.raises(ValueError, match="run on other data"):
+            train(model, train_data, val_data, mse, config(epochs=2), tmp_path, progress=False)
+    # A checkpoint written before runs recorded their data is taken at its word.
+    saved = load_checkpoint(tmp_path / "last.pt")
+    del saved["describe"]["data_fingerprint"]
+    save_atomic(saved, tmp_path / "last.pt")
+    assert len(train(model, other_train, VAL, mse, config(epochs=2), tmp_path, progress=False).history) == 2
+
+
 def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")
@@ -402,7 +419,7 @@ def test_row_sources_train_exactly_like_tensors(tmp_path, reference):
     model = TinyMLP()
     result = train(model, sources[0], sources[1], mse, config(), tmp_path, progress=False)
     assert_same_run(reference, (model, result))
-    assert sources[0][0].reads == 3 * N_BATCHES  # a batch at a time
+    assert sources[0][0].reads == 3 * N_BATCHES + 1  # a batch at a time, and once the rows of the data's fingerprint
 
 
 def test_row_sources_are_checked(tmp_path):

@@ -175,3 +175,29 @@ def test_a_resumed_scan_skips_finished_cells(pretrained, data, tmp_path, monkeyp
             seeds=[0],
             **scan,
         )
+
+
+def test_a_backbone_conditioned_on_the_jet_pt_reads_it_when_tagging(tmp_path):
+    """The label is the jet pT bin alone (sequences carry no sign of it): only a tagger that reads it can learn it."""
+    config = TokenClassifierConfig(gpt=GPTConfig(**{**GPT.__dict__, "jet_pt_edges": (600.0,)}))
+    rng = np.random.default_rng(0)
+    parts = []
+    for n, seed in ((400, 20), (100, 21), (200, 22)):
+        jet_pt = rng.uniform(500, 700, n).astype(np.float32)
+        parts.append((markov_sequences(n, GPT, seed), (jet_pt > 600).astype(np.int64), jet_pt))
+    (train_x, train_y, train_pt), (val_x, val_y, val_pt), (test_x, test_y, test_pt) = parts
+    data = TaggingData(
+        train_x, train_y, val_x, val_y, test_x, test_y, train_jet_pt=train_pt, val_jet_pt=val_pt, test_jet_pt=test_pt
+    )
+    training = TrainingConfig(epochs=6, learning_rate=3e-3, **CPU)
+    row = train_tagger(
+        data, config, size=300, strategy="scratch", seed=0, pretrained=None, training=training,
+        run_dir=tmp_path / "run", progress=False,
+    )  # fmt: skip
+    assert row["accuracy"] > 0.9
+    without = TaggingData(train_x, train_y, val_x, val_y, test_x, test_y)
+    with pytest.raises(ValueError, match="conditioned on the jet pT"):
+        train_tagger(
+            without, config, size=300, strategy="scratch", seed=0, pretrained=None, training=training,
+            run_dir=tmp_path / "other", progress=False,
+        )  # fmt: skip

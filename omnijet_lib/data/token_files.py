@@ -7,6 +7,8 @@ Layout (documented for users in ``data/README.md``)::
     jets:
     /label              int8  (N,)   JetClass class index, as in the jet file
     /jet_eta, /jet_phi  float32 (N,) the axis the tokens are relative to (to decode to absolute eta, phi)
+    /jet_pt             float32 (N,) the jet's pT [GeV] as in the jet file (schema version 2 on), which a
+                        GPT may be conditioned on (GPTConfig.jet_pt_edges)
     /n_dropped          int32 (N,)   constituents the pre-processing cut or truncated
     showers:
     /incident_energy    float32 (N,) photon energy [GeV]
@@ -43,10 +45,10 @@ from omnijet_lib.tokenizers.base import Tokenizer, load_tokenizer
 from omnijet_lib.tokenizers.tokens import PAD, START, from_sequences, stop_token, to_sequences, vocabulary_size
 
 SCHEMA = "omnijet-tokens"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jets carry /jet_pt
 # Per-sequence columns stored beside /sequences, by content.
 COLUMNS = {
-    "jets": {"label": "i1", "jet_eta": "f4", "jet_phi": "f4", "n_dropped": "i4"},
+    "jets": {"label": "i1", "jet_pt": "f4", "jet_eta": "f4", "jet_phi": "f4", "n_dropped": "i4"},
     "showers": {"incident_energy": "f4"},
 }
 
@@ -77,6 +79,10 @@ class TokenSequences:
     @property
     def label(self) -> np.ndarray:
         return self._column("label")
+
+    @property
+    def jet_pt(self) -> np.ndarray:
+        return self._column("jet_pt")
 
     @property
     def jet_eta(self) -> np.ndarray:
@@ -177,7 +183,7 @@ def tokenize_jet_file(
     def chunks():
         for jets in iter_jets(jet_path, chunk_size=chunk_size):
             pre = preprocess(jets, tokenizer.preprocessing)
-            columns = {"label": jets.label, "jet_eta": pre.jet_eta, "jet_phi": pre.jet_phi, "n_dropped": pre.n_dropped}
+            columns = {"label": jets.label, "jet_pt": jets.pt, "jet_eta": pre.jet_eta, "jet_phi": pre.jet_phi, "n_dropped": pre.n_dropped}
             yield tokenizer.encode(pre.features, pre.mask), pre.mask, columns
 
     return write_token_file(
@@ -223,16 +229,25 @@ def tokenized(
 
     Kept as ``token_dir/<tokenizer>-<digest>/<jet file>.h5``, where the digest is
     the start of the tokenizer file's SHA-256: a retrained tokenizer of the same
-    name gets new token files instead of stale ones.
+    name gets new token files instead of stale ones.  A token file of an older
+    schema version (which lacks a column this version stores) is made again.
     """
     tokenizer_file = Path(tokenizer_file)
     if not tokenizer_file.exists():
         msg = f"tokenizer file not found: {tokenizer_file}"
         raise FileNotFoundError(msg)
     out_path = Path(token_dir) / f"{tokenizer_file.stem}-{file_digest(tokenizer_file)}" / f"{Path(jet_path).stem}.h5"
+    if out_path.exists() and _schema_version(out_path) < SCHEMA_VERSION:
+        print(f"{out_path}: written by an older version of the token-file schema; tokenizing again")
+        out_path.unlink()
     if not out_path.exists():
         tokenize_file(jet_path, tokenizer_file, out_path, progress=progress)
     return out_path
+
+
+def _schema_version(path: Path) -> int:
+    with open_hdf5(path, what="token file") as file:
+        return int(file.attrs.get("schema_version", 0))
 
 
 def tokenize_file(
@@ -277,6 +292,13 @@ def _check_token_file(file: h5py.File, path: Path) -> TokenFileInfo:
         raise BadDataError(msg)
     for name in ("sequences", *COLUMNS[content]):
         if name not in file:
+            if int(file.attrs.get("schema_version", 0)) < SCHEMA_VERSION:
+                msg = (
+                    f"token file {path} has no /{name}: it was written by schema version "
+                    f"{file.attrs.get('schema_version')} (this is {SCHEMA_VERSION}); tokenize its jet file again "
+                    "(omnijet tokenize, or delete it and let tokenized() remake it)"
+                )
+                raise BadDataError(msg)
             raise SchemaError(name, file.keys(), file=str(path), obj="/")
     shape = file["sequences"].shape
     if len(shape) != 2:

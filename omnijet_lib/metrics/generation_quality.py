@@ -104,6 +104,7 @@ def generation_monitor(
     batch_size: int = 256,
     seed: int = 0,
     multiplicities: np.ndarray | None = None,
+    jet_pt: np.ndarray | None = None,
 ) -> Callable[[GPT], dict[str, float]]:
     """An ``evaluate`` for :func:`~omnijet_lib.models.gpt.fit_gpt`: a small generated sample against ``reference``, every epoch.
 
@@ -115,7 +116,7 @@ def generation_monitor(
     1-D Wasserstein distances to the ``reference`` jets (decoded real jets, e.g.
     the validation split) of the jet mass, ``sample_w1m`` [GeV], and of the
     multiplicity, ``sample_w1n``.  ``TrainingConfig.best_by`` may name either.
-    ``multiplicities`` go to :func:`~omnijet_lib.generation.generate_sequences`.
+    ``multiplicities`` and ``jet_pt`` go to :func:`~omnijet_lib.generation.generate_sequences`.
     """
     if n_jets < MIN_SAMPLES or len(reference) < MIN_SAMPLES:
         msg = f"a generation monitor needs at least {MIN_SAMPLES} generated and reference jets, got {n_jets} and {len(reference)}"
@@ -123,8 +124,9 @@ def generation_monitor(
 
     def evaluate(model: GPT) -> dict[str, float]:
         sequences = generate_sequences(
-            model, n_jets, batch_size=batch_size, seed=seed, progress=False, multiplicities=multiplicities
-        )
+            model, n_jets, batch_size=batch_size, seed=seed, progress=False, multiplicities=multiplicities,
+            jet_pt=jet_pt,
+        )  # fmt: skip
         jets, _ = decode_generated_jets(sequences, tokenizer)
         return {
             "sample_w1m": float(wasserstein_distance(jets.mass, reference.mass)),

@@ -57,8 +57,12 @@ class GPTConfig:
     max_length: int = 130  # longest sequence, START and STOP included (128 constituents)
     # False: the paper's GPT, which ends a jet by drawing STOP.  True: a jet's multiplicity is its first
     # token (START M(n) t1 .. tn STOP), so generation draws n first and then exactly n constituents, each
-    # conditioned on n -- see with_multiplicity_token for why.
+    # conditioned on n -- see with_condition_tokens for why.
     multiplicity_token: bool = False
+    # Jet pT bin edges [GeV], increasing.  Empty: the paper's GPT.  Else a jet's pT bin b (0 .. len(edges),
+    # under- and overflow included) is a token P(b) after START (and M(n)), so the constituents are drawn
+    # knowing the pT they must add up to -- see with_condition_tokens.
+    jet_pt_edges: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.embed_dim % self.n_heads:
@@ -72,11 +76,25 @@ class GPTConfig:
         if not isinstance(self.multiplicity_token, bool):
             msg = f"GPTConfig.multiplicity_token must be True or False, got {self.multiplicity_token!r}"
             raise ValueError(msg)
+        try:  # a list (from JSON) or an array becomes a tuple of floats, so the config stays hashable
+            edges = tuple(float(edge) for edge in self.jet_pt_edges)
+        except (TypeError, ValueError):
+            msg = f"GPTConfig.jet_pt_edges must be a sequence of numbers, got {self.jet_pt_edges!r}"
+            raise ValueError(msg) from None
+        if not (np.isfinite(edges).all() and all(a < b for a, b in zip(edges, edges[1:]))):
+            msg = f"GPTConfig.jet_pt_edges must be finite and strictly increasing, got {edges}"
+            raise ValueError(msg)
+        object.__setattr__(self, "jet_pt_edges", edges)
+
+    @property
+    def n_jet_pt_bins(self) -> int:
+        """Jet pT bins, under- and overflow included; 0 without jet pT tokens."""
+        return len(self.jet_pt_edges) + 1 if self.jet_pt_edges else 0
 
     @property
     def vocab_size(self) -> int:
-        """START, the codes, STOP, and with multiplicity_token one token per multiplicity 0 .. max_length - 2."""
-        return self.codebook_size + 2 + (self.max_length - 1 if self.multiplicity_token else 0)
+        """START, the codes, STOP, then a token per multiplicity 0 .. max_length - 2 and per jet pT bin if asked for."""
+        return self.first_jet_pt_token + self.n_jet_pt_bins
 
     @property
     def stop_token(self) -> int:
@@ -88,9 +106,24 @@ class GPTConfig:
         return self.codebook_size + 2
 
     @property
+    def first_jet_pt_token(self) -> int:
+        """P(b) = this + b: the token that says "the jet's pT lies in bin b"."""
+        return self.first_multiplicity_token + (self.max_length - 1 if self.multiplicity_token else 0)
+
+    @property
+    def n_condition_tokens(self) -> int:
+        """Tokens between START and the first constituent: M(n) and P(b), as configured."""
+        return int(self.multiplicity_token) + int(bool(self.jet_pt_edges))
+
+    @property
     def positions(self) -> int:
-        """Positions the model sees of the longest sequence: one more than max_length with a multiplicity token."""
-        return self.max_length + self.multiplicity_token
+        """Positions the model sees of the longest sequence: max_length plus the condition tokens."""
+        return self.max_length + self.n_condition_tokens
+
+    def jet_pt_bin(self, jet_pt: Tensor) -> Tensor:
+        """The pT bin (0 .. len(jet_pt_edges)) of each jet pT [GeV]."""
+        edges = torch.tensor(self.jet_pt_edges, dtype=jet_pt.dtype, device=jet_pt.device)
+        return torch.bucketize(jet_pt, edges, right=True)
 
 
 class KVCache:
@@ -202,25 +235,40 @@ class Backbone(nn.Module):
         return run_blocks(self.blocks, x, cache, max_length=self.config.positions)
 
 
-def with_multiplicity_token(sequences: Tensor, config: GPTConfig) -> Tensor:
-    """``START t1 .. tn STOP PAD..`` -> ``START M(n) t1 .. tn STOP PAD..`` (one column wider) if the config asks for it.
+def with_condition_tokens(sequences: Tensor, config: GPTConfig, jet_pt: Tensor | None = None) -> Tensor:
+    """``START t1 .. tn STOP PAD..`` -> ``START M(n) P(b) t1 .. tn STOP PAD..``, each as the config asks.
 
-    Why: a GPT that ends a jet by drawing STOP sees, while generating, its own
-    prefixes, which drift from real ones; on them it draws STOP too early, and its
-    jets come out with too few constituents and too little mass (exposure bias,
-    measured in notebook 04).  Drawing the multiplicity first -- from a
-    distribution the model learns exactly, as it depends on nothing before it --
-    and then n constituents conditioned on it, as the point-cloud generators of the
-    field do, takes the end of the jet out of the drifting part.  The sequences of
-    a token file stay as they are; the model inserts M(n) itself, in training, in
-    generation and in the classifier on its backbone.  Without the option the
-    sequences come back unchanged.
+    Why the multiplicity: a GPT that ends a jet by drawing STOP sees, while
+    generating, its own prefixes, which drift from real ones; on them it draws
+    STOP too early, and its jets come out with too few constituents and too
+    little mass (exposure bias, measured in notebook 04).  Drawing the
+    multiplicity first -- from a distribution the model learns exactly, as it
+    depends on nothing before it -- and then n constituents conditioned on it, as
+    the point-cloud generators of the field do, takes the end of the jet out of
+    the drifting part.
+
+    Why the jet pT: a jet's pT is the sum of its constituents', but a GPT draws
+    them one at a time with no notion of a total, so the generated jet-pT
+    spectrum comes out smeared where the real one has the sharp edge of the
+    selection (pT > 500 GeV).  Told the pT bin first (``jet_pt`` [GeV], one per
+    sequence), it draws constituents that add up to it.
+
+    The sequences of a token file stay as they are; the model inserts these
+    tokens itself, in training, in generation and in the classifier on its
+    backbone.  Without either option the sequences come back unchanged.
     """
-    if not config.multiplicity_token:
+    inserted = []
+    if config.multiplicity_token:
+        n = ((sequences > START) & (sequences < config.stop_token)).sum(dim=1)  # code tokens
+        inserted.append(config.first_multiplicity_token + n)
+    if config.jet_pt_edges:
+        if jet_pt is None:
+            msg = "this GPT is conditioned on the jet pT (GPTConfig.jet_pt_edges): give each sequence's jet_pt"
+            raise ValueError(msg)
+        inserted.append(config.first_jet_pt_token + config.jet_pt_bin(jet_pt.to(sequences.device)))
+    if not inserted:
         return sequences
-    n = ((sequences > START) & (sequences < config.stop_token)).sum(dim=1)  # code tokens
-    out = torch.cat([sequences[:, :1], (config.first_multiplicity_token + n)[:, None], sequences[:, 1:]], dim=1)
-    return out
+    return torch.cat([sequences[:, :1], torch.stack(inserted, dim=1), sequences[:, 1:]], dim=1)
 
 
 def run_blocks(blocks: nn.ModuleList, x: Tensor, cache: KVCache | None, *, max_length: int) -> Tensor:
@@ -276,16 +324,18 @@ LOGITS_CHUNK_ELEMENTS = 2**26
 def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
     """Cross-entropy of predicting token t+1 from tokens 0..t, over real targets only.
 
-    ``batch`` is ``(sequences,)`` with sequences ``(B, T)`` right-padded with PAD.
+    ``batch`` is ``(sequences,)`` with sequences ``(B, T)`` right-padded with PAD, or
+    ``(sequences, jet_pt)`` for a GPT conditioned on the jet pT.
     The batch is cut to its longest sequence first: the padding columns after it
     would cost compute and change nothing.  Only real positions reach the output
     layer, in chunks (:func:`chunked_cross_entropy`), so the full
     batch x length x vocabulary logits never exist at once.  With
-    ``config.multiplicity_token`` the sequences get it inserted first, and
-    predicting it (the multiplicity's log-likelihood) is one of the targets.
+    ``config.multiplicity_token`` (``jet_pt_edges``) the sequences get M(n) (P(b))
+    inserted first, and predicting it (the multiplicity's, the pT bin's
+    log-likelihood) is one of the targets.
     """
-    (sequences,) = batch
-    sequences = with_multiplicity_token(sequences, model.config)
+    sequences, *jet_pt = batch
+    sequences = with_condition_tokens(sequences, model.config, *jet_pt)
     longest = int((sequences != PAD).sum(dim=1).max())
     sequences = sequences[:, :longest]
     inputs, targets = sequences[:, :-1], sequences[:, 1:]
@@ -340,6 +390,8 @@ def fit_gpt(
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    train_jet_pt=None,
+    val_jet_pt=None,
 ) -> tuple[GPT, TrainingResult]:
     """Train a GPT on next-token prediction; returns the best-validation model and the run's result.
 
@@ -351,19 +403,24 @@ def fit_gpt(
     STOP, PAD after), or row sources that read them from disk as needed
     (``TokenDataset.rows(indices)``, for data larger than memory): those are checked
     chunk by chunk, their lengths come from the source, and nothing is held whole.
+    A GPT conditioned on the jet pT (``config.jet_pt_edges``) needs each sequence's
+    jet pT [GeV]: ``train_jet_pt`` and ``val_jet_pt`` (e.g. ``TokenDataset.column("jet_pt", indices)``).
     The run lives in ``run_dir`` and resumes from there; its checkpoints carry the
     GPTConfig, so :func:`load_gpt` needs nothing else.
     """
     train_sequences, train_lengths = _sequences_and_lengths(train_sequences, config, "train", progress)
     val_sequences, val_lengths = _sequences_and_lengths(val_sequences, config, "validation", progress)
+    train_data = (train_sequences, *_jet_pt_column(train_jet_pt, config, len(train_lengths), "train"))
+    val_data = (val_sequences, *_jet_pt_column(val_jet_pt, config, len(val_lengths), "validation"))
     torch.manual_seed(training.seed)  # the initial weights
     model = GPT(config)
     describe = {"model": "GPT", "gpt_config": asdict(config)}
     # Batches of similar lengths, which next_token_loss trims to their longest: far less padding computed;
     # validation in length order for the same reason (a row source is then read in that order).
-    val_sequences = rows_in_order(val_sequences, val_lengths.argsort(stable=True))
+    val_order = val_lengths.argsort(stable=True)
+    val_data = tuple(rows_in_order(column, val_order) for column in val_data)
     result = train(
-        model, (train_sequences,), (val_sequences,), next_token_loss, training, run_dir,
+        model, train_data, val_data, next_token_loss, training, run_dir,
         describe=describe, evaluate=evaluate, progress=progress, on_step=on_step, lengths=train_lengths,
     )  # fmt: skip
     return load_gpt(result.best_checkpoint, device=training.device), result
@@ -385,6 +442,26 @@ def load_gpt(path: str | os.PathLike, *, device: str = "auto") -> GPT:
     model = GPT(config)
     model.load_state_dict(weights)
     return model.to(pick_device(device)).eval()
+
+
+def _jet_pt_column(jet_pt, config: GPTConfig, n: int, name: str) -> tuple[Tensor, ...]:
+    """``(jet_pt,)`` as a float tensor for a pT-conditioned GPT, ``()`` for any other; checked."""
+    if not config.jet_pt_edges:
+        if jet_pt is not None:
+            msg = f"{name}_jet_pt given, but this GPT is not conditioned on the jet pT (GPTConfig.jet_pt_edges is empty)"
+            raise ValueError(msg)
+        return ()
+    if jet_pt is None:
+        msg = f"this GPT is conditioned on the jet pT (GPTConfig.jet_pt_edges): give {name}_jet_pt"
+        raise ValueError(msg)
+    jet_pt = np.asarray(jet_pt, dtype=np.float32)
+    if jet_pt.shape != (n,):
+        msg = f"{name}_jet_pt has shape {jet_pt.shape}, expected one value per sequence: ({n},)"
+        raise ValueError(msg)
+    if not np.isfinite(jet_pt).all():
+        msg = f"{name}_jet_pt holds NaN or infinite values"
+        raise ValueError(msg)
+    return (torch.from_numpy(jet_pt),)
 
 
 def _sequences_and_lengths(sequences, config: GPTConfig, name: str, progress: bool) -> tuple:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnijet_lib.models.gpt import Backbone, GPTConfig, with_multiplicity_token
+from omnijet_lib.models.gpt import Backbone, GPTConfig, with_condition_tokens
 from omnijet_lib.tokenizers.tokens import PAD, START
 from omnijet_lib.training import StepOutput
 
@@ -91,9 +91,10 @@ class TokenClassifier(nn.Module):
         else:
             self.head = ClassAttentionHead(gpt.embed_dim, config.n_classes, gpt.n_heads)
 
-    def forward(self, sequences: Tensor) -> Tensor:
-        # A backbone pre-trained with multiplicity tokens reads them here too (M(n) is not a constituent).
-        sequences = with_multiplicity_token(sequences, self.config.gpt)
+    def forward(self, sequences: Tensor, jet_pt: Tensor | None = None) -> Tensor:
+        # A backbone pre-trained with condition tokens reads them here too (M(n), P(b) are not constituents);
+        # one conditioned on the jet pT needs it, ``jet_pt`` [GeV] per sequence.
+        sequences = with_condition_tokens(sequences, self.config.gpt, jet_pt)
         mask = constituent_mask(sequences, self.config.gpt)
         if not mask.any(dim=1).all():
             msg = "every sequence needs at least one constituent token to be classified"
@@ -104,8 +105,8 @@ class TokenClassifier(nn.Module):
 
 
 def tagging_step(model: TokenClassifier, batch: tuple[Tensor, ...]) -> StepOutput:
-    """Cross-entropy of one ``(sequences, labels)`` batch, with its accuracy."""
-    sequences, labels = batch
-    logits = model(sequences)
+    """Cross-entropy of one ``(sequences, labels)`` (or ``(sequences, jet_pt, labels)``) batch, with its accuracy."""
+    sequences, *jet_pt, labels = batch
+    logits = model(sequences, *jet_pt)
     accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
     return StepOutput(F.cross_entropy(logits, labels), {"accuracy": accuracy})
