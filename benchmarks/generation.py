@@ -58,11 +58,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import generate_batch
-from omnijet_lib.generation_timing import best_of, reference_integrated, reference_whole, synchronize
+from omnijet_lib.generation.timing import best_of, reference_integrated, reference_whole, synchronize
 from omnijet_lib.models.gpt import GPT, GPTConfig, KVCache
 from omnijet_lib.tokenizers.tokens import PAD
-from omnijet_lib.training import pick_device
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from omnijet_lib.training import pick_device
+from omnijet_lib.devices import pick_device
 
 METHODS = {  # name -> estimated working memory in bytes per (vector x code) pair, float32
     "nearest_code (ours)": 0,  # bounded by the block (on the CPU a cache's worth, at most 2**24 distances), not by N x K

@@ -50,8 +50,8 @@ def real_token_files(n_jets: int, seed: int, jet_dir: Path, out_dir: Path):
     from omnijet_lib.data.jets import concatenate
     from omnijet_lib.data.preprocessing import preprocess
     from omnijet_lib.data.pythia_jets import jet_dataset
-    from omnijet_lib.data.token_files import tokenize_jet_file
     from omnijet_lib.tokenizers import BinnedConfig, BinnedTokenizer
+    from omnijet_lib.tokenizers.token_files import tokenize_jet_file
 
     jet_files = jet_dataset(n_jets, seed=seed, data_dir=jet_dir)
     pre = preprocess(concatenate([read_jets(path) for path in jet_files.values()]))
@@ -65,8 +65,8 @@ def real_token_files(n_jets: int, seed: int, jet_dir: Path, out_dir: Path):
 
 def tiled_token_file(real_paths, tokenizer, n: int, out_path: Path, *, chunk: int = 100_000) -> Path:
     """A token file of ``n`` sequences repeating the rows of ``real_paths`` (written by the project's writer)."""
-    from omnijet_lib.data.token_dataset import TokenDataset
-    from omnijet_lib.data.token_files import write_token_file
+    from omnijet_lib.tokenizers.token_dataset import TokenDataset
+    from omnijet_lib.tokenizers.token_files import write_token_file
 
     with TokenDataset(real_paths, progress=False) as dataset:
         real = dataset.read(np.arange(len(dataset)))
@@ -102,10 +102,11 @@ def measure(mode: str, path: Path, steps: int, run_dir: Path) -> dict:
     import torch
 
     from omnijet_lib.data.splits import split_indices
-    from omnijet_lib.data.token_dataset import TokenDataset
-    from omnijet_lib.data.token_files import read_token_file
-    from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+    from omnijet_lib.models.gpt import GPTConfig
+    from omnijet_lib.tokenizers.token_dataset import TokenDataset
+    from omnijet_lib.tokenizers.token_files import read_token_file
     from omnijet_lib.training import TrainingConfig
+    from omnijet_lib.training.gpt import fit_gpt
 
     torch.set_num_threads(1)
     after_imports = memory_now()["VmRSS"]

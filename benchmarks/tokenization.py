@@ -32,12 +32,12 @@ import torch
 
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.data.pythia_jets import generate_jets
-from omnijet_lib.generation_timing import best_of
+from omnijet_lib.devices import pick_device
+from omnijet_lib.generation.timing import best_of
 from omnijet_lib.notebooks import notebook_parameters, project_root, read_profile
 from omnijet_lib.tokenizers.binned import BinnedTokenizer
 from omnijet_lib.tokenizers.specs import build_tokenizer, parse_spec
 from omnijet_lib.tokenizers.vqvae import VQVAEConfig
-from omnijet_lib.training import pick_device
 
 NOTEBOOK = "notebooks/02_tokenization_quality.py"
 

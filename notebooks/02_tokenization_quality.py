@@ -48,8 +48,9 @@ from omnijet_lib.metrics.token_quality import codebook_utilisation, mass_error_s
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import overlay_residuals, show_and_save
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
-from omnijet_lib.tokenizers.specs import build_tokenizer, fit_tokenizer
+from omnijet_lib.tokenizers.specs import build_tokenizer
 from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.tokenizers import fit_tokenizer
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 

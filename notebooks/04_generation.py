@@ -50,8 +50,7 @@ from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
-from omnijet_lib.data.token_dataset import TokenDataset
-from omnijet_lib.data.token_files import tokenized
+from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_jets, generate_sequences, stop_probability_by_length
 from omnijet_lib.metrics.generation_quality import (
     MIN_SAMPLES,
@@ -63,7 +62,7 @@ from omnijet_lib.metrics.generation_quality import (
     jetnet_metrics,
     wasserstein_distances,
 )
-from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.notebooks import save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
@@ -74,8 +73,11 @@ from omnijet_lib.plotting import (
     show_and_save,
 )
 from omnijet_lib.tokenizers import load_tokenizer
+from omnijet_lib.tokenizers.token_dataset import TokenDataset
+from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.tokenizers.tokens import PAD
-from omnijet_lib.training import TrainingConfig, pick_device
+from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.gpt import fit_gpt
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 

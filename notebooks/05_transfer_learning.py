@@ -41,13 +41,14 @@ import numpy as np
 from omnijet_lib.data.jets import label_index
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
-from omnijet_lib.data.token_dataset import TokenDataset
-from omnijet_lib.data.token_files import tokenized
+from omnijet_lib.devices import pick_device
 from omnijet_lib.models.gpt import read_gpt_checkpoint
 from omnijet_lib.models.token_classifier import TokenClassifierConfig
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import show_and_save
-from omnijet_lib.training import TrainingConfig, pick_device
+from omnijet_lib.tokenizers.token_dataset import TokenDataset
+from omnijet_lib.tokenizers.token_files import tokenized
+from omnijet_lib.training import TrainingConfig
 from omnijet_lib.transfer import TaggingData, patience_for, run_scan
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style

@@ -47,13 +47,13 @@ from omnijet_lib.data.shower_preprocessing import (
 )
 from omnijet_lib.data.shower_simulation import shower_dataset, simulate_showers
 from omnijet_lib.data.splits import split_indices
-from omnijet_lib.data.token_files import read_token_file, tokenized
+from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_showers, generate_sequences
-from omnijet_lib.generation_timing import reference_integrated
+from omnijet_lib.generation.timing import reference_integrated
 from omnijet_lib.metrics.resolution import fit_gaussian
 from omnijet_lib.metrics.shower_quality import HIT_RESIDUALS, hit_residuals, shower_distributions, shower_wasserstein
 from omnijet_lib.metrics.token_quality import codebook_utilisation
-from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
@@ -64,9 +64,12 @@ from omnijet_lib.plotting import (
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
-from omnijet_lib.tokenizers.specs import build_tokenizer, fit_tokenizer
+from omnijet_lib.tokenizers.specs import build_tokenizer
+from omnijet_lib.tokenizers.token_files import read_token_file, tokenized
 from omnijet_lib.tokenizers.tokens import PAD
-from omnijet_lib.training import TrainingConfig, pick_device
+from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.gpt import fit_gpt
+from omnijet_lib.training.tokenizers import fit_tokenizer
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 

@@ -47,6 +47,7 @@ import numpy as np
 from omnijet_lib.data.shower_files import read_showers, write_showers
 from omnijet_lib.data.shower_simulation import shower_dataset, simulate_showers
 from omnijet_lib.data.splits import split_indices
+from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_showers, generate_sequences
 from omnijet_lib.metrics.shower_quality import shower_distributions, shower_wasserstein
 from omnijet_lib.models.gpt import load_gpt
@@ -68,7 +69,7 @@ from omnijet_lib.plotting import (
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES, energy_sum, n_hits
 from omnijet_lib.tokenizers import load_tokenizer
-from omnijet_lib.training import TrainingConfig, pick_device
+from omnijet_lib.training import TrainingConfig
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 

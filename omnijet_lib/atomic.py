@@ -1,17 +1,21 @@
-"""Files that appear complete or not at all: write to a temporary name, then rename.
+"""Files that appear complete or not at all, and folders one process at a time.
 
 ``os.replace`` within one directory is atomic on POSIX and Windows, so a reader
 (or a run resumed after ``kill -9``) never sees half a jet file or checkpoint.
 :func:`file_digest` names a file's content, for caches that must not go stale.
+:func:`exclusive` holds a lock file, so that two runs never write one folder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import torch
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
@@ -42,3 +46,41 @@ def file_digest(path: str | os.PathLike, length: int = 12) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:length]
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, ``os.replace``: readers never see half a file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    """``obj`` as indented JSON at ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
+
+
+@contextmanager
+def exclusive(lock_path: str | os.PathLike, *, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock_path`` (created if missing) while the block runs.
+
+    If another process holds it, raise :class:`BusyError` with the message ``busy``
+    at once rather than wait.  The operating system releases the lock when the
+    file closes, also after ``kill -9``, so no stale lock outlives its process.
+    Where ``fcntl`` does not exist (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks to take
+        yield
+        return
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(busy) from None
+        yield
+
+
+class BusyError(RuntimeError):
+    """Another process holds the lock of a folder this one wants to write."""

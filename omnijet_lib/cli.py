@@ -84,7 +84,7 @@ def _simulate_showers(args: argparse.Namespace) -> None:
 
 
 def _tokenize(args: argparse.Namespace) -> None:
-    from omnijet_lib.data.token_files import read_token_file, tokenize_file
+    from omnijet_lib.tokenizers.token_files import read_token_file, tokenize_file
 
     path = tokenize_file(args.jets, args.tokenizer, args.out, chunk_size=args.chunk_size)
     tokens = read_token_file(path)

@@ -19,6 +19,12 @@ def _choices(name: str, available: Iterable[str]) -> str:
     return ", ".join(repr(a) for a in shown) or "(none)"
 
 
+def is_int(value: object) -> bool:
+    """A Python int but not a bool (which Python counts as one); numpy integers are not (they do not
+    survive a checkpoint loaded with ``weights_only=True``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_int(value: object, name: str, *, minimum: int) -> None:
     """Refuse anything but an integer >= ``minimum``, naming the argument ``name``.
 

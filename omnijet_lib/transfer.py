@@ -26,15 +26,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from omnijet_lib.atomic import atomic_path, file_digest
-from omnijet_lib.data.token_dataset import TokenRows
+from omnijet_lib.checkpoints import load_checkpoint
+from omnijet_lib.devices import pick_device
 from omnijet_lib.metrics.tagging import tagging_metrics
 from omnijet_lib.models.gpt import read_gpt_checkpoint
-from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig, tagging_step
+from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig
+from omnijet_lib.tokenizers.token_dataset import TokenRows
 from omnijet_lib.tokenizers.tokens import PAD
-from omnijet_lib.training import TrainingConfig, load_checkpoint, pick_device, train
+from omnijet_lib.training import StepOutput, TrainingConfig, train
 
 STRATEGIES = ("scratch", "finetune", "frozen")
 RESULT_FIELDS = (
@@ -103,7 +107,7 @@ class TaggingData:
     """Token sequences and 0/1 labels (1 = signal, top) of the training pool and the fixed val and test sets.
 
     The training pool may be any rows indexable by an index array, e.g. a
-    :class:`~omnijet_lib.data.token_dataset.TokenRows` view that reads from disk.
+    :class:`~omnijet_lib.tokenizers.token_dataset.TokenRows` view that reads from disk.
     The jet pT [GeV] of every part is needed by a backbone conditioned on it
     (``GPTConfig.jet_pt_edges``), and ignored otherwise.
     """
@@ -141,6 +145,14 @@ class TaggingData:
             raise ValueError(msg)
         rng = np.random.default_rng([seed, size])
         return np.sort(np.concatenate([rng.choice(pool, n, replace=False) for n, pool in zip(wanted, by_class)]))
+
+
+def tagging_step(model: TokenClassifier, batch: tuple[Tensor, ...]) -> StepOutput:
+    """Cross-entropy of one ``(sequences, labels)`` (or ``(sequences, jet_pt, labels)``) batch, with its accuracy."""
+    sequences, *jet_pt, labels = batch
+    logits = model(sequences, *jet_pt)
+    accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
+    return StepOutput(F.cross_entropy(logits, labels), {"accuracy": accuracy})
 
 
 @torch.no_grad()

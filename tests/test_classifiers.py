@@ -100,8 +100,9 @@ FAST = dict(epochs=4, batch_size=64)  # a few seconds per training on 2 CPU core
 
 
 def test_train_classifier_separates_an_easy_problem(tmp_path):
+    from omnijet_lib.checkpoints import load_checkpoint
     from omnijet_lib.metrics.classifier_test import ClassifierResult, train_classifier
-    from omnijet_lib.training import TrainingConfig, load_checkpoint
+    from omnijet_lib.training import TrainingConfig
 
     x, mask, labels = synthetic_jets(1000, separation=2.0)
     result = train_classifier(x, mask, labels, training=TrainingConfig(**FAST), run_dir=tmp_path, progress=False)

@@ -7,17 +7,11 @@ import pytest
 import torch
 from conftest import markov_sequences
 
-from omnijet_lib.models.gpt import (
-    GPT,
-    GPTConfig,
-    KVCache,
-    chunked_cross_entropy,
-    fit_gpt,
-    load_gpt,
-    next_token_loss,
-)
+from omnijet_lib.checkpoints import CHECKPOINT_KEYS
+from omnijet_lib.models.gpt import GPT, GPTConfig, KVCache, chunked_cross_entropy, load_gpt
 from omnijet_lib.tokenizers.tokens import PAD
-from omnijet_lib.training import CHECKPOINT_KEYS, TrainingConfig
+from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.gpt import fit_gpt, next_token_loss
 
 SMALL = GPTConfig(codebook_size=40, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=24)
 

@@ -9,15 +9,17 @@ from omnijet_lib.data.shower_files import read_showers
 from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig, preprocess_showers
 from omnijet_lib.data.shower_simulation import shower_dataset
 from omnijet_lib.data.showers import GRID_SIZE, UNKNOWN_ENERGY
-from omnijet_lib.data.token_files import read_token_file, tokenized
 from omnijet_lib.generation import decode_generated_showers, generate_sequences
-from omnijet_lib.generation_timing import reference_integrated
+from omnijet_lib.generation.timing import reference_integrated
 from omnijet_lib.metrics.shower_quality import shower_distributions, shower_wasserstein
-from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig, load_tokenizer
-from omnijet_lib.tokenizers.specs import build_tokenizer, fit_tokenizer
+from omnijet_lib.tokenizers.specs import build_tokenizer
+from omnijet_lib.tokenizers.token_files import read_token_file, tokenized
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.gpt import fit_gpt
+from omnijet_lib.training.tokenizers import fit_tokenizer
 
 TINY_VQVAE = VQVAEConfig(hidden_dim=8, n_layers=1, n_heads=2, quantizer=QuantizerConfig(beta=0.8, replace_every=100))
 

@@ -502,7 +502,8 @@ def test_tiny_run_trains_saves_and_generates(showers, tmp_path):
     gen_showers = showers_from_hits(generated)
     assert len(gen_showers) == 2 and np.all(gen_showers.incident_energy == 15.0)
     with pytest.raises(ValueError, match="not a direct-spatial-token checkpoint"):
-        from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+        from omnijet_lib.models.gpt import GPTConfig
+        from omnijet_lib.training.gpt import fit_gpt
 
         seq = np.array([[0, 1, 2, 3], [0, 2, 3, -1]])
         _, gpt_result = fit_gpt(GPTConfig(codebook_size=2, embed_dim=8, n_heads=2, n_blocks=1, ffn_dim=8, max_length=4),

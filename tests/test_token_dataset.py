@@ -12,13 +12,14 @@ import torch
 from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.data.splits import split_indices
-from omnijet_lib.data.token_dataset import TokenDataset
-from omnijet_lib.data.token_files import COLUMNS, read_token_file, tokenize_jet_file
 from omnijet_lib.errors import BadDataError
-from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.tokenizers import BinnedConfig, BinnedTokenizer
+from omnijet_lib.tokenizers.token_dataset import TokenDataset
+from omnijet_lib.tokenizers.token_files import COLUMNS, read_token_file, tokenize_jet_file
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig, epoch_batches
+from omnijet_lib.training.gpt import fit_gpt
 
 
 def tokenize(jets, bins: int, directory, name: str):

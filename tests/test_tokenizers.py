@@ -13,7 +13,6 @@ from conftest import make_jets
 from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.jets import concatenate
 from omnijet_lib.data.preprocessing import PreprocessingConfig, preprocess
-from omnijet_lib.data.token_files import read_token_file, tokenize_file, tokenize_jet_file, write_token_file
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.tokenizers import (
     PAD,
@@ -27,8 +26,10 @@ from omnijet_lib.tokenizers import (
     stop_token,
 )
 from omnijet_lib.tokenizers.specs import build_tokenizer, parse_spec
+from omnijet_lib.tokenizers.token_files import read_token_file, tokenize_file, tokenize_jet_file, write_token_file
 from omnijet_lib.tokenizers.tokens import codes_to_tokens, from_sequences, to_sequences
 from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.tokenizers import fit_vqvae
 
 SMALL_VQ = VQVAEConfig(hidden_dim=32, n_heads=4, n_layers=2, quantizer=QuantizerConfig(codebook_size=64))
 
@@ -147,7 +148,7 @@ def test_vqvae_encode_and_decode_are_those_of_one_plain_batch_to_the_last_bit(re
 
     tokens = tok.encode(features, mask)
     np.testing.assert_array_equal(tokens, codes_to_tokens(codes.numpy(), mask))
-    assert torch.equal(tok._batched(lambda b, bm: model._run(model.encoder, b, bm), x, m, dtype=torch.float32), latents)
+    assert torch.equal(tok.batched(lambda b, bm: model._run(model.encoder, b, bm), x, m, dtype=torch.float32), latents)
     assert np.array_equal(tok.decode(tokens, mask), decoded.numpy())
 
 
@@ -161,7 +162,9 @@ def test_trained_vqvae_beats_untrained_and_saves(real, tmp_path):
     torch.manual_seed(0)
     tok = VQVAETokenizer(SMALL_VQ, device="cpu")
     untrained = reconstruction_mse(tok, *val)
-    result = tok.fit(train, val, TrainingConfig(epochs=4, batch_size=32, seed=3), tmp_path / "run", progress=False)
+    result = fit_vqvae(
+        tok, train, val, TrainingConfig(epochs=4, batch_size=32, seed=3), tmp_path / "run", progress=False
+    )
     trained = reconstruction_mse(tok, *val)
     assert trained < 0.2 * untrained, (trained, untrained)
     assert result.history[-1]["codebook_utilisation"] > 0.3
@@ -182,10 +185,10 @@ def test_vqvae_fit_resumes_to_the_same_weights(real, tmp_path):
         torch.manual_seed(1)
         tok = VQVAETokenizer(SMALL_VQ, device="cpu")
         if epochs_first:
-            tok.fit(train, val, dataclasses.replace(config, epochs=epochs_first), run_dir, progress=False)
+            fit_vqvae(tok, train, val, dataclasses.replace(config, epochs=epochs_first), run_dir, progress=False)
             torch.manual_seed(1)
             tok = VQVAETokenizer(SMALL_VQ, device="cpu")  # a fresh process would start from scratch too
-        tok.fit(train, val, config, run_dir, progress=False)
+        fit_vqvae(tok, train, val, config, run_dir, progress=False)
         return tok.model.state_dict()
 
     once, resumed = trained(tmp_path / "a"), trained(tmp_path / "b", epochs_first=1)
@@ -410,18 +413,21 @@ def test_vqvae_with_a_jet_term_trains_and_refuses_showers(real, tmp_path):
     train, val = real
     config = dataclasses.replace(SMALL_VQ, jet_weight=2.0)
     tok = VQVAETokenizer(config, device="cpu")
-    result = tok.fit(train, val, TrainingConfig(epochs=1, batch_size=32, seed=3), tmp_path / "run", progress=False)
+    result = fit_vqvae(
+        tok, train, val, TrainingConfig(epochs=1, batch_size=32, seed=3), tmp_path / "run", progress=False
+    )
     assert np.isfinite(result.history[-1]["val_jet"]) and result.history[-1]["val_jet"] > 0
     with pytest.raises(ValueError, match="jet_weight must be"):
         VQVAEConfig(jet_weight=-1.0)
     # the finished run is not handed back to a tokenizer with another jet term
     other = VQVAETokenizer(dataclasses.replace(config, jet_weight=5.0), device="cpu")
     with pytest.raises(ValueError, match="config.jet_weight: 2.0 in the checkpoint, 5.0 given"):
-        other.fit(train, val, TrainingConfig(epochs=1, batch_size=32, seed=3), tmp_path / "run", progress=False)
+        fit_vqvae(other, train, val, TrainingConfig(epochs=1, batch_size=32, seed=3), tmp_path / "run", progress=False)
     showers = VQVAETokenizer(dataclasses.replace(config, n_features=4), ShowerPreprocessingConfig(), device="cpu")
     features = np.zeros((4, 5, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="jet_weight needs jets"):
-        showers.fit(
+        fit_vqvae(
+            showers,
             (features, features[..., 0] == 0),
             (features, features[..., 0] == 0),
             TrainingConfig(epochs=1),
@@ -433,7 +439,7 @@ def test_token_files_of_an_older_schema_are_named_and_made_again(pythia_jets, tm
     """Schema version 1 had no /jet_pt: reading one says so; tokenized() makes it again."""
     import h5py
 
-    from omnijet_lib.data.token_files import SCHEMA_VERSION, tokenized
+    from omnijet_lib.tokenizers.token_files import SCHEMA_VERSION, tokenized
 
     jets = pythia_jets["qcd"][:40]
     jet_path = write_jets(tmp_path / "jets.h5", jets)

@@ -13,16 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnijet_lib.training import (
-    StepOutput,
-    TrainingConfig,
-    epoch_batches,
-    learning_rate_factor,
-    load_checkpoint,
-    pick_device,
-    save_atomic,
-    train,
-)
+from omnijet_lib.atomic import save_atomic
+from omnijet_lib.checkpoints import load_checkpoint
+from omnijet_lib.devices import pick_device
+from omnijet_lib.training import StepOutput, TrainingConfig, epoch_batches, learning_rate_factor, train
 
 BATCH_SIZE = 16
 N_BATCHES = 5  # 72 training samples: four full batches and one of 8

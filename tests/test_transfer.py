@@ -7,10 +7,11 @@ from conftest import markov_sequences
 
 from omnijet_lib import transfer
 from omnijet_lib.metrics.tagging import background_rejection, tagging_metrics
-from omnijet_lib.models.gpt import GPTConfig, fit_gpt
+from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.gpt import fit_gpt
 from omnijet_lib.transfer import TaggingData, build_tagger, load_backbone, patience_for, run_scan, train_tagger
 
 GPT = GPTConfig(codebook_size=40, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=24)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import glob
 import json
 import multiprocessing
@@ -36,6 +35,7 @@ import awkward as ak
 import numpy as np
 from tqdm.auto import tqdm
 
+from omnijet_lib.atomic import exclusive
 from omnijet_lib.data.jet_files import JetFileWriter, jet_file_info, read_jets, write_jets
 from omnijet_lib.data.jets import Jets, concatenate, label_index
 from omnijet_lib.errors import check_int
@@ -342,7 +342,8 @@ def generate_jet_file(
 
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    with _exclusive(parts / "lock"):  # released before the folder is removed
+    busy = f"another run is generating into {parts}; wait for it or stop it"
+    with exclusive(parts / "lock", busy=busy):  # released before the folder is removed
         manifest = parts / "manifest.json"
         if manifest.exists() and json.loads(manifest.read_text()) != identity:
             msg = f"{parts} holds an unfinished run with other settings; delete it or repeat that run's command"
@@ -377,18 +378,6 @@ def generate_jet_file(
             writer.set_attr("jets_per_worker_second", n_jets / seconds)
     shutil.rmtree(parts)
     return out
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path``: two runs must never share a parts folder."""
-    with open(lock_path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            msg = f"another run is generating into {lock_path.parent}; wait for it or stop it"
-            raise FileExistsError(msg) from None
-        yield
 
 
 def jet_dataset(

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from omnijet_lib.checkpoints import load_checkpoint
 from omnijet_lib.data.splits import split_indices
+from omnijet_lib.devices import pick_device
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.models.classifiers import (
     DeepSets,
@@ -38,7 +40,7 @@ from omnijet_lib.models.classifiers import (
     TransformerClassifier,
     TransformerClassifierConfig,
 )
-from omnijet_lib.training import StepOutput, TrainingConfig, load_checkpoint, pick_device, train
+from omnijet_lib.training import StepOutput, TrainingConfig, train
 
 MODELS = ("deepsets", "transformer")  # the names train_classifier accepts for ``model``
 

@@ -93,12 +93,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from omnijet_lib.checkpoints import load_checkpoint
 from omnijet_lib.data.shower_preprocessing import voxelise
 from omnijet_lib.data.showers import GRID_SIZE, Showers, check_showers, concatenate_showers
+from omnijet_lib.devices import pick_device
 from omnijet_lib.errors import BadDataError
-from omnijet_lib.generation import COMPACT_FRACTION, sample_categorical
+from omnijet_lib.generation.tokens import COMPACT_FRACTION
 from omnijet_lib.models.gpt import Block, GPTConfig, KVCache, chunked_cross_entropy, run_blocks
-from omnijet_lib.training import StepOutput, TrainingConfig, TrainingResult, load_checkpoint, pick_device, train
+from omnijet_lib.models.sampling import sample_categorical
+from omnijet_lib.training import StepOutput, TrainingConfig, TrainingResult, train
 
 TOKENIZATIONS = ("joint", "per_axis")
 ORDERS = ("energy", "layer")  # hits by falling energy (the paper), or by layer, then falling energy

@@ -19,12 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnijet_lib.models.gpt import Backbone, GPTConfig, with_condition_tokens
 from omnijet_lib.tokenizers.tokens import PAD, START
-from omnijet_lib.training import StepOutput
 
 HEADS = ("sum", "class_attention")
 
@@ -102,11 +100,3 @@ class TokenClassifier(nn.Module):
         longest = int((sequences != PAD).sum(dim=1).max())  # the columns after it are padding everywhere
         sequences, mask = sequences[:, :longest], mask[:, :longest]
         return self.head(self.backbone(sequences), mask)
-
-
-def tagging_step(model: TokenClassifier, batch: tuple[Tensor, ...]) -> StepOutput:
-    """Cross-entropy of one ``(sequences, labels)`` (or ``(sequences, jet_pt, labels)``) batch, with its accuracy."""
-    sequences, *jet_pt, labels = batch
-    logits = model(sequences, *jet_pt)
-    accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
-    return StepOutput(F.cross_entropy(logits, labels), {"accuracy": accuracy})

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
-import torch
 
+from omnijet_lib.atomic import save_atomic
 from omnijet_lib.data.jets import Jets
 from omnijet_lib.data.preprocessing import FEATURES, PreprocessingConfig, constituents_from_features, preprocess
 from omnijet_lib.tokenizers.tokens import PAD, from_sequences
@@ -103,8 +103,6 @@ class Tokenizer(ABC):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokenizer to one self-describing file (atomically)."""
-        from omnijet_lib.training import save_atomic
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -149,31 +147,3 @@ def check_features(features, mask, *, n_features: int = len(FEATURES)) -> tuple[
 def masked(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Put PAD at masked positions."""
     return np.where(mask, tokens, PAD)
-
-
-def load_tokenizer(path: str | os.PathLike, *, device: str = "auto") -> Tokenizer:
-    """Load any saved tokenizer; its kind, config and constants come from the file."""
-    from omnijet_lib.tokenizers.binned import BinnedTokenizer
-    from omnijet_lib.tokenizers.vqvae import VQVAETokenizer
-
-    kinds = {cls.kind: cls for cls in (BinnedTokenizer, VQVAETokenizer)}
-    path = Path(path)
-    if not path.exists():
-        msg = f"tokenizer file not found: {path}"
-        raise FileNotFoundError(msg)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        msg = f"not a tokenizer file (torch.load failed): {path}: {err}"
-        raise ValueError(msg) from err
-    if not isinstance(state, dict) or state.get("format") != FILE_FORMAT:
-        msg = f"not an omnijet tokenizer file (no format {FILE_FORMAT!r}): {path}"
-        raise ValueError(msg)
-    if state["kind"] not in kinds:
-        msg = f"unknown tokenizer kind {state['kind']!r} in {path}; known: {sorted(kinds)}"
-        raise ValueError(msg)
-    tokenizer = kinds[state["kind"]].from_state(state)
-    tokenizer.source_file = str(path)
-    if hasattr(tokenizer, "to"):
-        tokenizer.to(device)
-    return tokenizer

@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
-from omnijet_lib.data.preprocessing import PreprocessedJets, PreprocessingConfig
+from omnijet_lib.data.preprocessing import PreprocessingConfig
 from omnijet_lib.tokenizers.base import Tokenizer
 from omnijet_lib.tokenizers.binned import BinnedConfig, BinnedTokenizer
 from omnijet_lib.tokenizers.quantizer import QuantizerConfig
@@ -54,33 +53,3 @@ def build_tokenizer(
     quantizer: QuantizerConfig = replace(vqvae.quantizer, codebook_size=size)
     config = replace(vqvae, conditional=kind == "conditional", quantizer=quantizer, n_features=preprocessing.n_features)
     return VQVAETokenizer(config, preprocessing, device=device, seed=seed)
-
-
-def fit_tokenizer(
-    tokenizer: Tokenizer,
-    train: PreprocessedJets | tuple,
-    val: PreprocessedJets | tuple,
-    *,
-    training,
-    run_dir: str | os.PathLike,
-    length_buckets: bool = False,
-    progress: bool = True,
-) -> Tokenizer:
-    """Fit any tokenizer: a binned grid spans the training data, a VQ-VAE is trained (resumably).
-
-    ``train`` and ``val`` are pre-processed jets, anything else with ``features`` and
-    ``mask``, or ``(features, mask)`` pairs (pre-processed showers);
-    ``length_buckets`` see :meth:`VQVAETokenizer.fit`.
-    """
-    train, val = (_features_and_mask(data) for data in (train, val))
-    if isinstance(tokenizer, BinnedTokenizer):
-        return tokenizer.fit(*train)
-    tokenizer.fit(train, val, training, run_dir, length_buckets=length_buckets, progress=progress)
-    return tokenizer
-
-
-def _features_and_mask(data) -> tuple:
-    if hasattr(data, "features") and hasattr(data, "mask"):
-        return data.features, data.mask
-    features, mask = data
-    return features, mask

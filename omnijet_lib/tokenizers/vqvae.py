@@ -22,9 +22,7 @@ among the constituents.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -33,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from omnijet_lib.data.preprocessing import FEATURES, PreprocessingConfig
+from omnijet_lib.devices import pick_device
 from omnijet_lib.tokenizers.base import Tokenizer, check_features, preprocessing_from_state
 from omnijet_lib.tokenizers.quantizer import QuantizerConfig, VectorQuantizer
 from omnijet_lib.tokenizers.tokens import codes_to_tokens, tokens_to_codes
@@ -246,26 +245,6 @@ def jet_reconstruction_loss(
     return (momentum_error + ((m_hat - m) / mass_scale).square()).mean()
 
 
-def vqvae_loss(model: VQVAE, batch: tuple[torch.Tensor, ...], *, preprocessing: PreprocessingConfig | None = None):
-    """The training loop's loss function: (features, mask) batch -> loss and logged parts.
-
-    A model with ``jet_weight`` needs the jets' ``preprocessing`` for its jet-level term.
-    """
-    from omnijet_lib.training import StepOutput
-
-    features, mask = trim_to_longest(*batch)
-    out = model(features, mask)
-    metrics = {"mse": out.reconstruction_loss.item(), "commit": out.commit_loss.item()}
-    loss = out.loss
-    if model.config.jet_weight > 0:
-        if not isinstance(preprocessing, PreprocessingConfig):
-            msg = f"jet_weight needs the jets' PreprocessingConfig for its jet-level term, got {preprocessing!r}"
-            raise ValueError(msg)
-        jet = jet_reconstruction_loss(features, out.reconstruction, mask, preprocessing)
-        loss, metrics["jet"] = loss + model.config.jet_weight * jet, jet.item()
-    return StepOutput(loss, metrics)
-
-
 class VQVAETokenizer(Tokenizer):
     kind = "vqvae"
 
@@ -279,8 +258,6 @@ class VQVAETokenizer(Tokenizer):
         seed: int | None = None,
     ):
         """``seed``: the initial weights' seed; None draws them from torch's global RNG as it stands."""
-        from omnijet_lib.training import pick_device
-
         self.config = config
         self.preprocessing = preprocessing
         self.batch_size = batch_size
@@ -299,57 +276,12 @@ class VQVAETokenizer(Tokenizer):
         return self.config.quantizer.codebook_size
 
     def to(self, device: str) -> VQVAETokenizer:
-        from omnijet_lib.training import pick_device
-
         self.device = pick_device(device)
         self.model.to(self.device)
         return self
 
-    def fit(
-        self,
-        train,
-        val,
-        training,
-        run_dir: str | os.PathLike,
-        *,
-        length_buckets: bool = False,
-        progress: bool = True,
-    ):
-        """Train on pre-processed jets or showers ``train`` / ``val`` = (features, mask).
-
-        Uses the project's training loop (best checkpoint by validation loss,
-        resumable); the tokenizer keeps the best weights.  Returns the loop's result.
-        ``length_buckets`` batches samples of similar length together, which
-        :func:`vqvae_loss` then trims: far less padding computed where lengths
-        vary a lot (showers of 100 to 1700 hits).
-        """
-        from omnijet_lib.training import load_checkpoint
-        from omnijet_lib.training import train as run_training
-
-        train, val = (
-            tuple(torch.as_tensor(np.asarray(a)) for a in check_features(*pair, n_features=self.config.n_features))
-            for pair in (train, val)
-        )
-        val_features, val_mask = val
-
-        def utilisation(model: VQVAE) -> dict[str, float]:
-            codes = self._batched(lambda x, m: model.encode(x, m), val_features, val_mask, dtype=torch.long)
-            return {"codebook_utilisation": model.quantizer.utilisation(codes)}
-
-        if self.config.jet_weight > 0 and not isinstance(self.preprocessing, PreprocessingConfig):
-            msg = f"jet_weight needs jets; this tokenizer's pre-processing is {type(self.preprocessing).__name__}"
-            raise ValueError(msg)
-        result = run_training(
-            self.model, train, val, partial(vqvae_loss, preprocessing=self.preprocessing), training, run_dir,
-            evaluate=utilisation, describe=self._describe(), progress=progress,
-            lengths=train[1].sum(dim=1) if length_buckets else None,
-        )  # fmt: skip
-        self.model.load_state_dict(load_checkpoint(result.best_checkpoint, map_location=self.device)["model"])
-        self.model.to(self.device)
-        self.history = result.history
-        return result
-
-    def _describe(self) -> dict:
+    def describe(self) -> dict:
+        """What a training run of this tokenizer stores and checks when it resumes."""
         describe = {"kind": self.kind, "config": asdict(self.config), "preprocessing": self.preprocessing.to_dict()}
         if self.config.jet_weight > 0:  # a run with the older jet term is not continued with this one
             describe["jet_term"] = JET_TERM
@@ -362,7 +294,7 @@ class VQVAETokenizer(Tokenizer):
         # than 1024 at the paper's size (32 to 256 are alike).  A GPU wants large batches.
         return 256 if self.device.type == "cpu" else 1024
 
-    def _batched(self, fn, x: torch.Tensor, mask: torch.Tensor, *, dtype) -> torch.Tensor:
+    def batched(self, fn, x: torch.Tensor, mask: torch.Tensor, *, dtype) -> torch.Tensor:
         """Apply ``fn`` in batches of jets on the tokenizer's device; results come back on the CPU, in order.
 
         The jets go through ``fn`` shortest first, so that a batch, cut to its longest jet, holds
@@ -391,13 +323,13 @@ class VQVAETokenizer(Tokenizer):
 
     def encode(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         features, mask = check_features(features, mask, n_features=self.config.n_features)
-        codes = self._batched(self.model.encode, torch.from_numpy(features), torch.from_numpy(mask), dtype=torch.long)
+        codes = self.batched(self.model.encode, torch.from_numpy(features), torch.from_numpy(mask), dtype=torch.long)
         return codes_to_tokens(codes.numpy(), mask)
 
     def decode(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(mask, dtype=bool)
         codes = torch.from_numpy(tokens_to_codes(tokens, mask, self.codebook_size))
-        out = self._batched(self.model.decode, codes, torch.from_numpy(mask), dtype=torch.float32)
+        out = self.batched(self.model.decode, codes, torch.from_numpy(mask), dtype=torch.float32)
         return out.reshape(*mask.shape, self.config.n_features).numpy()
 
     def state(self) -> dict:

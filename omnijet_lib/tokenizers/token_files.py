@@ -17,7 +17,7 @@ Layout (documented for users in ``data/README.md``)::
            (jets also label_names)
 
 Every dataset is stored contiguous and uncompressed, so that training can read a
-random batch of rows straight from disk (:class:`~omnijet_lib.data.token_dataset.TokenDataset`):
+random batch of rows straight from disk (:class:`~omnijet_lib.tokenizers.token_dataset.TokenDataset`):
 a row is one contiguous read (260 bytes for a jet), where a gzip-chunked dataset decompresses a whole
 chunk per row (~0.5 s for 64 random rows of a 10^6-row file, against ~1 ms).
 Files written before (gzip-chunked, int32 sequences) read the same; readers cast
@@ -41,7 +41,8 @@ from omnijet_lib.data.jet_files import iter_jets, jet_file_info, open_hdf5
 from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.errors import BadDataError, SchemaError, check_int
-from omnijet_lib.tokenizers.base import Tokenizer, load_tokenizer
+from omnijet_lib.tokenizers.base import Tokenizer
+from omnijet_lib.tokenizers.registry import load_tokenizer
 from omnijet_lib.tokenizers.tokens import PAD, START, from_sequences, stop_token, to_sequences, vocabulary_size
 
 SCHEMA = "omnijet-tokens"
@@ -333,7 +334,7 @@ def read_token_file(path: str | os.PathLike, *, start: int = 0, stop: int | None
     """Read sequences ``start:stop`` of a token file whole, checking its schema.
 
     For files too large for memory, or several files as one dataset, read rows as
-    needed with :class:`~omnijet_lib.data.token_dataset.TokenDataset`.
+    needed with :class:`~omnijet_lib.tokenizers.token_dataset.TokenDataset`.
     """
     file, info = open_token_file(path)
     with file:

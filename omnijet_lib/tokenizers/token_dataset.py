@@ -8,7 +8,7 @@
 Nothing reads a file whole: :class:`TokenDataset` holds per-sequence lengths
 (two bytes a sequence, from one chunked pass), and reads the rows a batch asks
 for when it asks.  Token files store their datasets contiguous and uncompressed
-(:mod:`omnijet_lib.data.token_files`), so 64 random rows take about a millisecond;
+(:mod:`omnijet_lib.tokenizers.token_files`), so 64 random rows take about a millisecond;
 files of the older gzip layout read the same, only slower.
 
 Several files (shards: one per class, or many files of one class) are one dataset,
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from omnijet_lib.data.token_files import COLUMNS, TokenFileInfo, TokenSequences, open_token_file, token_file_info
 from omnijet_lib.errors import BadDataError
+from omnijet_lib.tokenizers.token_files import COLUMNS, TokenFileInfo, TokenSequences, open_token_file, token_file_info
 from omnijet_lib.tokenizers.tokens import PAD
 
 # Rows read at once by the passes over whole files (lengths): 2^16 rows of 130 int16 are 17 MB.

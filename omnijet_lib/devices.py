@@ -1,0 +1,40 @@
+"""The device a model runs on: ``"auto"`` picks CUDA, else MPS, else the CPU; any other name is checked."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _available_devices() -> list[str]:
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """The device to train on: ``"auto"`` takes cuda, else mps, else cpu; any other name is checked."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    choices = ", ".join(repr(d) for d in _available_devices())
+    try:
+        picked = torch.device(device)
+    except (RuntimeError, TypeError):
+        msg = f"unknown device {device!r}\n    Available devices: {choices}"
+        raise ValueError(msg) from None
+    if picked.type == "cuda":
+        ok = torch.cuda.is_available() and (picked.index is None or picked.index < torch.cuda.device_count())
+    elif picked.type == "mps":
+        ok = torch.backends.mps.is_available()
+    else:
+        ok = picked.type == "cpu"  # xla, meta, ...: valid torch devices this loop does not support
+    if not ok:
+        msg = f"device {device!r} is not available on this machine\n    Available devices: {choices}"
+        raise ValueError(msg)
+    return picked
