@@ -231,7 +231,7 @@ class SequenceRows:
 
 
 def test_fit_on_row_sources_equals_fit_on_arrays(tmp_path, monkeypatch):
-    from omnijet_lib.models import gpt
+    from omnijet_lib.training import gpt
 
     monkeypatch.setattr(gpt, "CHECK_ROWS", 32)  # several chunks in the check
     train, val = markov_sequences(120, SMALL, 0), markov_sequences(50, SMALL, 1)
