@@ -16,16 +16,14 @@ the final name is never half-written.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from omnijet_lib.atomic import temporary_path
+from omnijet_lib.data.hdf5 import HDF5Writer, append_rows, decode_attr, open_hdf5
 from omnijet_lib.data.jets import (
     CONSTITUENT_DTYPES,
     CONSTITUENT_FIELDS,
@@ -42,35 +40,27 @@ SCHEMA_VERSION = 1
 JET_DTYPES = {**JET_DTYPES, "n_constituents": "i4"}
 
 
-class JetFileWriter:
-    """Append batches of :class:`Jets` to a new file; the file appears complete or not at all.
+class JetFileWriter(HDF5Writer):
+    """Append batches of :class:`Jets` to a new jet file; the file appears complete or not at all.
 
-    Use as a context manager: leaving the block normally renames ``<path>.tmp``
+    Use as a context manager: leaving the block normally renames ``<path>.<pid>.tmp``
     to ``path``; an exception removes the temporary file.
     """
 
+    reserved = (*HDF5Writer.reserved, "n_jets")
+
     def __init__(self, path: str | os.PathLike, *, provenance: dict | None = None):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = temporary_path(self.path)
-        self._file = h5py.File(self.tmp_path, "w")
-        self._file.attrs["schema"] = SCHEMA
-        self._file.attrs["schema_version"] = SCHEMA_VERSION
-        self._file.attrs["label_names"] = list(JETCLASS_LABELS)
-        self._file.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for key, value in (provenance or {}).items():
-            self.set_attr(key, value)
+        self.n_jets = 0
+        attrs = {"label_names": list(JETCLASS_LABELS)}
+        super().__init__(path, schema=SCHEMA, schema_version=SCHEMA_VERSION, attrs=attrs, provenance=provenance)
+
+    def _create(self, file: h5py.File) -> None:
         for group, dtypes in (("jets", JET_DTYPES), ("constituents", CONSTITUENT_DTYPES)):
             for name, dtype in dtypes.items():
-                self._file.create_dataset(
+                file.create_dataset(
                     f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
                     chunks=(65536,), compression="gzip", compression_opts=1, shuffle=True,
                 )  # fmt: skip
-        self.n_jets = 0
-
-    def set_attr(self, key: str, value) -> None:
-        """Store a provenance attribute; dicts and lists are stored as JSON text."""
-        self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
 
     def append(self, jets: Jets) -> None:
         check_jets(jets, source=f"jets written to {self.path}")
@@ -78,30 +68,11 @@ class JetFileWriter:
         columns["jets/n_constituents"] = jets.n_constituents
         columns |= {f"constituents/{f}": v for f, v in jets.flat_constituents().items()}
         for key, values in columns.items():
-            dataset = self._file[key]
-            start = dataset.shape[0]
-            dataset.resize((start + len(values),))
-            dataset[start:] = values
+            append_rows(self._file[key], values)
         self.n_jets += len(jets)
 
-    def close(self) -> Path:
-        self._file.attrs["n_jets"] = self.n_jets
-        self._file.close()
-        os.replace(self.tmp_path, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        self._file.close()
-        self.tmp_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> JetFileWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+    def _final_attrs(self) -> dict:
+        return {"n_jets": self.n_jets}
 
 
 def write_jets(path: str | os.PathLike, jets: Jets, *, provenance: dict | None = None) -> Path:
@@ -109,19 +80,6 @@ def write_jets(path: str | os.PathLike, jets: Jets, *, provenance: dict | None =
     with JetFileWriter(path, provenance=provenance) as writer:
         writer.append(jets)
     return Path(path)
-
-
-def open_hdf5(path: str | os.PathLike, *, what: str) -> h5py.File:
-    """Open an HDF5 file for reading; a missing or non-HDF5 file is an error naming ``what`` and the path."""
-    path = Path(path)
-    if not path.exists():
-        msg = f"{what} not found: {path}"
-        raise FileNotFoundError(msg)
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        msg = f"not an HDF5 file (or unreadable): {path}: {err}"
-        raise BadDataError(msg) from err
 
 
 def open_jet_file(path: str | os.PathLike) -> h5py.File:
@@ -166,7 +124,7 @@ def jet_file_info(path: str | os.PathLike) -> dict:
     Files written before an attribute was renamed read under its new name.
     """
     with open_jet_file(path) as file:
-        info = {key: _decode_attr(value) for key, value in file.attrs.items()}
+        info = {key: decode_attr(value) for key, value in file.attrs.items()}
         info["n_jets"] = file["jets/n_constituents"].shape[0]
     for old, new in RENAMED_ATTRS.items():
         if old in info:
@@ -215,18 +173,3 @@ def _read_range(file: h5py.File, path, start: int, counts: np.ndarray, first: in
     )
     check_jets(jets, source=f"{path} (jets {start}:{stop})")
     return jets
-
-
-def _decode_attr(value):
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -18,17 +18,14 @@ renamed when complete, so a file with the final name is never half-written.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from omnijet_lib.atomic import temporary_path
-from omnijet_lib.data.jet_files import _decode_attr, open_hdf5
+from omnijet_lib.data.hdf5 import HDF5Writer, decode_attr, open_hdf5
 from omnijet_lib.data.showers import GRID_SIZE, HIT_FEATURES, Showers, check_showers
 from omnijet_lib.errors import BadDataError, SchemaError
 
@@ -37,12 +34,11 @@ SCHEMA_VERSION = 1
 LAYOUTS = {"reference": "showers", "caloclouds": "events"}  # layout -> name of its hit dataset
 INCIDENT_ENERGY = "energy"  # dataset of the incident energies [GeV], in both layouts
 UNITS = {"x": "cell", "y": "cell", "z": "layer", "energy": "MeV", "incident_energy": "GeV"}
-_RESERVED_ATTRS = ("schema", "schema_version", "layout", "hit_features", "units", "n_showers", "max_hits")
 _HITS_PER_CHUNK = 256  # HDF5 chunk length along the hit axis: a 1700-hit shower spans 7 chunks
 _SHOWERS_PER_CHUNK = 64  # HDF5 chunk length along the shower axis (64 x 256 x 4 float32 = 256 kB)
 
 
-class ShowerFileWriter:
+class ShowerFileWriter(HDF5Writer):
     """Append batches of :class:`Showers` to a new file; the file appears complete or not at all.
 
     The hit axis grows with the widest batch appended (earlier showers are padded
@@ -51,47 +47,32 @@ class ShowerFileWriter:
     an exception removes the temporary file.
     """
 
+    reserved = (*HDF5Writer.reserved, "layout", "hit_features", "units", "n_showers", "max_hits")
+
     def __init__(self, path: str | os.PathLike, *, layout: str = "reference", provenance: dict | None = None):
         if layout not in LAYOUTS:
             msg = f"unknown shower file layout {layout!r}; choose one of {sorted(LAYOUTS)}"
             raise ValueError(msg)
-        reserved = sorted(set(provenance or {}) & {*_RESERVED_ATTRS})
-        if reserved:
-            msg = f"provenance may not set the attributes the file itself writes: {reserved}"
-            raise ValueError(msg)
-        self.path, self.layout = Path(path), layout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = temporary_path(self.path)
-        self._file = h5py.File(self.tmp_path, "w")
-        attrs = {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "layout": layout,
-            "hit_features": json.dumps(list(HIT_FEATURES)), "units": json.dumps(UNITS),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }  # fmt: skip
-        self._file.attrs.update(attrs)
-        for key, value in (provenance or {}).items():
-            self.set_attr(key, value)
+        self.layout, self.n_showers, self.max_hits = layout, 0, 0
+        attrs = {"layout": layout, "hit_features": list(HIT_FEATURES), "units": UNITS}
+        super().__init__(path, schema=SCHEMA, schema_version=SCHEMA_VERSION, attrs=attrs, provenance=provenance)
+
+    def _create(self, file: h5py.File) -> None:
         n_features = len(HIT_FEATURES)
-        if layout == "reference":
+        if self.layout == "reference":
             shape, maxshape = (0, 0, n_features), (None, None, n_features)
             chunks = (_SHOWERS_PER_CHUNK, _HITS_PER_CHUNK, n_features)
         else:
             shape, maxshape = (0, n_features, 0), (None, n_features, None)
             chunks = (_SHOWERS_PER_CHUNK, n_features, _HITS_PER_CHUNK)
         compression = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-        self._hits = self._file.create_dataset(
-            LAYOUTS[layout], shape=shape, maxshape=maxshape, chunks=chunks, dtype="f4", fillvalue=0.0, **compression
-        )
-        self._energy = self._file.create_dataset(
+        self._hits = file.create_dataset(
+            LAYOUTS[self.layout], shape=shape, maxshape=maxshape, chunks=chunks, dtype="f4", fillvalue=0.0,
+            **compression,
+        )  # fmt: skip
+        self._energy = file.create_dataset(
             INCIDENT_ENERGY, shape=(0, 1), maxshape=(None, 1), chunks=(65536, 1), dtype="f4", **compression
         )
-        self.n_showers = 0
-        self.max_hits = 0
-        self._open = True
-
-    def set_attr(self, key: str, value) -> None:
-        """Store a provenance attribute; dicts and lists are stored as JSON text."""
-        self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
 
     def append(self, showers: Showers) -> None:
         check_showers(showers, source=f"showers written to {self.path}")
@@ -111,31 +92,8 @@ class ShowerFileWriter:
         self._energy[start:stop, 0] = showers.incident_energy
         self.n_showers = stop
 
-    def close(self) -> Path:
-        if self._open:
-            self._file.attrs["n_showers"] = self.n_showers
-            self._file.attrs["max_hits"] = self.max_hits
-            self._file.close()
-            with open(self.tmp_path, "rb") as f:  # the data reaches the disk before the name does
-                os.fsync(f.fileno())
-            os.replace(self.tmp_path, self.path)
-            self._open = False
-        return self.path
-
-    def abort(self) -> None:
-        if self._open:
-            self._file.close()
-            self.tmp_path.unlink(missing_ok=True)
-            self._open = False
-
-    def __enter__(self) -> ShowerFileWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+    def _final_attrs(self) -> dict:
+        return {"n_showers": self.n_showers, "max_hits": self.max_hits}
 
 
 def write_showers(
@@ -196,7 +154,7 @@ def _layout(file: h5py.File, path: Path) -> str:
         )
         raise err
     if len(present) > 1:
-        chosen = _decode_attr(file.attrs.get("layout", ""))
+        chosen = decode_attr(file.attrs.get("layout", ""))
         if chosen not in present:
             msg = f"{path} holds both /showers and /events; its attribute 'layout' must say which to read"
             raise BadDataError(msg)
@@ -212,7 +170,7 @@ def shower_file_info(path: str | os.PathLike) -> dict:
     """Number of showers, ``max_hits``, layout and the attributes of a shower file (JSON attributes decoded)."""
     file, layout = open_shower_file(path)
     with file:
-        info = {key: _decode_attr(value) for key, value in file.attrs.items()}
+        info = {key: decode_attr(value) for key, value in file.attrs.items()}
         hits = file[LAYOUTS[layout]]
         info |= {
             "n_showers": hits.shape[0],

@@ -37,7 +37,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from omnijet_lib.atomic import atomic_path, file_digest
-from omnijet_lib.data.jet_files import iter_jets, jet_file_info, open_hdf5
+from omnijet_lib.data.hdf5 import open_hdf5
+from omnijet_lib.data.jet_files import iter_jets, jet_file_info
 from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.errors import BadDataError, SchemaError, check_int
