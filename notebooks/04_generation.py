@@ -52,6 +52,7 @@ from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_jets, generate_sequences, stop_probability_by_length
+from omnijet_lib.metrics.distributions import wasserstein_distances
 from omnijet_lib.metrics.generation_quality import (
     MIN_SAMPLES,
     OBSERVABLES,
@@ -60,12 +61,11 @@ from omnijet_lib.metrics.generation_quality import (
     generation_monitor,
     jet_distributions,
     jetnet_metrics,
-    wasserstein_distances,
 )
 from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.notebooks import save_metrics, start_notebook
 from omnijet_lib.plotting import (
-    compare_distributions,
+    compare_observable,
     draw_jet,
     plot_epoch_values,
     plot_learning_curves,
@@ -291,18 +291,18 @@ else:
 
 # %%
 real_jets, _ = decode_generated_jets(test.sequences, tok, label=test.label)  # decoded exactly alike
-reference = jet_distributions(real_jets.constituents)
-sample = jet_distributions(gen_jets.constituents)
+distributions = {
+    "reconstructed real": jet_distributions(real_jets.constituents),
+    "generated": jet_distributions(gen_jets.constituents),
+}
+reference, sample = distributions["reconstructed real"], distributions["generated"]
 wasserstein = wasserstein_distances(sample, reference)
-for name, xlabel in OBSERVABLES.items():
-    fig = compare_distributions(
-        {"reconstructed real": reference[name], "generated": sample[name]},
-        xlabel=xlabel, logy=name == "pt", reference="reconstructed real",
-    )  # fmt: skip
+for name in OBSERVABLES:
+    fig = compare_observable(distributions, name, reference="reconstructed real")
     figures.append(show_and_save(fig, output_dir, f"distribution_{name}").name)
 # The jet structure the classifier test sees first: generated over reconstructed real means (1 is perfect).
 structure = ("multiplicity", "jet_mass", "jet_tau21", "jet_tau32")
-mean_ratios = {name: float(np.mean(sample[name]) / np.mean(reference[name])) for name in structure}
+mean_ratios = {name: float(np.mean(sample[name].values) / np.mean(reference[name].values)) for name in structure}
 print("1-D Wasserstein distance, generated vs reconstructed real:")
 for name, value in wasserstein.items():
     print(f"  {name:14} {value:.4g}" + (f"   mean ratio {mean_ratios[name]:.3f}" if name in mean_ratios else ""))

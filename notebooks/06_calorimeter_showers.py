@@ -50,14 +50,15 @@ from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_showers, generate_sequences
 from omnijet_lib.generation.timing import reference_integrated
+from omnijet_lib.metrics.distributions import wasserstein_distances
 from omnijet_lib.metrics.resolution import fit_gaussian
-from omnijet_lib.metrics.shower_quality import HIT_RESIDUALS, hit_residuals, shower_distributions, shower_wasserstein
+from omnijet_lib.metrics.shower_quality import HIT_RESIDUALS, hit_residuals, shower_distributions
 from omnijet_lib.metrics.token_quality import codebook_utilisation
 from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
-    compare_shower_distributions,
+    compare_observable,
     draw_shower,
     plot_learning_curves,
     show_and_save,
@@ -278,9 +279,9 @@ samples = {
     "tokenized": shower_distributions(voxelise(decoded_hits)),
     "generated": shower_distributions(gen_showers),
 }
-wasserstein = {name: shower_wasserstein(samples[name], samples["simulated"]) for name in ("tokenized", "generated")}
+wasserstein = {name: wasserstein_distances(samples[name], samples["simulated"]) for name in ("tokenized", "generated")}
 for name in SHOWER_OBSERVABLES:
-    fig = compare_shower_distributions(samples, name, reference="simulated")
+    fig = compare_observable(samples, name, reference="simulated")
     figures.append(show_and_save(fig, output_dir, f"distribution_{name}").name)
 print(f"1-D Wasserstein distance to the simulated showers:\n{'observable':<22}{'tokenized':>12}{'generated':>12}")
 for name in SHOWER_OBSERVABLES:

@@ -49,7 +49,8 @@ from omnijet_lib.data.shower_simulation import shower_dataset, simulate_showers
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_showers, generate_sequences
-from omnijet_lib.metrics.shower_quality import shower_distributions, shower_wasserstein
+from omnijet_lib.metrics.distributions import wasserstein_distances
+from omnijet_lib.metrics.shower_quality import shower_distributions
 from omnijet_lib.models.gpt import load_gpt
 from omnijet_lib.models.spatial_gpt import (
     ORDERS,
@@ -62,7 +63,7 @@ from omnijet_lib.models.spatial_gpt import (
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
-    compare_shower_distributions,
+    compare_observable,
     draw_shower,
     plot_learning_curves,
     show_and_save,
@@ -238,9 +239,9 @@ figures.append(show_and_save(fig, output_dir, "generated_showers").name)
 # %%
 samples = {"simulated": shower_distributions(test)}
 samples |= {name: shower_distributions(s) for name, s in generated.items()}
-wasserstein = {name: shower_wasserstein(samples[name], samples["simulated"]) for name in generated}
+wasserstein = {name: wasserstein_distances(samples[name], samples["simulated"]) for name in generated}
 for name in SHOWER_OBSERVABLES:
-    fig = compare_shower_distributions(samples, name, reference="simulated")
+    fig = compare_observable(samples, name, reference="simulated")
     figures.append(show_and_save(fig, output_dir, f"distribution_{name}").name)
 names = list(generated)
 print(f"1-D Wasserstein distance to the simulated showers:\n{'observable':<22}" + "".join(f"{n:>18}" for n in names))
@@ -255,7 +256,7 @@ spectra = {"simulated": samples["simulated"]["cell_energy"].values, "vqvae": sam
            main: samples[main]["cell_energy"].values}  # fmt: skip
 fig = compare_distributions(spectra, bins=fine, logx=True, logy=True, xlabel="hit energy [MeV]", reference="simulated")
 figures.append(show_and_save(fig, output_dir, "hit_energy_spectrum_fine").name)
-distinct = {name: int(len(np.unique(values))) for name, values in spectra.items()}
+distinct = {name: len(np.unique(values)) for name, values in spectra.items()}
 print(f"distinct hit energies among {', '.join(f'{n}: {len(v)} hits' for n, v in spectra.items())}: {distinct}")
 below_10_kev = {name: float((values < 0.01).mean()) for name, values in spectra.items()}
 print("fraction of hits below 10 keV:", {name: round(f, 3) for name, f in below_10_kev.items()})

@@ -107,32 +107,35 @@ def draw_jet(eta_rel, phi_rel, pt, *, ax=None, title: str = "", charge=None, rad
     return ax
 
 
-# Binning and scales of each shower observable (the paper's figures); profiles are mean energy per bin.
-_SHOWER_PLOTS = {
+# Binning and scales of each named observable (the papers' figures); profiles are mean energy per bin.
+_OBSERVABLE_PLOTS = {
+    "pt": {"logy": True},
     "cell_energy": {"bins": np.geomspace(1e-2, 1e3, 51), "logx": True, "logy": True},
-    "energy_sum": {"bins": 40},
-    "n_hits": {"bins": 40},
-    "cog_x": {"bins": 40},
-    "cog_y": {"bins": 40},
-    "cog_z": {"bins": 40},
     "longitudinal_profile": {"bins": np.arange(31) - 0.5, "density": False, "ylabel": "mean energy [MeV]"},
     "radial_profile": {"bins": np.arange(0.0, 31.0), "density": False, "logy": True, "ylabel": "mean energy [MeV]"},
 }
 
 
-def compare_shower_distributions(distributions: dict[str, dict], name: str, *, reference: str | None = None):
-    """One shower observable of several samples, e.g. {"simulated": ..., "generated": ...}, with a ratio panel.
+def compare_observable(distributions: dict[str, dict], name: str, *, reference: str | None = None):
+    """One named observable of several samples, e.g. {"simulated": ..., "generated": ...}, with a ratio panel.
 
-    ``distributions`` maps a sample's label to its
-    :func:`~omnijet_lib.metrics.shower_quality.shower_distributions`.
+    ``distributions`` maps a sample's label to its observables by name, each a
+    :class:`~omnijet_lib.metrics.distributions.Distribution`: a jet sample's
+    :func:`~omnijet_lib.metrics.generation_quality.jet_distributions` or a shower
+    sample's :func:`~omnijet_lib.metrics.shower_quality.shower_distributions`.
+    The axis label and binning come with the observable's name.
     """
+    from omnijet_lib.metrics.generation_quality import OBSERVABLES
     from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 
-    options = dict(_SHOWER_PLOTS[name])
+    labels = {**OBSERVABLES, **SHOWER_OBSERVABLES}
+    if name not in labels:
+        msg = f"unknown observable {name!r}; known: {sorted(labels)}"
+        raise ValueError(msg)
     samples = {label: d[name].values for label, d in distributions.items()}
     weights = {label: d[name].weights for label, d in distributions.items() if d[name].weights is not None}
     return compare_distributions(
-        samples, xlabel=SHOWER_OBSERVABLES[name], reference=reference, weights=weights or None, **options
+        samples, xlabel=labels[name], reference=reference, weights=weights or None, **_OBSERVABLE_PLOTS.get(name, {})
     )
 
 

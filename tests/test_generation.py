@@ -7,9 +7,9 @@ import torch
 from omnijet_lib.data.jet_files import read_jets, write_jets
 from omnijet_lib.data.jets import UNLABELLED
 from omnijet_lib.generation import decode_generated_jets, generate_batch, generate_sequences
-from omnijet_lib.models.sampling import sample_tokens
 from omnijet_lib.generation import tokens as generation
 from omnijet_lib.models.gpt import GPT, GPTConfig
+from omnijet_lib.models.sampling import sample_tokens
 from omnijet_lib.tokenizers.binned import BinnedConfig, BinnedTokenizer
 from omnijet_lib.tokenizers.tokens import PAD, START
 

@@ -232,3 +232,25 @@ def test_inconsistent_input_is_refused(gaussians, pythia_jets):
         jetnet_metrics(with_empty, jets)
     with pytest.raises(TypeError, match=r"awkward array of constituents"):
         jetnet_metrics(np.zeros((30, 3)), jets)
+
+
+def test_jet_distributions_compare_like_shower_distributions(pythia_jets, tmp_path):
+    """One Distribution type and one Wasserstein for jets and showers: zero for a sample with itself, the shift for a shift."""
+    from omnijet_lib.metrics.distributions import wasserstein_distances
+    from omnijet_lib.metrics.generation_quality import OBSERVABLES, jet_distributions
+    from omnijet_lib.plotting import compare_observable, show_and_save
+
+    constituents = pythia_jets["top"].constituents
+    reference = jet_distributions(constituents)
+    assert list(reference) == list(OBSERVABLES)
+    assert all(d.weights is None and np.isfinite(d.values).all() for d in reference.values())
+    same = wasserstein_distances(jet_distributions(constituents), reference)
+    assert all(v == 0.0 for v in same.values())
+    scaled = ak.with_field(constituents, constituents["pt"] * 1.1, "pt")  # every pT 10 % up: masses too, shapes not
+    distances = wasserstein_distances(jet_distributions(scaled), reference)
+    assert distances["jet_mass"] == pytest.approx(0.1 * np.mean(reference["jet_mass"].values), rel=1e-6)
+    assert distances["multiplicity"] == 0.0 and distances["jet_tau21"] < 1e-6
+    path = show_and_save(compare_observable({"real": reference, "scaled": jet_distributions(scaled)}, "jet_mass"), tmp_path, "m")
+    assert path.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="unknown observable"):
+        compare_observable({"real": reference}, "jet_charge")

@@ -30,10 +30,10 @@ def test_readme_commands_are_the_makefile_and_ci_commands():
     readme = (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "make run" in readme and "make test" in readme
-    assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert re.search(r"^run:", makefile, re.MULTILINE) and re.search(r"^test:", makefile, re.MULTILINE)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     # Every notebook in the repository is part of the main job.
-    main_job = re.search(r"^NOTEBOOKS := (.*)$", makefile, re.M).group(1).split()
+    main_job = re.search(r"^NOTEBOOKS := (.*)$", makefile, re.MULTILINE).group(1).split()
     assert main_job == sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
 
 
@@ -58,7 +58,7 @@ def test_make_test_fails_when_no_test_is_collected(tmp_path, pytest_exit, make_f
 
 def test_readme_omnijet_commands_parse():
     readme = (ROOT / "README.md").read_text()
-    commands = re.findall(r"^\.venv/bin/omnijet (.+)$", readme, re.M)
+    commands = re.findall(r"^\.venv/bin/omnijet (.+)$", readme, re.MULTILINE)
     assert len(commands) >= 3
     parser = build_parser()
     for command in commands:

@@ -6,7 +6,8 @@ import pytest
 from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig, preprocess_showers, scale_hits
 from omnijet_lib.data.shower_simulation import simulate_showers
 from omnijet_lib.data.showers import Showers
-from omnijet_lib.metrics.shower_quality import hit_residuals, shower_distributions, shower_wasserstein
+from omnijet_lib.metrics.distributions import wasserstein_distances
+from omnijet_lib.metrics.shower_quality import hit_residuals, shower_distributions
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES, energy_sum, longitudinal_profile, radial_profile
 
 
@@ -33,20 +34,20 @@ def test_distributions_hold_every_observable_and_profiles_are_mean_energies(show
 
 def test_wasserstein_is_zero_for_the_same_showers_and_sees_a_shift(showers):
     reference = shower_distributions(showers)
-    same = shower_wasserstein(shower_distributions(showers), reference)
+    same = wasserstein_distances(shower_distributions(showers), reference)
     assert set(same) == set(SHOWER_OBSERVABLES) and all(v == pytest.approx(0.0, abs=1e-9) for v in same.values())
 
     hits = showers.hits.copy()
     hits[..., 2] = np.where(showers.mask, np.minimum(hits[..., 2] + 2, 29), 0)  # every hit two layers deeper
     hits[..., 3] = np.where(hits[..., 3] > 0.1, 1.5 * hits[..., 3], hits[..., 3])  # 50% more energy above threshold
-    shifted = shower_wasserstein(shower_distributions(Showers(hits, showers.incident_energy)), reference)
+    shifted = wasserstein_distances(shower_distributions(Showers(hits, showers.incident_energy)), reference)
     assert 1.5 < shifted["cog_z"] <= 2.0 + 1e-9  # less where the last layer caps the shift
     assert 1.5 < shifted["longitudinal_profile"] <= 2.0 + 1e-9
     np.testing.assert_allclose(shifted["energy_sum"], 0.5 * energy_sum(showers).mean(), rtol=1e-6)
     assert shifted["cog_x"] == pytest.approx(0.0, abs=1e-6) and shifted["n_hits"] == pytest.approx(0.0)
 
     with pytest.raises(ValueError, match="same observables"):
-        shower_wasserstein({"energy_sum": reference["energy_sum"]}, reference)
+        wasserstein_distances({"energy_sum": reference["energy_sum"]}, reference)
 
 
 def test_hit_residuals_in_physical_units(showers):
@@ -68,11 +69,11 @@ def test_hit_residuals_in_physical_units(showers):
 
 
 def test_shower_figures(showers, tmp_path):
-    from omnijet_lib.plotting import compare_shower_distributions, draw_shower, show_and_save
+    from omnijet_lib.plotting import compare_observable, draw_shower, show_and_save
 
     samples = {"simulated": shower_distributions(showers[:30]), "other": shower_distributions(showers[30:])}
     for name in SHOWER_OBSERVABLES:
-        path = show_and_save(compare_shower_distributions(samples, name, reference="simulated"), tmp_path, name)
+        path = show_and_save(compare_observable(samples, name, reference="simulated"), tmp_path, name)
         assert path.stat().st_size > 10_000
     ax = draw_shower(showers, 0)
     assert len(ax.collections[0].get_offsets()) == (showers.energy[0] > 0.1).sum()

@@ -11,7 +11,8 @@ from omnijet_lib.data.shower_simulation import shower_dataset
 from omnijet_lib.data.showers import GRID_SIZE, UNKNOWN_ENERGY
 from omnijet_lib.generation import decode_generated_showers, generate_sequences
 from omnijet_lib.generation.timing import reference_integrated
-from omnijet_lib.metrics.shower_quality import shower_distributions, shower_wasserstein
+from omnijet_lib.metrics.distributions import wasserstein_distances
+from omnijet_lib.metrics.shower_quality import shower_distributions
 from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig, load_tokenizer
 from omnijet_lib.tokenizers.specs import build_tokenizer
@@ -85,7 +86,7 @@ def test_simulate_tokenize_train_generate_postprocess(tmp_path):
         assert np.all(real[:, :3] == np.round(real[:, :3])) and real[:, :3].min() >= 0
         assert real[:, :3].max() <= GRID_SIZE - 1
         assert len(np.unique(real[:, :3], axis=0)) == len(real)  # one hit per cell
-    distances = shower_wasserstein(shower_distributions(gen), shower_distributions(showers))
+    distances = wasserstein_distances(shower_distributions(gen), shower_distributions(showers))
     assert all(np.isfinite(v) and v >= 0 for v in distances.values())
 
     seconds, lengths_timed, step_seconds = reference_integrated(model, 2, 50, 4, 1, torch.Generator().manual_seed(0))

@@ -6,8 +6,9 @@ model, not the tokenizer.  Both are decoded alike (axis at eta = phi = 0).
 
 - :func:`jet_distributions`: the observables of the paper's figures, per
   constituent (pT, eta_rel, phi_rel) and per jet (multiplicity, mass, pT,
-  tau21, tau32);
-- :func:`wasserstein_distances`: the 1-D Wasserstein distance of each;
+  tau21, tau32), as :class:`~omnijet_lib.metrics.distributions.Distribution`
+  (:func:`~omnijet_lib.metrics.distributions.wasserstein_distances`, shared with
+  showers, gives the 1-D Wasserstein distance of each);
 - :func:`generation_monitor`: W1 of mass and multiplicity of a small generated
   sample, after every training epoch (a ``best_by`` that tracks generation);
 - :func:`generated_vs_real_auc`: the classifier test -- a DeepSets with
@@ -46,6 +47,7 @@ from omnijet_lib.data.jets import Jets
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.generation import decode_generated_jets, generate_sequences
 from omnijet_lib.metrics.classifier_test import train_classifier
+from omnijet_lib.metrics.distributions import Distribution
 from omnijet_lib.metrics.resolution import check_constituents, relative_coordinates
 from omnijet_lib.models.classifiers import DeepSets, DeepSetsConfig
 from omnijet_lib.models.gpt import GPT
@@ -66,8 +68,8 @@ OBSERVABLES = {
 }
 
 
-def jet_distributions(constituents: ak.Array) -> dict[str, np.ndarray]:
-    """The :data:`OBSERVABLES` of physical constituents (fields pt, eta, phi).
+def jet_distributions(constituents: ak.Array) -> dict[str, Distribution]:
+    """The :data:`OBSERVABLES` of physical constituents (fields pt, eta, phi), each a :class:`Distribution`.
 
     Constituent observables are flat over all jets; eta_rel and phi_rel are
     relative to each jet's summed four-vector.  tau21 (tau32) is left out for
@@ -75,7 +77,7 @@ def jet_distributions(constituents: ak.Array) -> dict[str, np.ndarray]:
     """
     jets = jet_observables(constituents)
     eta_rel, phi_rel = relative_coordinates(constituents)
-    return {
+    values = {
         "pt": ak.to_numpy(ak.flatten(constituents["pt"], axis=1)).astype(np.float64),
         "eta_rel": eta_rel,
         "phi_rel": phi_rel,
@@ -85,15 +87,7 @@ def jet_distributions(constituents: ak.Array) -> dict[str, np.ndarray]:
         "jet_tau21": jets["tau21"][jets["tau1"] > 0],
         "jet_tau32": jets["tau32"][jets["tau2"] > 0],
     }
-
-
-def wasserstein_distances(generated: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
-    """1-D Wasserstein distance of every observable the two share (in its own units)."""
-    missing = sorted(set(reference) ^ set(generated))
-    if missing:
-        msg = f"generated and reference must hold the same observables; only one holds {missing}"
-        raise ValueError(msg)
-    return {name: float(wasserstein_distance(generated[name], reference[name])) for name in reference}
+    return {name: Distribution(v) for name, v in values.items()}
 
 
 def generation_monitor(

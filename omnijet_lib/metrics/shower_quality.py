@@ -4,8 +4,9 @@
   :class:`Distribution` -- per-hit (cell-energy spectrum), per-shower (energy
   sum, number of hits, centre of gravity) and the mean longitudinal and radial
   profiles, which are histograms of layer / radius weighted by energy;
-- :func:`shower_wasserstein`: the 1-D Wasserstein distance of each, the
-  profiles compared as energy-weighted distributions (their shapes);
+- :func:`~omnijet_lib.metrics.distributions.wasserstein_distances` (shared
+  with jets) gives the 1-D Wasserstein distance of each, the profiles compared
+  as energy-weighted distributions (their shapes);
 - :func:`hit_residuals`: what a tokenizer loses per hit (reconstructed −
   original x, y, z in cells and relative energy), the paper's Fig. 1 resolution.
 
@@ -16,13 +17,11 @@ so that both sides are read like a calorimeter.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
-from scipy.stats import wasserstein_distance
 
 from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig, unscale_hits
 from omnijet_lib.data.showers import GRID_SIZE, HIT_THRESHOLD_MEV, Showers
+from omnijet_lib.metrics.distributions import Distribution
 from omnijet_lib.shower_observables import (
     SHOWER_OBSERVABLES,
     cell_energies,
@@ -38,13 +37,6 @@ HIT_RESIDUALS = {
     "z": r"$z_\mathrm{rec} - z$ [layers]",
     "energy": r"$E_\mathrm{rec} / E - 1$",
 }
-
-
-class Distribution(NamedTuple):
-    """Values of an observable, and per-value weights where it is a profile (None: unweighted)."""
-
-    values: np.ndarray
-    weights: np.ndarray | None = None
 
 
 def shower_distributions(showers: Showers) -> dict[str, Distribution]:
@@ -68,29 +60,6 @@ def shower_distributions(showers: Showers) -> dict[str, Distribution]:
     distributions["longitudinal_profile"] = Distribution(nearest_cell(showers.z)[above].astype(np.float64), weights)
     distributions["radial_profile"] = Distribution(hit_radius(showers)[above], weights)
     return {name: distributions[name] for name in SHOWER_OBSERVABLES}
-
-
-def shower_wasserstein(generated: dict[str, Distribution], reference: dict[str, Distribution]) -> dict[str, float]:
-    """1-D Wasserstein distance of every observable the two share, in its own units.
-
-    Profiles compare their energy-weighted shapes (each normalised to one), so the
-    number is a distance in layers or cells; their normalisation is the energy sum's.
-    """
-    differ = sorted(set(reference) ^ set(generated))
-    if differ:
-        msg = f"generated and reference must hold the same observables; only one holds {differ}"
-        raise ValueError(msg)
-    distances = {}
-    for name, ref in reference.items():
-        gen = generated[name]
-        if len(gen.values) == 0 or len(ref.values) == 0:
-            msg = f"observable {name!r} has no values on one side (generated {len(gen.values)}, reference {len(ref.values)})"
-            raise ValueError(msg)
-        if (gen.weights is not None and gen.weights.sum() <= 0) or (ref.weights is not None and ref.weights.sum() <= 0):
-            distances[name] = float("nan")  # an empty profile has no shape
-            continue
-        distances[name] = float(wasserstein_distance(gen.values, ref.values, gen.weights, ref.weights))
-    return distances
 
 
 def hit_residuals(
