@@ -218,7 +218,7 @@ def time_ours(model: GPT, case: Case, batch: int, args, device: torch.device) ->
         result["sequences"] = generate_batch(model, batch, max_length=case.n_tokens + 2, generator=generator)
 
     if not case.short:  # one timed run after a short warm-up at the same batch
-        warm_up = lambda: generate_batch(model, batch, max_length=34, generator=generator)  # noqa: E731
+        warm_up = lambda: generate_batch(model, batch, max_length=34, generator=generator)
         seconds = best_of(run, 1, device, warm_up=warm_up)
         note = "1 run after warm-up"
     else:
@@ -324,7 +324,7 @@ def profile_step(args, device: torch.device, batch: int) -> None:
 
     model = build_model(JETS, device, args.seed)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    run = lambda: generate_batch(model, batch, max_length=JETS.n_tokens + 2, generator=generator)  # noqa: E731
+    run = lambda: generate_batch(model, batch, max_length=JETS.n_tokens + 2, generator=generator)
     run()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()

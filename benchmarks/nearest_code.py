@@ -52,15 +52,15 @@ def measure(method: str, k: int, args: argparse.Namespace) -> dict:
     x = torch.randn(args.n_vectors, args.dim, device=args.device)  # (N, D)
     codebook = torch.randn(k, args.dim, device=args.device)  # (K, D)
     if method == "nearest_code (ours)":
-        run = lambda: nearest_code(x, codebook)[0]  # noqa: E731
+        run = lambda: nearest_code(x, codebook)[0]
     elif method == "torch.cdist + argmin":
-        run = lambda: torch.cdist(x, codebook).argmin(1)  # noqa: E731
+        run = lambda: torch.cdist(x, codebook).argmin(1)
     else:
         from vector_quantize_pytorch import VectorQuantize
 
         vq = VectorQuantize(dim=args.dim, codebook_size=k).to(args.device).eval()
         vq.codebook = codebook
-        run = lambda: vq(x[None])[1]  # noqa: E731
+        run = lambda: vq(x[None])[1]
 
     synchronize(args.device)
     if args.device == "cuda":

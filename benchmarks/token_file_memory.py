@@ -51,13 +51,13 @@ def real_token_files(n_jets: int, seed: int, jet_dir: Path, out_dir: Path):
     from omnijet_lib.data.preprocessing import preprocess
     from omnijet_lib.data.pythia_jets import jet_dataset
     from omnijet_lib.tokenizers import BinnedConfig, BinnedTokenizer
-    from omnijet_lib.tokenizers.token_files import tokenize_jet_file
+    from omnijet_lib.tokenizers.token_files import tokenize_file
 
     jet_files = jet_dataset(n_jets, seed=seed, data_dir=jet_dir)
     pre = preprocess(concatenate([read_jets(path) for path in jet_files.values()]))
     tokenizer = BinnedTokenizer(BinnedConfig((8, 8, 8))).fit(pre.features, pre.mask)
     paths = [
-        tokenize_jet_file(path, tokenizer, out_dir / f"real_{process}.h5", progress=False)
+        tokenize_file(path, tokenizer, out_dir / f"real_{process}.h5", progress=False)
         for process, path in jet_files.items()
     ]
     return paths, tokenizer

@@ -7,7 +7,7 @@ tokenizer then encodes all of them in one call (``Tokenizer.encode``: batches, n
 search, back to tokens) and decodes the tokens again (``Tokenizer.decode``).  A time is the
 shortest wall time of ``--repeats`` calls after one warm-up call; jets/s = jets / that time.  The
 weights are untrained: the cost of a forward pass does not depend on them.  Pre-processing and
-file I/O are not timed (a small share of ``tokenize_jet_file``: profile it with cProfile).
+file I/O are not timed (a small share of ``tokenize_file``: profile it with cProfile).
 
 Sizes are notebook 02's parameter profiles (``--sizes``; ``notebooks/profiles/<size>/``): "paper"
 is the paper's VQ-VAEs (NormFormer 4 blocks x 128, 8 heads; MLP 3 x 128), "cpu" the notebook's

@@ -6,7 +6,8 @@ above, and no chain of imports comes back to where it started (``tests/test_laye
 checks both, imports inside functions included).  Bottom to top:
 
 1. ``errors``, ``atomic`` (files written whole, folder locks), ``devices``,
-   ``checkpoints`` (the checkpoint format): what everything else stands on.
+   ``checkpoints`` (the checkpoint format), ``networks`` (an MLP the tokenizers
+   and models share): what everything else stands on.
 2. ``observables``, ``shower_observables`` and ``data``: jets and showers as
    arrays, their files, their simulation and pre-processing, and physics
    quantities computed from them.
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 
 # Bottom to top; each entry is a module or subpackage directly below omnijet_lib.
 LAYERS = (
-    ("errors", "atomic", "devices", "checkpoints"),
+    ("errors", "atomic", "devices", "checkpoints", "networks"),
     ("observables", "shower_observables", "data"),
     ("tokenizers",),
     ("models",),

@@ -16,7 +16,7 @@ from omnijet_lib.errors import BadDataError
 from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.tokenizers import BinnedConfig, BinnedTokenizer
 from omnijet_lib.tokenizers.token_dataset import TokenDataset
-from omnijet_lib.tokenizers.token_files import COLUMNS, read_token_file, tokenize_jet_file
+from omnijet_lib.tokenizers.token_files import COLUMNS, read_token_file, tokenize_file
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig, epoch_batches
 from omnijet_lib.training.gpt import fit_gpt
@@ -27,7 +27,7 @@ def tokenize(jets, bins: int, directory, name: str):
     pre = preprocess(jets)
     tokenizer = BinnedTokenizer(BinnedConfig((bins, bins, bins))).fit(pre.features, pre.mask)
     jet_path = write_jets(directory / f"{name}_jets.h5", jets)
-    return tokenize_jet_file(jet_path, tokenizer, directory / f"{name}.h5", chunk_size=128, progress=False)
+    return tokenize_file(jet_path, tokenizer, directory / f"{name}.h5", chunk_size=128, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from omnijet_lib.tokenizers import (
     stop_token,
 )
 from omnijet_lib.tokenizers.specs import build_tokenizer, parse_spec
-from omnijet_lib.tokenizers.token_files import read_token_file, tokenize_file, tokenize_jet_file, write_token_file
+from omnijet_lib.tokenizers.token_files import read_token_file, tokenize_file, write_token_file
 from omnijet_lib.tokenizers.tokens import codes_to_tokens, from_sequences, to_sequences
 from omnijet_lib.training import TrainingConfig
 from omnijet_lib.training.tokenizers import fit_vqvae
@@ -240,13 +240,13 @@ def test_specs():
 # --- token files -------------------------------------------------------------
 
 
-def test_tokenize_jet_file(pythia_jets, tmp_path):
+def test_tokenize_file(pythia_jets, tmp_path):
     jets = concatenate([pythia_jets["top"][:50], pythia_jets["qcd"][:50]])
     jet_path = write_jets(tmp_path / "jets.h5", jets)
     pre = preprocess(jets)
     tok = BinnedTokenizer(BinnedConfig((10, 10, 10))).fit(pre.features, pre.mask)
     tok_path = tok.save(tmp_path / "tok.pt")
-    out = tokenize_jet_file(jet_path, tok_path, tmp_path / "tokens.h5", chunk_size=30, progress=False)
+    out = tokenize_file(jet_path, tok_path, tmp_path / "tokens.h5", chunk_size=30, progress=False)
 
     stored = read_token_file(out)
     assert len(stored) == 100 and stored.codebook_size == 1000
@@ -289,9 +289,9 @@ def test_a_bad_chunk_size_is_refused_before_anything_is_written(tmp_path, chunk_
     pre = preprocess(jets)
     tok_path = BinnedTokenizer(BinnedConfig((5, 5, 5))).fit(pre.features, pre.mask).save(tmp_path / "tok.pt")
     out = tmp_path / "tokens" / "t.h5"
-    for tokenize in (tokenize_file, tokenize_jet_file):  # was: "range() arg 3 must not be zero", UnboundLocalError
-        with pytest.raises(ValueError, match=f"chunk_size must be an integer >= 1, got {chunk_size}"):
-            tokenize(jet_path, tok_path, out, chunk_size=chunk_size, progress=False)
+    # was: "range() arg 3 must not be zero", UnboundLocalError
+    with pytest.raises(ValueError, match=f"chunk_size must be an integer >= 1, got {chunk_size}"):
+        tokenize_file(jet_path, tok_path, out, chunk_size=chunk_size, progress=False)
     assert not out.parent.exists()
     # Fewer sequences than announced is an error naming the count, however few (none at all included).
     tok = load_tokenizer(tok_path)

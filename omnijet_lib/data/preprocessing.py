@@ -9,6 +9,7 @@ Per constituent: pT, eta_rel = eta - eta_jet, phi_rel = phi - phi_jet wrapped to
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import awkward as ak
 import numpy as np
@@ -22,6 +23,7 @@ FEATURES = ("log_pt", "eta_rel", "phi_rel")  # the columns of a pre-processed ar
 
 @dataclass(frozen=True)
 class PreprocessingConfig:
+    content: ClassVar[str] = "jets"  # what a tokenizer with this pre-processing tokenizes
     max_constituents: int = 128  # sequence length of the tokenizer and the GPT
     max_abs_rel: float = 0.8  # drop constituents at |eta_rel| or |phi_rel| >= this (the jet radius)
     log_pt_shift: float = 1.8  # log(pT / GeV) - shift: centres the pT feature near 0

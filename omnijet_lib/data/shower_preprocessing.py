@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import cache
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +28,7 @@ N_VOXELS = GRID_SIZE**3
 
 @dataclass(frozen=True)
 class ShowerPreprocessingConfig:
+    content: ClassVar[str] = "showers"  # what a tokenizer with this pre-processing tokenizes
     max_hits: int = 1700  # sequence length of the tokenizer and the GPT: the most hits a shower has
     x_shift: float = 14.5  # (x - shift) * scale: cells 0..29 -> -4.35..4.35
     x_scale: float = 0.3

@@ -19,13 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def mlp(sizes: tuple[int, ...]) -> nn.Sequential:
-    """Linear -> ReLU for each step of ``sizes`` (in, hidden..., out), ReLU after the last too."""
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-    return nn.Sequential(*layers)
+from omnijet_lib.networks import mlp
 
 
 def check_inputs(x: Tensor, mask: Tensor, n_features: int) -> None:
@@ -60,8 +54,8 @@ class DeepSets(nn.Module):
     def __init__(self, config: DeepSetsConfig = DeepSetsConfig()):
         super().__init__()
         self.config = config
-        self.particle = mlp((config.n_features, *config.particle_layers))
-        self.jet = mlp((config.particle_layers[-1], *config.jet_layers))
+        self.particle = mlp((config.n_features, *config.particle_layers), activate_last=True)
+        self.jet = mlp((config.particle_layers[-1], *config.jet_layers), activate_last=True)
         self.head = nn.Linear(config.jet_layers[-1], config.n_classes)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:

@@ -41,6 +41,8 @@ from omnijet_lib.data.hdf5 import open_hdf5
 from omnijet_lib.data.jet_files import iter_jets, jet_file_info
 from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.preprocessing import preprocess
+from omnijet_lib.data.shower_files import iter_showers, shower_file_info
+from omnijet_lib.data.shower_preprocessing import preprocess_showers
 from omnijet_lib.errors import BadDataError, SchemaError, check_int
 from omnijet_lib.tokenizers.base import Tokenizer
 from omnijet_lib.tokenizers.registry import load_tokenizer
@@ -166,58 +168,53 @@ def write_token_file(
     return Path(out_path)
 
 
-def tokenize_jet_file(
-    jet_path: str | os.PathLike,
+def tokenize_file(
+    path: str | os.PathLike,
     tokenizer: Tokenizer | str | os.PathLike,
     out_path: str | os.PathLike,
     *,
-    chunk_size: int = 20_000,
+    chunk_size: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Tokenize every jet of ``jet_path`` once and store the sequences at ``out_path``.
+    """Tokenize every jet (or shower) of ``path`` once and store the sequences at ``out_path``.
 
-    ``tokenizer`` is a tokenizer or the path of a saved one (recorded in the file).
-    The jet file is streamed in chunks, so memory does not grow with its size.
+    Jets or showers: whichever the tokenizer was trained on, as its pre-processing
+    says.  ``tokenizer`` is a tokenizer or the path of a saved one (recorded in the
+    file).  The file is streamed in chunks of ``chunk_size`` (default: 20 000 jets,
+    5 000 showers), so memory does not grow with its size.
     """
-    check_int(chunk_size, "chunk_size", minimum=1)  # before the output file is begun
-    tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
-
-    def chunks():
-        for jets in iter_jets(jet_path, chunk_size=chunk_size):
-            pre = preprocess(jets, tokenizer.preprocessing)
-            columns = {"label": jets.label, "jet_pt": jets.pt, "jet_eta": pre.jet_eta, "jet_phi": pre.jet_phi, "n_dropped": pre.n_dropped}
-            yield tokenizer.encode(pre.features, pre.mask), pre.mask, columns
-
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size", minimum=1)  # before the tokenizer is loaded, the output begun
+    tokenizer, tokenizer_file = _as_tokenizer(tokenizer)  # loaded once; it remembers its file
+    content = tokenizer.preprocessing.content
+    count, chunks, default_chunk_size = CONTENT_READERS[content]
     return write_token_file(
-        out_path, chunks(), n=jet_file_info(jet_path)["n_jets"], content="jets",
-        tokenizer=tokenizer, tokenizer_file=tokenizer_file, source=str(jet_path), progress=progress,
+        out_path, chunks(path, tokenizer, chunk_size or default_chunk_size), n=count(path), content=content,
+        tokenizer=tokenizer, tokenizer_file=tokenizer_file, source=str(path), progress=progress,
     )  # fmt: skip
 
 
-def tokenize_shower_file(
-    shower_path: str | os.PathLike,
-    tokenizer: Tokenizer | str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    chunk_size: int = 5_000,
-    progress: bool = True,
-) -> Path:
-    """Tokenize every shower of ``shower_path`` once (streamed in chunks) and store the sequences."""
-    from omnijet_lib.data.shower_files import iter_showers, shower_file_info
-    from omnijet_lib.data.shower_preprocessing import preprocess_showers
+def _jet_chunks(path, tokenizer: Tokenizer, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+    for jets in iter_jets(path, chunk_size=chunk_size):
+        pre = preprocess(jets, tokenizer.preprocessing)
+        columns = {
+            "label": jets.label, "jet_pt": jets.pt, "jet_eta": pre.jet_eta, "jet_phi": pre.jet_phi,
+            "n_dropped": pre.n_dropped,
+        }  # fmt: skip
+        yield tokenizer.encode(pre.features, pre.mask), pre.mask, columns
 
-    check_int(chunk_size, "chunk_size", minimum=1)  # before the output file is begun
-    tokenizer, tokenizer_file = _as_tokenizer(tokenizer)
 
-    def chunks():
-        for showers in iter_showers(shower_path, chunk_size=chunk_size):
-            features, mask = preprocess_showers(showers, tokenizer.preprocessing)
-            yield tokenizer.encode(features, mask), mask, {"incident_energy": showers.incident_energy}
+def _shower_chunks(path, tokenizer: Tokenizer, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+    for showers in iter_showers(path, chunk_size=chunk_size):
+        features, mask = preprocess_showers(showers, tokenizer.preprocessing)
+        yield tokenizer.encode(features, mask), mask, {"incident_energy": showers.incident_energy}
 
-    return write_token_file(
-        out_path, chunks(), n=shower_file_info(shower_path)["n_showers"], content="showers",
-        tokenizer=tokenizer, tokenizer_file=tokenizer_file, source=str(shower_path), progress=progress,
-    )  # fmt: skip
+
+# content -> (how many the file holds, its chunks as (tokens, mask, columns), default chunk size)
+CONTENT_READERS = {
+    "jets": (lambda path: jet_file_info(path)["n_jets"], _jet_chunks, 20_000),
+    "showers": (lambda path: shower_file_info(path)["n_showers"], _shower_chunks, 5_000),
+}
 
 
 def tokenized(
@@ -250,26 +247,6 @@ def tokenized(
 def _schema_version(path: Path) -> int:
     with open_hdf5(path, what="token file") as file:
         return int(file.attrs.get("schema_version", 0))
-
-
-def tokenize_file(
-    path: str | os.PathLike,
-    tokenizer: Tokenizer | str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    chunk_size: int | None = None,
-    progress: bool = True,
-) -> Path:
-    """Tokenize a jet or a shower file, whichever the tokenizer was trained on (its pre-processing says)."""
-    from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig
-
-    if chunk_size is not None:
-        check_int(chunk_size, "chunk_size", minimum=1)  # before the tokenizer is loaded
-    tokenizer, _ = _as_tokenizer(tokenizer)  # loaded once; it remembers its file
-    showers = isinstance(tokenizer.preprocessing, ShowerPreprocessingConfig)
-    tokenize = tokenize_shower_file if showers else tokenize_jet_file
-    size = {} if chunk_size is None else {"chunk_size": chunk_size}
-    return tokenize(path, tokenizer, out_path, progress=progress, **size)
 
 
 @dataclass(frozen=True)

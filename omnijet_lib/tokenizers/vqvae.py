@@ -32,6 +32,7 @@ from torch import nn
 
 from omnijet_lib.data.preprocessing import FEATURES, PreprocessingConfig
 from omnijet_lib.devices import pick_device
+from omnijet_lib.networks import mlp
 from omnijet_lib.tokenizers.base import Tokenizer, check_features, preprocessing_from_state
 from omnijet_lib.tokenizers.quantizer import QuantizerConfig, VectorQuantizer
 from omnijet_lib.tokenizers.tokens import codes_to_tokens, tokens_to_codes
@@ -65,15 +66,6 @@ class VQVAEConfig:
     @classmethod
     def from_dict(cls, d: dict) -> VQVAEConfig:
         return cls(**{**d, "quantizer": QuantizerConfig(**d["quantizer"])})
-
-
-def mlp(n_in: int, n_hidden: int, n_out: int, n_layers: int) -> nn.Sequential:
-    """n_layers hidden Linear+ReLU layers of width n_hidden, then a linear output."""
-    layers, width = [], n_in
-    for _ in range(n_layers):
-        layers += [nn.Linear(width, n_hidden), nn.ReLU()]
-        width = n_hidden
-    return nn.Sequential(*layers, nn.Linear(width, n_out))
 
 
 class NormFormerBlock(nn.Module):
@@ -148,8 +140,8 @@ class VQVAE(nn.Module):
             self.encoder = NormFormer(c.n_features, c.hidden_dim, q.code_dim, c.layers, c.n_heads)
             self.decoder = NormFormer(q.code_dim, c.hidden_dim, c.n_features, c.layers, c.n_heads)
         else:
-            self.encoder = mlp(c.n_features, c.hidden_dim, q.code_dim, c.layers)
-            self.decoder = mlp(q.code_dim, c.hidden_dim, c.n_features, c.layers)
+            self.encoder = mlp((c.n_features, *[c.hidden_dim] * c.layers, q.code_dim))
+            self.decoder = mlp((q.code_dim, *[c.hidden_dim] * c.layers, c.n_features))
         self.quantizer = VectorQuantizer(q)
 
     def _run(self, net: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
