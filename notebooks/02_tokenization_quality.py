@@ -98,11 +98,7 @@ class_names = {label_index("Tbqq"): "top", label_index("QCD"): "QCD"}
 split = dict(zip(("train", "val", "test"), split_indices(len(jets), seed=seed)))  # the same split in notebook 04
 
 
-def subset(pre, index):
-    return replace(pre, **{f: getattr(pre, f)[index] for f in ("features", "mask", "jet_eta", "jet_phi", "n_dropped")})
-
-
-train, val, test = (subset(data, split[s]) for s in ("train", "val", "test"))
+train, val, test = (data[split[s]] for s in ("train", "val", "test"))
 test_labels = jets.label[split["test"]]
 print({s: len(i) for s, i in split.items()}, "jets;", f"{data.mask.sum(1).mean():.1f} constituents per jet")
 

@@ -78,3 +78,12 @@ def test_nan_and_empty_jets_are_refused():
         check_jets(empty, source="unit test")
     with pytest.raises(BadDataError, match="pT must be > 0"):
         scale_features(np.array([0.0]), np.array([0.0]), np.array([0.0]))
+
+
+def test_preprocessed_jets_select_every_field_alike(pythia_jets):
+    pre = preprocess(pythia_jets["top"][:20])
+    pick = np.array([3, 0, 17])
+    part = pre[pick]
+    for name in ("features", "mask", "jet_eta", "jet_phi", "n_dropped"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(pre, name)[pick])
+    assert len(pre[2]) == 1 and len(pre[pre.mask.sum(1) > 1000]) == 0

@@ -8,7 +8,7 @@ Per constituent: pT, eta_rel = eta - eta_jet, phi_rel = phi - phi_jet wrapped to
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
 import awkward as ak
@@ -55,6 +55,12 @@ class PreprocessedJets:
 
     def __len__(self) -> int:
         return len(self.mask)
+
+    def __getitem__(self, selection) -> PreprocessedJets:
+        """The jets ``selection`` (slice, index array or boolean mask), every field alike."""
+        if isinstance(selection, (int, np.integer)):
+            selection = slice(selection, selection + 1 if selection != -1 else None)
+        return PreprocessedJets(**{f.name: getattr(self, f.name)[selection] for f in fields(self)})
 
 
 def eta_rel(eta, jet_eta):
