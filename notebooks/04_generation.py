@@ -51,14 +51,13 @@ from omnijet_lib.data.jets import JETCLASS_LABELS
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
-from omnijet_lib.generation import decode_generated_jets, generate_sequences, stop_probability_by_length
+from omnijet_lib.generation import decode_generated_jets, stop_probability_by_length
 from omnijet_lib.metrics.distributions import wasserstein_distances
 from omnijet_lib.metrics.generation_quality import (
     MIN_SAMPLES,
     OBSERVABLES,
     fpd_kpd_features,
     generated_vs_real_auc,
-    generation_monitor,
     jet_distributions,
     jetnet_metrics,
 )
@@ -77,7 +76,7 @@ from omnijet_lib.tokenizers.token_dataset import TokenDataset
 from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig
-from omnijet_lib.training.gpt import fit_gpt
+from omnijet_lib.workflows import fit_jet_generator
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -99,7 +98,7 @@ learning_rate = 1e-3  # AdamW (paper: 1e-3)
 lr_schedule = "cosine"  # or "constant"; cosine lowered the generated-vs-real AUC clearly in a study at 512 codes
 warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 multiplicity_token = True  # draw each jet's multiplicity first, then its constituents (not in the paper; see below)
-multiplicity_from = "training"  # with multiplicity_token: n from the training jets ("training") or the GPT ("model")
+multiplicity_from = "training"  # n (and pT bin) from the training jets ("training") or from the GPT ("model")
 jet_pt_bins = 0  # > 0: tell the GPT the jet's pT bin (this many, equally filled) before its constituents; 0: no
 n_train = None  # training jets used, a random subset of the training split; None: all (the fidelity study varies it)
 train_seed = None  # GPT initialisation, batch order, generation and classifier test; None: seed
@@ -142,20 +141,6 @@ labels, counts = np.unique(dataset.column("label", train_idx), return_counts=Tru
 train_classes = {JETCLASS_LABELS[int(label)]: int(count) for label, count in zip(labels, counts)}
 test = dataset.read(test_idx)  # sequences and labels
 lengths = dataset.lengths - 2  # constituents per jet
-if multiplicity_from not in ("training", "model"):
-    msg = f"multiplicity_from must be 'training' or 'model', got {multiplicity_from!r}"
-    raise ValueError(msg)
-# With multiplicity_token (jet_pt_bins), generation draws each jet's n (and pT) from these training jets,
-# together -- or from the GPT's learned P(n) (and P(pT bin | n)).
-from_training = multiplicity_from == "training"
-multiplicities = lengths[train_idx] if multiplicity_token and from_training else None
-train_jet_pt = dataset.column("jet_pt", train_idx)
-if jet_pt_bins == 1 or jet_pt_bins < 0:
-    msg = f"jet_pt_bins must be 0 (no jet pT token) or at least 2, got {jet_pt_bins}"
-    raise ValueError(msg)
-jet_pt_pool = train_jet_pt if jet_pt_bins and from_training else None
-# Equally filled pT bins of the training jets: finest where jets are many, e.g. at the selection's edge.
-jet_pt_edges = tuple(np.quantile(train_jet_pt, np.arange(1, jet_pt_bins) / jet_pt_bins)) if jet_pt_bins else ()
 print(f"{len(dataset)} jets: {len(train_idx)} train {train_classes}, {len(val_idx)} val, {len(test_idx)} test;")
 print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet (max {lengths.max()})")
 
@@ -179,37 +164,38 @@ print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet 
 # learns P(n) too, but Adam's steps keep that histogram noisy where jets are few; by
 # default (`multiplicity_from="training"`) n is drawn from the training jets' own
 # multiplicities, as the point-cloud generators of the field do.
+#
+# With `jet_pt_bins`, a second token follows: the jet's pT bin, `START M(n) P(b) t1 …`.
+# A jet's pT is the sum of its constituents', but a GPT draws them one at a time with
+# no notion of a total, so the generated jet-pT spectrum comes out smeared where the
+# real one has the sharp edge of the selection (pT > 500 GeV) -- the jet-level
+# difference a classifier finds first. Told the bin, the GPT draws constituents that
+# add up to it; n and pT are drawn together, from one training jet (or from the GPT).
 
 # %%
-config = GPTConfig(
-    codebook_size=tok.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
-    max_length=dataset.width, multiplicity_token=multiplicity_token, jet_pt_edges=jet_pt_edges,
-)  # fmt: skip
 training = TrainingConfig(
     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
     seed=train_seed, device=device, best_by=best_by,
 )  # fmt: skip
-monitor = None
-if monitor_jets:
-    real_val_jets, _ = decode_generated_jets(dataset.sequences(val_idx), tok)  # the monitor's reference
-    monitor = generation_monitor(
-        tok, real_val_jets, n_jets=monitor_jets, seed=train_seed, multiplicities=multiplicities, jet_pt=jet_pt_pool
-    )
+architecture = GPTConfig(
+    embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, multiplicity_token=multiplicity_token
+)  # the data set the vocabulary, the longest sequence and the pT bins
 start = time.perf_counter()
-conditioned = {"train_jet_pt": train_jet_pt, "val_jet_pt": dataset.column("jet_pt", val_idx)} if jet_pt_bins else {}
-model, result = fit_gpt(
-    config, dataset.rows(train_idx), dataset.rows(val_idx), training, run_dir / "gpt", evaluate=monitor, **conditioned
-)
+generator, result = fit_jet_generator(
+    dataset, train_idx, val_idx, tok, architecture, training, run_dir / "gpt",
+    jet_pt_bins=jet_pt_bins, conditions_from=multiplicity_from, monitor_jets=monitor_jets,
+)  # fmt: skip
 train_seconds = time.perf_counter() - start
+model, config = generator.model, generator.model.config
 best = result.history[result.best_epoch]
 print(
     f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1} by {best_by}: val loss {best['val_loss']:.3f}"
-    + (f", sample W1m {best['sample_w1m']:.2f} GeV, W1n {best['sample_w1n']:.2f}" if monitor else "")
+    + (f", sample W1m {best['sample_w1m']:.2f} GeV, W1n {best['sample_w1n']:.2f}" if monitor_jets else "")
 )
 
 fig = plot_learning_curves({"GPT": result.history}, ylabel="next-token cross-entropy")
 figures = [show_and_save(fig, output_dir, "learning_curve").name]
-if monitor:
+if monitor_jets:
     fig = plot_epoch_values(
         result.history, {"sample_w1m": "W1 of jet mass [GeV], monitor sample", "sample_w1n": "W1 of multiplicity"}
     )
@@ -223,10 +209,9 @@ if monitor:
 # %%
 n_generate = len(test_idx) if n_generated is None else n_generated
 start = time.perf_counter()
-generated = generate_sequences(
-    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=train_seed,
-    multiplicities=multiplicities, jet_pt=jet_pt_pool,
-)  # fmt: skip
+generated = generator.sequences(
+    n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=train_seed
+)
 generation_seconds = time.perf_counter() - start
 n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tokens: all but START
 full = int(
@@ -291,6 +276,11 @@ else:
 
 # %%
 real_jets, _ = decode_generated_jets(test.sequences, tok, label=test.label)  # decoded exactly alike
+# beside the generated jets, so that the comparison can be redone from the two files alone
+reference_file = write_jets(
+    generated_file.with_name(f"{generated_file.stem}_reconstructed_test.h5"), real_jets,
+    provenance={"what": "real test jets, tokenized and decoded", "tokenizer": str(tokenizer_file), "seed": seed},
+)  # fmt: skip
 distributions = {
     "reconstructed real": jet_distributions(real_jets.constituents),
     "generated": jet_distributions(gen_jets.constituents),
@@ -377,9 +367,10 @@ metrics = {
         "best_epoch": result.best_epoch,
         "best_val_loss": result.history[result.best_epoch]["val_loss"],
         "history": result.history,
-    },  # fmt: skip
+    },
     "generation": {**speed, "n_empty_dropped": n_generate - len(kept), "n_reached_length_limit": full},
     "generated_file": str(generated_file),
+    "reference_file": str(reference_file),
     "classifier": classifier,
     "wasserstein": wasserstein,
     "mean_ratios": mean_ratios,

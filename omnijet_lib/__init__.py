@@ -16,8 +16,9 @@ checks both, imports inside functions included).  Bottom to top:
    shower model, classifiers -- with how to sample from their output.
 5. ``training``: the one training loop, and what trains each model on it.
 6. ``generation``: sampling jets and showers from trained models, and decoding them.
-7. ``metrics`` and ``transfer``: how good the tokens, the generated samples and
-   the fine-tuned taggers are.
+7. ``metrics``, ``transfer`` and ``workflows``: how good the tokens, the generated
+   samples and the fine-tuned taggers are; fine-tuning; the notebooks' chains
+   (file -> tokens -> trained GPT -> generated jets) as library functions.
 8. ``plotting``: figures of all of the above.
 9. ``notebooks`` and ``cli``: running the notebooks headless, and the command line.
 """
@@ -32,7 +33,7 @@ LAYERS = (
     ("models",),
     ("training",),
     ("generation",),
-    ("metrics", "transfer"),
+    ("metrics", "transfer", "workflows"),
     ("plotting",),
     ("notebooks", "cli"),
 )

@@ -36,6 +36,7 @@ TINY = {
         "monitor_jets": 30,
         "best_by": "sample_w1m",  # the monitor picks the epoch kept
         "n_train": 40,  # of the 72 jets of the training split
+        "jet_pt_bins": 4,  # the jet pT token too (and notebook 05 then fine-tunes a backbone that reads it)
     },
     "05_transfer_learning": {
         "n_jets": 60,
@@ -249,17 +250,21 @@ def _check_03_token_space(metrics):
 
 def _check_04_generation(metrics):
     from omnijet_lib.data.jet_files import read_jets
-    from omnijet_lib.metrics.generation_quality import OBSERVABLES
+    from omnijet_lib.metrics.distributions import wasserstein_distances
+    from omnijet_lib.metrics.generation_quality import OBSERVABLES, jet_distributions
 
     assert metrics["n_jets"] == {"train": 40, "val": 24, "test": 24, "generated": 24}
     # a random subset of the split, both classes in it (its first 40 indices would be all top jets)
     assert set(metrics["train_classes"]) == {"Tbqq", "QCD"} and sum(metrics["train_classes"].values()) == 40
     assert min(metrics["train_classes"].values()) >= 10
     assert set(metrics["wasserstein"]) == set(OBSERVABLES)
-    assert all(w >= 0 for w in metrics["wasserstein"].values())
-    assert 0 <= metrics["classifier"]["auc"] <= 1
+    generated, reference = read_jets(metrics["generated_file"]), read_jets(metrics["reference_file"])
+    # the distances are those of the two files it wrote (float32 on disk: a little rounding)
+    redone = wasserstein_distances(jet_distributions(generated.constituents), jet_distributions(reference.constituents))
+    assert redone == pytest.approx(metrics["wasserstein"], rel=1e-3, abs=1e-6)
+    assert len(reference) == 24 and metrics["classifier"]["n_per_sample"] == min(len(generated), len(reference))
+    assert np.isfinite(metrics["classifier"]["auc"])
     assert metrics["generation"]["ms_per_token"] > 0
-    generated = read_jets(metrics["generated_file"])
     assert len(generated) == 24 - metrics["generation"]["n_empty_dropped"]
     assert (generated.n_constituents <= 128).all()
     assert {"learning_curve.png", "distribution_jet_mass.png", "generated_jets.png"} <= set(metrics["figures"])
@@ -270,18 +275,22 @@ def _check_04_generation(metrics):
     # the monitor's sample after every epoch, and the epoch kept is the one it liked best
     history = metrics["training"]["history"]
     assert "monitor.png" in metrics["figures"] and len(history) == 2
-    assert all(r["sample_w1m"] >= 0 and r["sample_w1n"] >= 0 for r in history)
     assert history[metrics["training"]["best_epoch"]]["sample_w1m"] == min(r["sample_w1m"] for r in history)
     # 24 test jets: too few for FPD/KPD with errors (tested on their own in test_generation_metrics.py)
     assert "fewer than 20 jets" in metrics["jetnet_metrics"]["skipped"]
     assert all(ratio > 0 for ratio in metrics["mean_ratios"].values())
     assert (metrics["training"]["lr_schedule"], metrics["training"]["warmup"]) == ("cosine", 0.0)
+    # four equally filled pT bins of the 40 training jets: three edges, increasing, inside the 500-1000 GeV window
+    edges = metrics["gpt"]["jet_pt_edges"]
+    assert len(edges) == 3 and edges == sorted(edges) and 450 < edges[0] and edges[-1] < 1050
 
 
 def _check_05_transfer_learning(metrics):
     cells = {(r["size"], r["strategy"], r["seed"]) for r in metrics["results"]}
     assert cells == {(n, s, 0) for n in (10, 20) for s in ("scratch", "finetune", "frozen")}
-    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["auc"] <= 1 for r in metrics["results"])
+    # accuracy on the 24 test jets: a whole number of them (on any other set it would not be, in general)
+    assert all(r["accuracy"] * 24 == pytest.approx(round(r["accuracy"] * 24)) for r in metrics["results"])
+    assert all(np.isfinite(r["auc"]) for r in metrics["results"])
     assert metrics["n_jets"] == {"train_pool": 72, "val": 20, "test": 24}
     assert set(metrics["figures"]) == {"accuracy_vs_size.png", "rejection_50_vs_size.png", "rejection_30_vs_size.png"}
 
