@@ -44,22 +44,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from omnijet_lib.data.hit_sequences import ORDERS, hit_sequences
 from omnijet_lib.data.shower_files import read_showers, write_showers
 from omnijet_lib.data.shower_simulation import shower_dataset, simulate_showers
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
-from omnijet_lib.generation import decode_generated_showers, generate_sequences
+from omnijet_lib.generation import decode_generated_showers, generate_sequences, generate_showers
 from omnijet_lib.metrics.distributions import wasserstein_distances
 from omnijet_lib.metrics.shower_quality import shower_distributions
+from omnijet_lib.models.energy_strategies import EnergyStrategy
 from omnijet_lib.models.gpt import load_gpt
-from omnijet_lib.models.spatial_gpt import (
-    ORDERS,
-    TOKENIZATIONS,
-    SpatialGPTConfig,
-    fit_spatial_gpt,
-    generate_showers,
-    hit_sequences,
-)
+from omnijet_lib.models.spatial_gpt import TOKENIZATIONS, SpatialGPTConfig
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
@@ -71,6 +66,7 @@ from omnijet_lib.plotting import (
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES, energy_sum, n_hits
 from omnijet_lib.tokenizers import load_tokenizer
 from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -87,22 +83,16 @@ n_components = 4  # Gaussians in the energy head (docs/direct_tokens.md: ~4)
 # Also condition on the number of hits: the model then places exactly the hits asked for, knowing how
 # far along it is, and a log-normal fitted to the training showers draws that number for an energy.
 condition_on_n_hits = True  # False: the paper's model, which ends showers with its STOP class
-# Cut each hit's energy density at the previous hit's energy where the order makes that a bound (energy
-# order: always; layer order: within a layer), in training and sampling. False: the paper's plain mixture.
-bounded_by_previous = True
-# The shape and scale of the chain (see the library's module docstring). Energy-order variants: each energy is
-# the largest of the hits still to place (an order statistic; needs condition_on_n_hits), and the hottest
-# cell's comes from a log-normal in E_inc fitted to the training showers.
-largest_of_hits_left = True
-fitted_hottest_cell = True
-# Variants of these orders have an energy head that reads the visible energy left per hit still to place
-# (needs condition_on_n_hits), trained with its anchor blurred by anchor_noise. In energy order it holds the
-# sum but starves the last hits, which then fall to ~1 keV; the order statistic keeps them.
-energy_budget_orders = ["layer"]
-anchor_noise = 0.05
-# Every variant scales each shower's hits to a visible energy drawn from a log-normal in E_inc fitted to the
-# training showers. False: the energy sum is the chain's own.
-rescale_to_visible_energy = True
+# How the variants of each order draw the chain of hit energies: an energy strategy, a chain and its additions
+# joined by "+" (omnijet_lib.models.energy_strategies; "free" is the paper's plain mixture). Both cut each energy
+# at the previous hit's where the order makes that a bound, and scale each shower's hits to a visible energy
+# drawn from a log-normal in E_inc fitted to the training showers. In energy order each energy is the largest of
+# the hits still to place (an order statistic) and the hottest cell's comes from a fitted log-normal; in layer
+# order the energy head reads the visible energy left per hit still to place (an energy budget -- in energy
+# order it holds the sum but starves the last hits, which then fall to ~1 keV; the order statistic keeps them).
+energy_strategy_in_energy_order = "largest_of_hits_left+fitted_hottest_cell+rescale_to_visible_energy"
+energy_strategy_in_layer_order = "bounded+energy_budget+rescale_to_visible_energy"
+anchor_noise = 0.05  # training: the bound an energy-budget head places its means from, blurred by this much
 embed_dim = 64  # (a GPU node: 256, as the paper's GPT)
 n_heads = 4  # (8)
 n_blocks = 3  # (3)
@@ -113,7 +103,7 @@ learning_rate = 1e-3
 lr_schedule = "constant"  # "constant" or "cosine" (falls to 0 over the epochs)
 warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 temperature = 1.0  # of the voxel classes
-energy_temperature = 1.0  # of the energy mixture (scales its widths); keep 1 for bounded heads (see the library)
+energy_temperature = 1.0  # of the energy mixture (scales its widths); keep 1 for bounded chains (see energy_strategies)
 slice_energies = [10.0, 50.0, 90.0]  # incident energies [GeV] for the conditioning check
 n_per_slice = 100  # simulated and generated showers per slice energy
 generation_batch_size = 64
@@ -127,7 +117,7 @@ output_dir = "figures/07_direct_spatial_tokens"
 # %%
 # papermill -p passes a list as text: read each list parameter however it arrived
 variants = list_parameter(variants, "variants")
-energy_budget_orders = list_parameter(energy_budget_orders, "energy_budget_orders")
+energy_strategies = {"energy": energy_strategy_in_energy_order, "layer": energy_strategy_in_layer_order}
 slice_energies = list_parameter(slice_energies, "slice_energies")
 energy = list_parameter(energy, "energy")  # papermill -p passes a range as text
 energy = energy[0] if len(energy) == 1 else tuple(energy)  # one value or a range (low, high) [GeV]
@@ -138,9 +128,7 @@ for variant in variants:
     if tokenization not in TOKENIZATIONS or order not in ORDERS:
         msg = f"variant {variant!r} not understood: use '<tokenization>/<order>' with {TOKENIZATIONS} and {ORDERS}"
         raise ValueError(msg)
-if unknown := set(energy_budget_orders) - set(ORDERS):
-    msg = f"energy_budget_orders: unknown order(s) {sorted(unknown)}; use any of {ORDERS}"
-    raise ValueError(msg)
+strategies = {order: EnergyStrategy.parse(name) for order, name in energy_strategies.items()}  # names checked
 for path, what in ((vqvae_tokenizer, "tokenizer"), (vqvae_checkpoint, "GPT checkpoint")):
     if not Path(path).exists():
         msg = f"notebook 06's {what} not found: {path}; run notebooks/06_calorimeter_showers.py first"
@@ -163,10 +151,8 @@ for variant in variants:
     config = SpatialGPTConfig(
         tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
         n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
-        bounded_by_previous=bounded_by_previous, fitted_hottest_cell=fitted_hottest_cell and order == "energy",
-        largest_of_hits_left=largest_of_hits_left and order == "energy", energy_budget=order in energy_budget_orders,
-        anchor_noise=anchor_noise if order in energy_budget_orders else 0.0,
-        rescale_to_visible_energy=rescale_to_visible_energy,
+        energy_strategy=energy_strategies[order],
+        anchor_noise=anchor_noise if strategies[order].energy_budget and strategies[order].bounded else 0.0,
     )  # fmt: skip
     training = TrainingConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
@@ -286,7 +272,7 @@ for variant, model in models.items():
             row |= {f"{observable}_simulated_mean": sim.mean(), f"{observable}_simulated_std": sim.std(),
                     f"{observable}_generated_mean": gen.mean(), f"{observable}_generated_std": gen.std(),
                     f"{observable}_mean_ratio": gen.mean() / sim.mean()}  # fmt: skip
-        if model.config.rescale_to_visible_energy:  # the same showers, left at the chain's own scale
+        if model.config.energy.rescale_to_visible_energy:  # the same showers, left at the chain's own scale
             chain, _ = generate_showers(
                 model, np.full(n_per_slice, e), batch_size=generation_batch_size, temperature=temperature,
                 energy_temperature=energy_temperature, seed=seed + 100 + i, progress=False, rescale=False,

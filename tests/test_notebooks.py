@@ -325,12 +325,13 @@ def _check_07_direct_spatial_tokens(metrics):
     assert set(metrics["models"]) == set(variants)
     assert all(metrics["models"][v]["n_components"] == 4 for v in variants)
     assert all(metrics["models"][v]["order"] == v.partition("/")[2] for v in variants)  # each trained in its order
-    assert all(metrics["models"][v]["bounded_by_previous"] for v in variants)
-    assert all(metrics["models"][v]["rescale_to_visible_energy"] for v in variants)
-    # the hottest cell comes first, and each hit is the largest of those left, in energy order only
-    for option in ("fitted_hottest_cell", "largest_of_hits_left"):
-        assert [metrics["models"][v][option] for v in variants] == [True, False]
-    assert [metrics["models"][v]["energy_budget"] for v in variants] == [False, True]  # layer order only
+    # each order its energy strategy: the order statistic and the fitted hottest cell in energy order, the
+    # energy budget (trained with a blurred anchor) in layer order; both bounded and rescaled
+    assert [metrics["models"][v]["energy_strategy"] for v in variants] == [
+        "largest_of_hits_left+fitted_hottest_cell+rescale_to_visible_energy",
+        "bounded+energy_budget+rescale_to_visible_energy",
+    ]
+    assert [metrics["models"][v]["anchor_noise"] for v in variants] == [0.0, 0.05]
     assert set(metrics["wasserstein"]) == {*variants, "vqvae"}
     assert all(set(w) == set(SHOWER_OBSERVABLES) for w in metrics["wasserstein"].values())
     assert set(metrics["seconds_per_shower"]) == {*variants, "vqvae"}

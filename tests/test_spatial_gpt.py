@@ -1,4 +1,4 @@
-"""Direct spatial tokens: the mixture-of-Gaussians head, both tokenizations, conditioning, and a tiny run."""
+"""Direct spatial tokens: the model and its energy strategies, both tokenizations, conditioning, and a tiny run."""
 
 import math
 from dataclasses import asdict, replace
@@ -7,29 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from omnijet_lib.data.hit_sequences import HitSequences, check_order, hit_sequences, showers_from_hits
 from omnijet_lib.data.shower_simulation import simulate_showers
 from omnijet_lib.data.showers import GRID_SIZE, Showers
 from omnijet_lib.errors import BadDataError
+from omnijet_lib.generation.hits import draw_shower_sizes, generate_hits, generate_showers
 from omnijet_lib.models.gpt import KVCache, run_blocks
-from omnijet_lib.models.spatial_gpt import (
-    HitCountModel,
-    HitSequences,
-    LogNormalInEnergy,
-    SpatialGPT,
-    SpatialGPTConfig,
-    check_order,
-    condition_features,
-    draw_shower_sizes,
-    fit_spatial_gpt,
-    generate_hits,
-    hit_sequences,
-    load_spatial_gpt,
-    mixture_nll,
-    sample_mixture,
-    showers_from_hits,
-    spatial_loss,
-)
+from omnijet_lib.models.shower_sizes import HitCountModel, LogNormalInEnergy
+from omnijet_lib.models.spatial_gpt import SpatialGPT, SpatialGPTConfig, condition_features, load_spatial_gpt
 from omnijet_lib.training import TrainingConfig
+from omnijet_lib.training.spatial_gpt import fit_spatial_gpt, spatial_loss
 
 TINY = {"embed_dim": 16, "n_heads": 2, "n_blocks": 1, "ffn_dim": 32, "n_components": 3}
 
@@ -39,108 +26,8 @@ def showers() -> Showers:
     return simulate_showers(24, energy=(10.0, 20.0), seed=4, progress=False)
 
 
-def test_mixture_nll_equals_a_direct_calculation():
-    weights, means, sigmas = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 2.0]), np.array([0.3, 1.0, 0.1])
-    raw = torch.tensor(np.concatenate([np.log(weights) + 7.0, means, np.log(sigmas)]), dtype=torch.float64)
-    y = np.array([-1.2, 0.0, 1.95, 5.0])
-    density = (weights * np.exp(-0.5 * ((y[:, None] - means) / sigmas) ** 2) / (sigmas * math.sqrt(2 * math.pi))).sum(1)
-    nll = mixture_nll(raw.expand(len(y), -1), torch.tensor(y))
-    np.testing.assert_allclose(nll.numpy(), -np.log(density), rtol=1e-10)
-
-
-def test_sampling_a_known_mixture():
-    weights, means, sigmas = np.array([0.25, 0.75]), np.array([-3.0, 2.0]), np.array([0.5, 0.2])
-    raw = torch.tensor(np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float32)
-    draws = sample_mixture(raw.expand(40_000, -1), generator=torch.Generator().manual_seed(0)).numpy()
-    low, high = draws[draws < 0], draws[draws >= 0]
-    assert len(low) / len(draws) == pytest.approx(0.25, abs=0.01)
-    assert low.mean() == pytest.approx(-3.0, abs=0.02) and low.std() == pytest.approx(0.5, rel=0.03)
-    assert high.mean() == pytest.approx(2.0, abs=0.01) and high.std() == pytest.approx(0.2, rel=0.03)
-    sharp = sample_mixture(raw.expand(40_000, -1), temperature=0.5, generator=torch.Generator().manual_seed(0))
-    assert sharp[sharp >= 0].std() == pytest.approx(0.1, rel=0.03)  # temperature scales the widths
-    with pytest.raises(ValueError, match="temperature"):
-        sample_mixture(raw[None], temperature=0.0)
-
-
-def normal_cdf(x):
-    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-
-
-def test_a_bounded_mixture_is_the_mixture_cut_and_renormalised():
-    weights, means, sigmas = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 2.0]), np.array([0.3, 1.0, 0.1])
-    raw = torch.tensor(
-        np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float64, requires_grad=True
-    )
-    y, upper = np.array([-1.2, 0.0, 1.95, -30.0]), np.array([0.0, 0.5, np.inf, -20.0])
-    density = (weights * np.exp(-0.5 * ((y[:, None] - means) / sigmas) ** 2) / (sigmas * math.sqrt(2 * math.pi))).sum(1)
-    below = (weights * normal_cdf((np.where(np.isinf(upper), 50.0, upper)[:, None] - means) / sigmas)).sum(1)
-    nll = mixture_nll(raw.expand(len(y), -1), torch.tensor(y), upper=torch.tensor(upper))
-    # the last row lies 29 widths below the mean of its nearest Gaussian: only logs keep it finite
-    np.testing.assert_allclose(nll[:3].detach().numpy(), -np.log(density[:3] / below[:3]), rtol=1e-10)
-    assert torch.isfinite(nll[3])
-    nll.sum().backward()  # rows without a bound (+inf) leave the gradient finite
-    assert torch.isfinite(raw.grad).all()
-
-
-def test_sampling_a_bounded_mixture():
-    weights, means, sigmas = np.array([0.25, 0.75]), np.array([-3.0, 2.0]), np.array([0.5, 0.2])
-    raw = torch.tensor(np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float32)
-    n, upper = 40_000, 2.0  # the bound cuts the second Gaussian at its mean
-    draws = sample_mixture(raw.expand(n, -1), upper=torch.full((n,), upper), generator=torch.Generator().manual_seed(0))
-    draws = draws.numpy()
-    assert draws.max() <= upper
-    low, high = draws[draws < 0], draws[draws >= 0]
-    assert len(low) / n == pytest.approx(0.25 / (0.25 + 0.75 * 0.5), abs=0.01)  # weight times mass below
-    assert high.mean() == pytest.approx(2.0 - 0.2 * math.sqrt(2 / math.pi), abs=0.005)  # a half-normal's mean
-    assert low.std() == pytest.approx(0.5, rel=0.03)  # the first is hardly cut
-    far = sample_mixture(raw[None].expand(10, -1), upper=torch.full((10,), -40.0), generator=torch.Generator())
-    assert torch.isfinite(far).all() and far.max() <= -40.0  # a bound far in the tail still gives draws below it
-
-
-def mixture_cdf(y, weights, means, sigmas):
-    return (weights * normal_cdf((np.asarray(y, dtype=float)[:, None] - means) / sigmas)).sum(1)
-
-
-def test_the_largest_of_n_draws_has_the_order_statistic_density():
-    weights, means, sigmas = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 2.0]), np.array([0.3, 1.0, 0.1])
-    raw = torch.tensor(
-        np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float64, requires_grad=True
-    )
-    y, upper, n = np.array([-1.2, 0.0, 1.95, 0.3]), np.array([0.0, 0.5, np.inf, 0.4]), np.array([1, 40, 7, 1500])
-    density = (weights * np.exp(-0.5 * ((y[:, None] - means) / sigmas) ** 2) / (sigmas * math.sqrt(2 * math.pi))).sum(1)
-    below = mixture_cdf(np.where(np.isinf(upper), 50.0, upper), weights, means, sigmas)
-    log_cdf = np.log(mixture_cdf(y, weights, means, sigmas))  # in logs: G^1499 underflows
-    expected = -(np.log(n) + np.log(density) + (n - 1) * log_cdf - n * np.log(below))
-    nll = mixture_nll(raw.expand(len(y), -1), torch.tensor(y), upper=torch.tensor(upper), largest_of=torch.tensor(n))
-    np.testing.assert_allclose(nll.detach().numpy(), expected, rtol=1e-9)
-    plain = mixture_nll(raw.expand(len(y), -1), torch.tensor(y), upper=torch.tensor(upper))
-    np.testing.assert_allclose(nll[0].item(), plain[0].item())  # the largest of one draw is the draw
-    nll.sum().backward()
-    assert torch.isfinite(raw.grad).all()
-
-
-def test_sampling_the_largest_of_n_draws():
-    weights, means, sigmas = np.array([0.25, 0.75]), np.array([-3.0, 2.0]), np.array([0.5, 0.2])
-    raw = torch.tensor(np.concatenate([np.log(weights), means, np.log(sigmas)]), dtype=torch.float32)
-    rows, upper = 20_000, 2.1
-    for n in (1, 30, 1000):
-        draws = sample_mixture(
-            raw.expand(rows, -1), upper=torch.full((rows,), upper), largest_of=torch.full((rows,), n),
-            generator=torch.Generator().manual_seed(n),
-        ).numpy()  # fmt: skip
-        assert draws.max() <= upper
-        # the empirical CDF against (G(y) / G(upper))^n at its quartiles
-        cdf = (mixture_cdf(np.sort(draws), weights, means, sigmas) / mixture_cdf([upper], weights, means, sigmas)) ** n
-        for q in (0.25, 0.5, 0.75):
-            assert cdf[int(q * rows)] == pytest.approx(q, abs=0.015)
-    free = sample_mixture(raw.expand(rows, -1), largest_of=torch.full((rows,), 1), generator=torch.Generator())
-    assert (free < 0).float().mean().item() == pytest.approx(0.25, abs=0.01)  # unbounded, n = 1: the mixture
-
-
 def test_energies_as_the_largest_of_the_hits_left_step_down_by_their_number(showers):
-    config = SpatialGPTConfig(
-        condition_on_n_hits=True, bounded_by_previous=True, largest_of_hits_left=True, **TINY
-    )  # fmt: skip
+    config = SpatialGPTConfig(condition_on_n_hits=True, energy_strategy="largest_of_hits_left", **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
     with torch.no_grad():  # every hit left: one Gaussian 1 below the bound, width 1
@@ -158,14 +45,14 @@ def test_energies_as_the_largest_of_the_hits_left_step_down_by_their_number(show
     ).loss
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    for wrong in ({"order": "layer"}, {"condition_on_n_hits": False}, {"bounded_by_previous": False}):
+    for wrong in ({"order": "layer"}, {"condition_on_n_hits": False}):
         with pytest.raises(ValueError, match="largest_of_hits_left needs"):
             SpatialGPTConfig(**{**asdict(config), **wrong})
 
 
 @pytest.mark.parametrize("order", ["energy", "layer"])
 def test_a_bounded_model_keeps_its_order_while_generating(showers, order):
-    config = SpatialGPTConfig(condition_on_n_hits=True, order=order, bounded_by_previous=True, **TINY)
+    config = SpatialGPTConfig(condition_on_n_hits=True, order=order, energy_strategy="bounded", **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
     with torch.no_grad():  # one wide component, so that an unbounded draw would often rise
@@ -190,7 +77,7 @@ def test_a_bounded_model_keeps_its_order_while_generating(showers, order):
 
 
 def test_a_bounded_head_places_its_means_below_the_previous_hit():
-    config = SpatialGPTConfig(condition_on_n_hits=True, order="energy", bounded_by_previous=True, **TINY)
+    config = SpatialGPTConfig(condition_on_n_hits=True, order="energy", energy_strategy="bounded", **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
     with torch.no_grad():  # every component: 0.01 below the bound, width e^-7
@@ -203,8 +90,8 @@ def test_a_bounded_head_places_its_means_below_the_previous_hit():
 
 def test_a_fitted_hottest_cell_sets_the_first_energy_of_the_chain(showers, tmp_path):
     with pytest.raises(ValueError, match="order='energy'"):
-        SpatialGPTConfig(order="layer", fitted_hottest_cell=True)
-    config = SpatialGPTConfig(condition_on_n_hits=True, bounded_by_previous=True, fitted_hottest_cell=True, **TINY)
+        SpatialGPTConfig(order="layer", energy_strategy="free+fitted_hottest_cell")
+    config = SpatialGPTConfig(condition_on_n_hits=True, energy_strategy="bounded+fitted_hottest_cell", **TINY)
     hits = hit_sequences(showers)
     training = TrainingConfig(epochs=1, batch_size=8, seed=0)
     _, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)
@@ -229,8 +116,8 @@ def test_a_fitted_hottest_cell_sets_the_first_energy_of_the_chain(showers, tmp_p
 
 def test_the_energy_budget_is_read_the_same_in_training_and_generation(monkeypatch):
     with pytest.raises(ValueError, match="condition_on_n_hits"):
-        SpatialGPTConfig(energy_budget=True)
-    config = SpatialGPTConfig(condition_on_n_hits=True, bounded_by_previous=True, energy_budget=True, **TINY)
+        SpatialGPTConfig(energy_strategy="free+energy_budget")
+    config = SpatialGPTConfig(condition_on_n_hits=True, energy_strategy="bounded+energy_budget", **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
     incident, asked = np.array([20.0, 70.0]), np.array([15, 9])
@@ -269,10 +156,10 @@ def test_the_energy_budget_is_read_the_same_in_training_and_generation(monkeypat
 
 
 def test_a_rescaled_shower_sums_to_its_visible_energy_and_keeps_its_shape():
-    config = SpatialGPTConfig(condition_on_n_hits=True, rescale_to_visible_energy=True, **TINY)
+    config = SpatialGPTConfig(condition_on_n_hits=True, energy_strategy="free+rescale_to_visible_energy", **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config).eval()
-    free = SpatialGPT(replace(config, rescale_to_visible_energy=False)).eval()
+    free = SpatialGPT(replace(config, energy_strategy="free")).eval()
     free.load_state_dict({k: v for k, v in model.state_dict().items() if k in free.state_dict()})  # no fits
     visible = np.array([300.0, 900.0])
     scaled, unscaled = (
@@ -294,8 +181,10 @@ def test_a_rescaled_shower_sums_to_its_visible_energy_and_keeps_its_shape():
 
 def test_anchor_noise_blurs_the_means_in_training_only(showers):
     with pytest.raises(ValueError, match="anchor_noise"):
-        SpatialGPTConfig(anchor_noise=-0.1)
-    config = SpatialGPTConfig(condition_on_n_hits=True, bounded_by_previous=True, anchor_noise=0.5, **TINY)
+        SpatialGPTConfig(energy_strategy="bounded", anchor_noise=-0.1)
+    with pytest.raises(ValueError, match="anchor_noise blurs the bound"):  # a strategy without one: nothing to blur
+        SpatialGPTConfig(energy_strategy="free+energy_budget", condition_on_n_hits=True, anchor_noise=0.1)
+    config = SpatialGPTConfig(condition_on_n_hits=True, energy_strategy="bounded", anchor_noise=0.5, **TINY)
     torch.manual_seed(0)
     model = SpatialGPT(config)
     hidden, voxels = torch.randn(5, config.embed_dim), torch.zeros((5, 3), dtype=torch.long)
@@ -320,28 +209,6 @@ def test_training_hits_must_be_in_the_configured_order(showers, tmp_path):
         fit_spatial_gpt(config, hits, hits, TrainingConfig(epochs=1), tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="order must be one of"):
         SpatialGPTConfig(order="radius")
-
-
-@pytest.mark.parametrize("order", ["energy", "layer"])
-def test_hit_sequences_round_trip_and_order(showers, order):
-    hits = hit_sequences(showers, order=order)
-    back = showers_from_hits(hits)
-    for i in range(len(showers)):
-        original = {tuple(h) for h in showers.hits[i][showers.mask[i]].tolist()}
-        restored = back.hits[i][back.mask[i]]
-        assert len(restored) == len(original)
-        np.testing.assert_allclose(np.sort(restored[:, 3]), np.sort(showers.energy[i][showers.mask[i]]), rtol=1e-6)
-    real = hits.mask[0]
-    if order == "energy":
-        assert np.all(np.diff(hits.log_energy[0][real]) <= 0)
-    else:
-        z, e = hits.voxels[0][real][:, 2], hits.log_energy[0][real]
-        assert np.all(np.diff(z) >= 0) and np.all(np.diff(e)[np.diff(z) == 0] <= 0)
-    off_grid = Showers(showers.hits + np.float32(0.3) * showers.mask[..., None], showers.incident_energy)
-    with pytest.raises(BadDataError, match="whole cell indices"):
-        hit_sequences(off_grid)
-    with pytest.raises(BadDataError, match="more than max_hits"):
-        hit_sequences(showers, max_hits=10)
 
 
 @pytest.mark.parametrize("tokenization", ["joint", "per_axis"])
@@ -444,27 +311,8 @@ def test_a_model_conditioned_on_hits_scales_hit_energies_with_incident_energy_pe
         np.testing.assert_allclose(hits.log_energy[row, : asked[row]], expected[row], atol=0.01)
 
 
-def test_a_fitted_log_normal_recovers_a_known_one():
-    rng = np.random.default_rng(0)
-    energy = rng.uniform(10, 100, 20_000)
-    x = np.log(energy / 30.0)
-    n = np.exp(rng.normal(6.0 + 0.8 * x - 0.1 * x**2, 0.1 + 0.05 * x))
-    fit = HitCountModel.fit(energy, n)
-    mean, width = fit.mean_and_width([10.0, 50.0, 90.0])
-    x = np.log(np.array([10.0, 50.0, 90.0]) / 30.0)
-    np.testing.assert_allclose(mean, 6.0 + 0.8 * x - 0.1 * x**2, atol=0.01)
-    np.testing.assert_allclose(width, 0.1 + 0.05 * x, atol=0.01)
-    drawn = fit.sample(np.full(5000, 50.0), max_hits=1700, rng=np.random.default_rng(1))
-    assert drawn.dtype == np.int64 and drawn.min() >= 1 and drawn.max() <= 1700
-    assert abs(np.log(drawn).mean() - mean[1]) < 0.01
-    with pytest.raises(BadDataError, match="more than"):
-        HitCountModel.fit([10.0, 20.0], [100, 200])
-    with pytest.raises(BadDataError, match="value > 0"):
-        LogNormalInEnergy.fit(energy, np.where(np.arange(len(energy)) == 3, 0.0, n))
-
-
 def test_hit_count_and_visible_energy_are_drawn_together():
-    config = SpatialGPTConfig(condition_on_n_hits=True, rescale_to_visible_energy=True, **TINY)
+    config = SpatialGPTConfig(condition_on_n_hits=True, energy_strategy="free+rescale_to_visible_energy", **TINY)
     model = SpatialGPT(config)
     model.set_fitted("hit_count", HitCountModel((0.0, 0.8, 6.0), (0.0, 0.0, 0.1)))
     model.set_fitted("visible_energy", LogNormalInEnergy((0.0, 1.0, 7.0), (0.0, 0.0, 0.08)))
@@ -512,8 +360,6 @@ def test_tiny_run_trains_saves_and_generates(showers, tmp_path):
 
 
 def test_showers_stopped_before_their_first_hit_are_left_out():
-    from omnijet_lib.models.spatial_gpt import generate_showers
-
     torch.manual_seed(0)
     model = SpatialGPT(SpatialGPTConfig(**TINY, max_hits=20)).eval()
     with torch.no_grad():
@@ -525,9 +371,9 @@ def test_showers_stopped_before_their_first_hit_are_left_out():
 
 
 def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(showers, tmp_path):
-    from omnijet_lib.models.spatial_gpt import generate_showers
-
-    config = SpatialGPTConfig(condition_on_n_hits=True, order="layer", rescale_to_visible_energy=True, **TINY)
+    config = SpatialGPTConfig(
+        condition_on_n_hits=True, order="layer", energy_strategy="free+rescale_to_visible_energy", **TINY
+    )
     hits = hit_sequences(showers, order="layer")
     training = TrainingConfig(epochs=1, batch_size=8, seed=0)
     _, result = fit_spatial_gpt(config, hits, hits, training, tmp_path / "run", progress=False)
@@ -539,6 +385,14 @@ def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(shower
     del old["model"]["shower_size_correlation"]
     torch.save(old, tmp_path / "old.pt")
     assert float(load_spatial_gpt(tmp_path / "old.pt").shower_size_correlation) == 0.0  # drawn independently
+    # a checkpoint from before energy strategies, with one flag per idea, loads as the strategy they made
+    flags = dict.fromkeys(
+        ("bounded_by_previous", "largest_of_hits_left", "fitted_hottest_cell", "energy_budget"), False
+    )
+    spatial_config = {k: v for k, v in old["describe"]["spatial_config"].items() if k != "energy_strategy"}
+    old["describe"]["spatial_config"] = {**spatial_config, **flags, "rescale_to_visible_energy": True}
+    torch.save(old, tmp_path / "flags.pt")
+    assert load_spatial_gpt(tmp_path / "flags.pt").config == loaded.config
     generated, kept = generate_showers(loaded, [12.0, 18.0], batch_size=2, seed=0, progress=False)
     asked = loaded.fitted("hit_count").sample([12.0, 18.0], max_hits=config.max_hits, rng=np.random.default_rng(0))
     assert len(kept) == 2

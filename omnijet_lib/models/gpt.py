@@ -280,11 +280,15 @@ def run_blocks(blocks: nn.ModuleList, x: Tensor, cache: KVCache | None, *, max_l
 
 
 class GenerativeHead(nn.Module):
-    """Hidden states -> logits over the vocabulary (START, codes, STOP)."""
+    """Hidden states ``(..., dim)`` -> logits over ``n_classes`` (``.linear``, as :func:`chunked_cross_entropy` reads it).
 
-    def __init__(self, config: GPTConfig):
+    The GPT's classes are its vocabulary (START, codes, STOP); the direct-token shower
+    model's, its voxels (or a hit's layer, x or y) and STOP.
+    """
+
+    def __init__(self, dim: int, n_classes: int):
         super().__init__()
-        self.linear = nn.Linear(config.embed_dim, config.vocab_size)
+        self.linear = nn.Linear(dim, n_classes)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.linear(hidden)
@@ -297,7 +301,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = Backbone(config)
-        self.head = GenerativeHead(config)
+        self.head = GenerativeHead(config.embed_dim, config.vocab_size)
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         return self.head(self.backbone(tokens, cache))

@@ -33,6 +33,7 @@ Modules: :mod:`~omnijet_lib.training.config` (the config, what a loss returns),
 :mod:`~omnijet_lib.training.samples` (data in memory or on disk, batches),
 :mod:`~omnijet_lib.training.loop` (the loop), and one module per thing trained
 on it -- :mod:`~omnijet_lib.training.gpt` (the jet and shower GPT),
+:mod:`~omnijet_lib.training.spatial_gpt` (the direct-token shower model),
 :mod:`~omnijet_lib.training.tokenizers` (VQ-VAE tokenizers). Models and
 tokenizers sit below this layer and know nothing of it.
 """
