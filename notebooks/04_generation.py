@@ -39,6 +39,7 @@
 # training jets, epochs, codebooks and seeds to measure exactly that.
 
 # %%
+import hashlib
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -304,11 +305,13 @@ for name, value in wasserstein.items():
 
 # %%
 gen_features, gen_mask, _ = tok.decode_sequences(generated)
+# one classifier run per generated sample: a rerun at another temperature trains its own, not the last one's
+sample_digest = hashlib.sha256(np.ascontiguousarray(generated).tobytes()).hexdigest()[:12]
 real_features, real_mask, _ = tok.decode_sequences(test.sequences)
 classifier = generated_vs_real_auc(
     (gen_features, gen_mask), (real_features, real_mask),
     training=TrainingConfig(epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=train_seed, device=device),
-    run_dir=run_dir / "classifier", split_seed=train_seed,
+    run_dir=run_dir / "classifier" / sample_digest, split_seed=train_seed,
 )  # fmt: skip
 print(
     f"generated vs reconstructed real: AUC {classifier['auc']:.3f} (paper: 0.54), accuracy {classifier['accuracy']:.3f}"

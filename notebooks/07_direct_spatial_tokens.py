@@ -36,7 +36,6 @@
 # measured side by side.
 
 # %%
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -51,6 +50,7 @@ from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_showers, generate_sequences, generate_showers
 from omnijet_lib.metrics.distributions import wasserstein_distances
+from omnijet_lib.metrics.energy_slices import energy_slice_table, energy_slices
 from omnijet_lib.metrics.shower_quality import shower_distributions
 from omnijet_lib.models.energy_strategies import EnergyStrategy
 from omnijet_lib.models.gpt import load_gpt
@@ -60,10 +60,11 @@ from omnijet_lib.plotting import (
     compare_distributions,
     compare_observable,
     draw_shower,
+    plot_energy_slices,
     plot_learning_curves,
     show_and_save,
 )
-from omnijet_lib.shower_observables import SHOWER_OBSERVABLES, energy_sum, n_hits
+from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 from omnijet_lib.tokenizers import load_tokenizer
 from omnijet_lib.training import TrainingConfig
 from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
@@ -259,55 +260,14 @@ print("fraction of hits below 10 keV:", {name: round(f, 3) for name, f in below_
 # %%
 simulated = [simulate_showers(n_per_slice, energy=float(e), seed=seed + 100 + i, progress=False)
              for i, e in enumerate(slice_energies)]  # fmt: skip
-slices = {variant: [] for variant in variants}
+slices = {}
 for variant, model in models.items():
-    for i, e in enumerate(slice_energies):
-        asked, _ = generate_showers(
-            model, np.full(n_per_slice, e), batch_size=generation_batch_size, temperature=temperature,
-            energy_temperature=energy_temperature, seed=seed + 100 + i, progress=False,
-        )  # fmt: skip
-        row = {"incident_energy": e}
-        for observable, fn in (("energy_sum", energy_sum), ("n_hits", n_hits)):
-            sim, gen = fn(simulated[i]).astype(float), fn(asked).astype(float)
-            row |= {f"{observable}_simulated_mean": sim.mean(), f"{observable}_simulated_std": sim.std(),
-                    f"{observable}_generated_mean": gen.mean(), f"{observable}_generated_std": gen.std(),
-                    f"{observable}_mean_ratio": gen.mean() / sim.mean()}  # fmt: skip
-        if model.config.energy.rescale_to_visible_energy:  # the same showers, left at the chain's own scale
-            chain, _ = generate_showers(
-                model, np.full(n_per_slice, e), batch_size=generation_batch_size, temperature=temperature,
-                energy_temperature=energy_temperature, seed=seed + 100 + i, progress=False, rescale=False,
-            )  # fmt: skip
-            chain_sum, sim_sum = energy_sum(chain), energy_sum(simulated[i])
-            row |= {"energy_sum_chain_mean_ratio": chain_sum.mean() / sim_sum.mean(),
-                    "energy_sum_chain_std_ratio": chain_sum.std() / sim_sum.std()}  # fmt: skip
-        slices[variant].append(row)
-    print(
-        f"{variant}:\n{'E [GeV]':>8}{'E_sum sim':>12}{'E_sum gen':>12}{'ratio':>8}{'chain':>8}"
-        f"{'hits sim':>10}{'hits gen':>10}{'ratio':>8}"
-    )
-    for r in slices[variant]:
-        print(f"{r['incident_energy']:>8.0f}{r['energy_sum_simulated_mean']:>9.0f}±{r['energy_sum_simulated_std']:<3.0f}"
-              f"{r['energy_sum_generated_mean']:>9.0f}±{r['energy_sum_generated_std']:<3.0f}{r['energy_sum_mean_ratio']:>7.3f}"
-              f"{r.get('energy_sum_chain_mean_ratio', math.nan):>8.3f}"
-              f"{r['n_hits_simulated_mean']:>10.0f}{r['n_hits_generated_mean']:>10.0f}{r['n_hits_mean_ratio']:>8.3f}")  # fmt: skip
-
-fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")  # the labels clear of each other
-for ax, observable, label in (
-    (axes[0], "energy_sum", "visible energy sum [MeV]"),
-    (axes[1], "n_hits", "hits above 0.1 MeV"),
-):
-    simulated_rows = slices[main]  # the same simulated showers for every variant
-    ax.errorbar(slice_energies, [r[f"{observable}_simulated_mean"] for r in simulated_rows],
-                yerr=[r[f"{observable}_simulated_std"] for r in simulated_rows], fmt="o", capsize=4,
-                label="simulated")  # fmt: skip
-    for k, (variant, rows) in enumerate(slices.items()):
-        shifted = np.asarray(slice_energies) + 1.5 * (k + 1)  # side by side, not on top of each other
-        ax.errorbar(shifted, [r[f"{observable}_generated_mean"] for r in rows],
-                    yerr=[r[f"{observable}_generated_std"] for r in rows], fmt="s", capsize=4, label=variant)  # fmt: skip
-    ax.set_xlabel("incident energy [GeV]")
-    ax.set_ylabel(label)
-    ax.set_title("mean ± standard deviation", fontsize="small")
-    ax.legend()
+    slices[variant] = energy_slices(
+        model, simulated, slice_energies, batch_size=generation_batch_size, temperature=temperature,
+        energy_temperature=energy_temperature, seed=seed + 100,
+    )  # fmt: skip
+    print(f"{variant}:\n{energy_slice_table(slices[variant])}")
+fig = plot_energy_slices(slices, reference=main)
 figures.append(show_and_save(fig, output_dir, "energy_slices").name)
 
 # %%

@@ -139,6 +139,35 @@ def compare_observable(distributions: dict[str, dict], name: str, *, reference: 
     )
 
 
+def plot_energy_slices(slices: dict[str, list[dict]], *, reference: str | None = None):
+    """Visible energy sum and hits against the incident energy, simulated and per model: mean ± standard deviation.
+
+    ``slices`` maps a model's name to its :func:`~omnijet_lib.metrics.energy_slices.energy_slices`
+    rows; the simulated points are taken from ``reference`` (default: the first
+    model), as every model was compared with the same simulated showers.
+    """
+    reference = reference or next(iter(slices))
+    energies = np.array([r["incident_energy"] for r in slices[reference]])
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")  # the labels clear of each other
+    for ax, observable, label in (
+        (axes[0], "energy_sum", "visible energy sum [MeV]"),
+        (axes[1], "n_hits", "hits above 0.1 MeV"),
+    ):
+        rows = slices[reference]
+        ax.errorbar(energies, [r[f"{observable}_simulated_mean"] for r in rows],
+                    yerr=[r[f"{observable}_simulated_std"] for r in rows], fmt="o", capsize=4,
+                    label="simulated")  # fmt: skip
+        for k, (name, rows) in enumerate(slices.items()):
+            shifted = energies + 1.5 * (k + 1)  # side by side, not on top of each other
+            ax.errorbar(shifted, [r[f"{observable}_generated_mean"] for r in rows],
+                        yerr=[r[f"{observable}_generated_std"] for r in rows], fmt="s", capsize=4, label=name)  # fmt: skip
+        ax.set_xlabel("incident energy [GeV]")
+        ax.set_ylabel(label)
+        ax.set_title("mean ± standard deviation", fontsize="small")
+        ax.legend()
+    return fig
+
+
 def draw_shower(showers, index: int, *, ax=None, title: str = "", threshold: float = 0.1):
     """Shower ``index`` in 3-D: one marker per hit above ``threshold`` [MeV], colour and size by log energy."""
     if ax is None:

@@ -340,12 +340,15 @@ def _check_07_direct_spatial_tokens(metrics):
     assert all([r["incident_energy"] for r in rows] == [10.0, 50.0, 90.0] for rows in metrics["energy_slices"].values())
     for rows in metrics["energy_slices"].values():  # rescaled: the chain's own sum is reported beside
         assert all(r["energy_sum_chain_mean_ratio"] > 0 for r in rows)
+        simulated_sums = [r["energy_sum_simulated_mean"] for r in rows]  # a photon deposits more the harder it is
+        assert simulated_sums == sorted(simulated_sums) and simulated_sums[-1] > 5 * simulated_sums[0]
     generated = read_showers(metrics["generated_file"])
     assert len(generated) == 8 - metrics["n_empty_dropped"]["per_axis/energy"]  # the first variant's showers
     assert np.all(generated.incident_energy > 0)  # asked for the test showers' energies
     assert {"energy_slices.png", "hit_energy_spectrum_fine.png", "distribution_n_hits.png"} <= set(metrics["figures"])
     below = metrics["fraction_of_hits_below_10_keV"]
-    assert set(below) == {"simulated", "vqvae", "per_axis/energy"} and all(0 <= f <= 1 for f in below.values())
+    assert set(below) == {"simulated", "vqvae", "per_axis/energy"}
+    assert 0 < below["simulated"] < 0.2  # the simulator's soft tail: a few per cent of its hits lie below 10 keV
 
 
 CHECKS = {

@@ -13,6 +13,7 @@ from omnijet_lib.generation import decode_generated_showers, generate_sequences
 from omnijet_lib.generation.timing import reference_integrated
 from omnijet_lib.metrics.distributions import wasserstein_distances
 from omnijet_lib.metrics.shower_quality import shower_distributions
+from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 from omnijet_lib.models.gpt import GPTConfig
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig, load_tokenizer
 from omnijet_lib.tokenizers.specs import build_tokenizer
@@ -87,7 +88,7 @@ def test_simulate_tokenize_train_generate_postprocess(tmp_path):
         assert real[:, :3].max() <= GRID_SIZE - 1
         assert len(np.unique(real[:, :3], axis=0)) == len(real)  # one hit per cell
     distances = wasserstein_distances(shower_distributions(gen), shower_distributions(showers))
-    assert all(np.isfinite(v) and v >= 0 for v in distances.values())
+    assert list(distances) == list(SHOWER_OBSERVABLES) and np.isfinite(list(distances.values())).all()
 
     seconds, lengths_timed, step_seconds = reference_integrated(model, 2, 50, 4, 1, torch.Generator().manual_seed(0))
     assert lengths_timed[0] == 1 and lengths_timed[-1] == 50 and seconds > 0 and np.all(step_seconds > 0)
