@@ -1,6 +1,7 @@
 """Time and peak memory of a nearest-code search: ours (chunked) vs torch.cdist vs vector-quantize-pytorch.
 
     .venv/bin/python benchmarks/nearest_code.py [--n-vectors 19456] [--codebook-sizes 8192 65536]
+    .venv/bin/python benchmarks/nearest_code.py --quick    # smoke test: 4096 vectors, K = 1024, one timed run
 
 Each measurement runs in a fresh subprocess of this script, so that the peak resident set size
 (``ru_maxrss``, the only peak that sees torch's CPU allocations) belongs to that one method; on
@@ -86,8 +87,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up; the median is shown")
     parser.add_argument("--max-gb", type=float, default=8.0, help="skip a method whose estimated memory exceeds this")
+    parser.add_argument("--quick", action="store_true", help="small settings: a smoke test in seconds")
     parser.add_argument("--measure", nargs=2, metavar=("METHOD", "K"), help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args()
+    if args.quick:  # several row blocks of the chunked search still
+        args.n_vectors, args.codebook_sizes, args.repeats = 4096, [1024], 1
     args.device = pick_device(args.device).type
 
     if args.measure:
@@ -109,7 +113,7 @@ def main() -> None:
             command = [sys.executable, __file__, "--measure", method, str(k)]
             command += ["--n-vectors", str(args.n_vectors), "--dim", str(args.dim), "--seed", str(args.seed)]
             command += ["--device", args.device, "--repeats", str(args.repeats)]
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(f"{method:<26}{k:>8}{'failed':>11}")
                 notes.append(f"{method} at K = {k} failed:\n{done.stderr.strip()[-1000:]}")

@@ -1,6 +1,7 @@
 """Speed of the parameterised photon-shower simulator (showers/s), and what its showers look like.
 
     .venv/bin/python benchmarks/shower_simulation.py [--n 20000] [--seed 0] [--batch-size 128]
+    .venv/bin/python benchmarks/shower_simulation.py --quick    # smoke test: 256 showers, 20 per energy
 
 One process (``omnijet_lib.data.shower_simulation.simulate_showers``), incident energies uniform in
 10-100 GeV as in the OmniJet-α_C dataset, after a warm-up of one batch.  The rate counts the whole
@@ -30,7 +31,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--n-per-energy", type=int, default=1000, help="showers per energy in the table")
     parser.add_argument("--energies", type=float, nargs="+", default=[10.0, 50.0, 100.0], help="GeV")
+    parser.add_argument("--quick", action="store_true", help="small settings: a smoke test in seconds")
     args = parser.parse_args()
+    if args.quick:  # two batches in the timed run
+        args.n, args.n_per_energy = 2 * args.batch_size, 20
 
     simulate_showers(args.batch_size, seed=args.seed + 1, batch_size=args.batch_size, progress=False)  # warm-up
     wall, cpu = time.perf_counter(), time.process_time()

@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/token_file_memory.py [--sizes 100000 1000000 5000000]
         [--memory-sizes 100000 1000000] [--steps 300] [--dir DIR] [--keep]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/token_file_memory.py --quick   # smoke test: 1000 and 3000 rows
 
 The token files are real rows, tiled.  Generating 5*10^6 Pythia jets is out of
 reach here (~180 jets/s), so ``--jets`` real Pythia jets per class (top and QCD,
@@ -21,6 +22,9 @@ Reported: peak RSS (``ru_maxrss``), VmRSS and RssAnon at the end (``/proc/self/s
 the set-up before the first step (lengths, vocabulary checks, or reading the file),
 seconds per step, and the time to read a random batch of 64 rows.  Files go to
 ``--dir`` (a temporary folder by default) and are removed unless ``--keep``.
+``--quick`` tiles 50 real jets per class to 1000 rows (streamed and in memory) and
+3000 (streamed), 3 steps each; its Pythia jets go to the temporary folder too
+unless ``--jet-dir`` is given.
 """
 
 from __future__ import annotations
@@ -169,11 +173,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps timed per run")
     parser.add_argument("--jets", type=int, default=1000, help="real Pythia jets per class (top, QCD)")
     parser.add_argument("--seed", type=int, default=1, help="of the Pythia jets")
-    parser.add_argument("--jet-dir", type=Path, default=Path("data/jets"), help="where the Pythia jet files are kept")
+    parser.add_argument("--jet-dir", type=Path, default=None, help="where the Pythia jet files are (data/jets)")
     parser.add_argument("--dir", type=Path, default=None, help="for the token files (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the token files")
+    parser.add_argument("--quick", action="store_true", help="small settings: a smoke test in well under a minute")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.memory_sizes, args.steps, args.jets = [1000, 3000], [1000], 3, 50
     if args.worker:
         mode, path = args.worker
         with tempfile.TemporaryDirectory(dir=args.dir) as run_dir:
@@ -181,6 +188,8 @@ def main() -> None:
         return
 
     out_dir = Path(tempfile.mkdtemp(prefix="token_file_memory_", dir=args.dir))
+    if args.jet_dir is None:  # --quick: not into the repository's data/
+        args.jet_dir = out_dir / "jets" if args.quick else Path("data/jets")
     try:
         real_paths, tokenizer = real_token_files(args.jets, args.seed, args.jet_dir, out_dir)
         n_real = 2 * args.jets

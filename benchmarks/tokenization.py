@@ -1,6 +1,7 @@
 """Tokenization throughput (jets/s, encode and decode), then the nearest-code search benchmark.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tokenization.py [--n-jets 2000] [--sizes paper cpu] [--device auto]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tokenization.py --quick   # smoke test: 50 jets, small codebooks
 
 Method.  Real Pythia top jets (generated here once, ``--seed``) are pre-processed once; each
 tokenizer then encodes all of them in one call (``Tokenizer.encode``: batches, network, nearest-code
@@ -63,7 +64,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-search", action="store_true", help="only the throughput table")
+    parser.add_argument("--quick", action="store_true", help="small settings, nearest_code.py --quick: a smoke test")
     args = parser.parse_args()
+    if args.quick:  # every kind of tokenizer at both sizes, small codebooks, one timed call
+        args.n_jets, args.tokenizers, args.repeats = 50, ["binned-5", "unconditional-32", "conditional-32"], 1
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
 
@@ -93,7 +97,8 @@ def main() -> None:
     if not args.skip_search:
         print()
         search = Path(__file__).with_name("nearest_code.py")
-        subprocess.run([sys.executable, str(search), "--device", args.device, "--seed", str(args.seed)], check=True)
+        command = [sys.executable, str(search), "--device", args.device, "--seed", str(args.seed)]
+        subprocess.run(command + (["--quick"] if args.quick else []), check=True)
 
 
 if __name__ == "__main__":
