@@ -309,3 +309,19 @@ def test_a_gpt_told_the_jet_pt_generates_the_constituents_of_that_pt(tmp_path):
         generate_sequences(model, 5, progress=False, jet_pt=np.full(5, 550.0))
     with pytest.raises(ValueError, match="same jets"):
         generate_sequences(model, 5, progress=False, multiplicities=n, jet_pt=np.full(5, 550.0))
+
+
+def test_a_run_written_before_the_jet_pt_token_resumes(tmp_path):
+    """Its checkpoints describe a GPTConfig without jet_pt_edges; a GPT without pT bins continues them."""
+    from omnijet_lib.checkpoints import load_checkpoint
+
+    train, val = markov_sequences(64, SMALL, 0), markov_sequences(16, SMALL, 1)
+    fit_gpt(SMALL, train, val, TrainingConfig(epochs=1, batch_size=16, device="cpu"), tmp_path, progress=False)
+    for name in ("last.pt", "best.pt"):
+        saved = load_checkpoint(tmp_path / name)
+        # neither option is described when off: as runs from before the jet pT (and the multiplicity) token
+        assert not {"jet_pt_edges", "multiplicity_token"} & set(saved["describe"]["gpt_config"])
+    _, result = fit_gpt(
+        SMALL, train, val, TrainingConfig(epochs=2, batch_size=16, device="cpu"), tmp_path, progress=False
+    )
+    assert len(result.history) == 2

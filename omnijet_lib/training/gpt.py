@@ -44,6 +44,7 @@ def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
     return StepOutput(loss_sum / n_real, {"token_accuracy": n_correct / n_real}, weight=n_real)
 
 
+OPTIONAL_FIELDS = {"multiplicity_token": False, "jet_pt_edges": ()}  # GPTConfig options, at their "off" value
 
 
 def fit_gpt(
@@ -80,7 +81,14 @@ def fit_gpt(
     val_data = (val_sequences, *_jet_pt_column(val_jet_pt, config, len(val_lengths), "validation"))
     torch.manual_seed(training.seed)  # the initial weights
     model = GPT(config)
-    describe = {"model": "GPT", "gpt_config": asdict(config)}
+    # Options a GPT may be trained without are described only when used: a run written before they
+    # existed described itself so, and resumes.
+    gpt_config = {
+        name: value
+        for name, value in asdict(config).items()
+        if name not in OPTIONAL_FIELDS or value != OPTIONAL_FIELDS[name]
+    }
+    describe = {"model": "GPT", "gpt_config": gpt_config}
     # Batches of similar lengths, which next_token_loss trims to their longest: far less padding computed;
     # validation in length order for the same reason (a row source is then read in that order).
     val_order = val_lengths.argsort(stable=True)
@@ -92,13 +100,13 @@ def fit_gpt(
     return load_gpt(result.best_checkpoint, device=training.device), result
 
 
-
-
 def _jet_pt_column(jet_pt, config: GPTConfig, n: int, name: str) -> tuple[Tensor, ...]:
     """``(jet_pt,)`` as a float tensor for a pT-conditioned GPT, ``()`` for any other; checked."""
     if not config.jet_pt_edges:
         if jet_pt is not None:
-            msg = f"{name}_jet_pt given, but this GPT is not conditioned on the jet pT (GPTConfig.jet_pt_edges is empty)"
+            msg = (
+                f"{name}_jet_pt given, but this GPT is not conditioned on the jet pT (GPTConfig.jet_pt_edges is empty)"
+            )
             raise ValueError(msg)
         return ()
     if jet_pt is None:
