@@ -100,6 +100,7 @@ lr_schedule = "cosine"  # or "constant"; cosine lowered the generated-vs-real AU
 warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 multiplicity_token = True  # draw each jet's multiplicity first, then its constituents (not in the paper; see below)
 multiplicity_from = "training"  # n (and pT bin) from the training jets ("training") or from the GPT ("model")
+count_down = False  # with multiplicity_token: every position also embeds how many constituents are still to come
 jet_pt_bins = 0  # > 0: tell the GPT the jet's pT bin (this many, equally filled) before its constituents; 0: no
 n_train = None  # training jets used, a random subset of the training split; None: all (the fidelity study varies it)
 train_seed = None  # GPT initialisation, batch order, generation and classifier test; None: seed
@@ -179,7 +180,8 @@ training = TrainingConfig(
     seed=train_seed, device=device, best_by=best_by,
 )  # fmt: skip
 architecture = GPTConfig(
-    embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, multiplicity_token=multiplicity_token
+    embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, multiplicity_token=multiplicity_token,
+    count_down=count_down,
 )  # the data set the vocabulary, the longest sequence and the pT bins
 start = time.perf_counter()
 generator, result = fit_jet_generator(

@@ -326,3 +326,38 @@ def test_a_run_written_before_the_jet_pt_token_resumes(tmp_path):
         SMALL, train, val, TrainingConfig(epochs=2, batch_size=16, device="cpu"), tmp_path, progress=False
     )
     assert len(result.history) == 2
+
+
+def test_count_down_indices_and_cached_generation_equal_full_recomputation():
+    """Each position embeds 1 + the constituents still to come; generation step by step gives what the whole sequence gives."""
+    from omnijet_lib.generation import generate_sequences
+    from omnijet_lib.models.gpt import constituents_to_come, with_condition_tokens
+
+    config = GPTConfig(**{**SMALL.__dict__, "multiplicity_token": True, "count_down": True})
+    stop, m = config.stop_token, config.first_multiplicity_token
+    sequences = torch.tensor([[0, m + 3, 5, 9, 7, stop, PAD], [0, m + 1, 4, stop, PAD, PAD, PAD]])
+    expected = torch.tensor([[0, 4, 3, 2, 1, 1, 1], [0, 2, 1, 1, 1, 1, 1]])  # at STOP and PAD: none to come
+    assert torch.equal(constituents_to_come(sequences, config), expected)
+    with pytest.raises(ValueError, match="count_down"):
+        GPTConfig(count_down=True)  # n must be drawn first
+    model = small_gpt(3, config)
+    seen = []  # the count-down indices generation feeds, step by step
+    forward = model.backbone.forward
+
+    def recording(tokens, cache=None, to_come=None):
+        seen.append(constituents_to_come(tokens, config) if to_come is None else to_come)
+        return forward(tokens, cache, to_come)
+
+    model.backbone.forward = recording
+    generated = torch.as_tensor(generate_sequences(model, 3, seed=1, progress=False, multiplicities=np.array([4])))
+    model.backbone.forward = forward
+    full = with_condition_tokens(generated, config)  # START M(4) t1 t2 t3 t4 STOP
+    assert torch.equal(torch.cat(seen, dim=1), constituents_to_come(full, config)[:, :6])  # all but STOP's
+    # a cached step with that to_come gives the hidden state the whole sequence gives
+    cache = KVCache(config, len(full), device="cpu")
+    with torch.no_grad():
+        model.backbone(full[:, :2], cache)
+        for t in range(2, 6):
+            hidden = model.backbone(full[:, t : t + 1], cache, to_come=constituents_to_come(full[:, : t + 1], config)[:, -1:])
+        whole = model.backbone(full[:, :6])
+    assert torch.allclose(hidden[:, -1], whole[:, -1], atol=1e-5)

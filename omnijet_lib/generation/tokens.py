@@ -101,14 +101,16 @@ def generate_batch(
             multiplicity = sample_categorical(logits, generator=generator)
         else:
             multiplicity = multiplicities[pick]
-        hidden = model.backbone((first + multiplicity)[:, None], cache)[:, -1]
+        hidden = model.backbone((first + multiplicity)[:, None], cache, **_to_come(config, multiplicity, 0))[:, -1]
     if config.jet_pt_edges:
         first = config.first_jet_pt_token
         if jet_pt is None:
-            pt_bin = sample_categorical(model.head(hidden)[:, first : first + config.n_jet_pt_bins], generator=generator)
+            pt_bin = sample_categorical(
+                model.head(hidden)[:, first : first + config.n_jet_pt_bins], generator=generator
+            )
         else:
             pt_bin = config.jet_pt_bin(jet_pt[pick])
-        hidden = model.backbone((first + pt_bin)[:, None], cache)[:, -1]
+        hidden = model.backbone((first + pt_bin)[:, None], cache, **_to_come(config, multiplicity, 0))[:, -1]
     for position in range(1, max_length):
         live_rows = live.nonzero().squeeze(1)
         if position == max_length - 1:  # full: nothing but STOP fits
@@ -132,13 +134,19 @@ def generate_batch(
             cache.keep(keep)
             rows, live, step = rows[keep], live[keep], step[keep]
             multiplicity = None if multiplicity is None else multiplicity[keep]
-        hidden = model.backbone(step[:, None], cache)[:, -1]
+        hidden = model.backbone(step[:, None], cache, **_to_come(config, multiplicity, position))[:, -1]
     return sequences
 
 
-def _checked_pools(
-    config, multiplicities, jet_pt, max_length: int, device
-) -> tuple[Tensor | None, Tensor | None]:
+def _to_come(config, multiplicity: Tensor | None, placed: int) -> dict:
+    """The backbone's ``to_come`` for a step of a count-down model once ``placed`` constituents are in
+    (see :func:`~omnijet_lib.models.gpt.constituents_to_come`); nothing for any other model."""
+    if not config.count_down:
+        return {}
+    return {"to_come": (multiplicity - placed + 1).clamp(0, config.max_length - 1)[:, None]}
+
+
+def _checked_pools(config, multiplicities, jet_pt, max_length: int, device) -> tuple[Tensor | None, Tensor | None]:
     """The pools generation draws a jet's conditions from, checked against the model and moved to ``device``."""
     if multiplicities is not None:
         if not config.multiplicity_token:

@@ -54,6 +54,9 @@ class GPTConfig:
     # under- and overflow included) is a token P(b) after START (and M(n)), so the constituents are drawn
     # knowing the pT they must add up to -- see with_condition_tokens.
     jet_pt_edges: tuple[float, ...] = ()
+    # With multiplicity_token: every position also embeds how many constituents are still to come, n - i,
+    # so the model need not count its own tokens through attention -- see constituents_to_come.
+    count_down: bool = False
 
     def __post_init__(self):
         if self.embed_dim % self.n_heads:
@@ -67,6 +70,9 @@ class GPTConfig:
         if not isinstance(self.multiplicity_token, bool):
             msg = f"GPTConfig.multiplicity_token must be True or False, got {self.multiplicity_token!r}"
             raise ValueError(msg)  # noqa: TRY004 -- a bad config value, as for every other field
+        if self.count_down is not False and (self.count_down is not True or not self.multiplicity_token):
+            msg = f"GPTConfig.count_down must be True or False, and True needs multiplicity_token; got {self.count_down!r}"
+            raise ValueError(msg)
         try:  # a list (from JSON) or an array becomes a tuple of floats, so the config stays hashable
             edges = tuple(float(edge) for edge in self.jet_pt_edges)
         except (TypeError, ValueError):
@@ -216,14 +222,44 @@ class Backbone(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)
+        if config.count_down:  # index 0: START (n not yet known); 1 + n - i after it
+            self.count_down = nn.Embedding(config.max_length, config.embed_dim)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_blocks))
 
-    def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, cache: KVCache | None = None, to_come: Tensor | None = None) -> Tensor:
+        """``to_come`` (same shape as ``tokens``): the count-down index of each position, for a model with
+        ``count_down`` stepping with a filled cache; otherwise it is read off the tokens (:func:`constituents_to_come`)."""
         if tokens.ndim != 2:
             msg = f"tokens must be (batch, length), got shape {tuple(tokens.shape)}"
             raise ValueError(msg)
         x = self.embedding(tokens.masked_fill(tokens == PAD, START))
+        if self.config.count_down:
+            if to_come is None:
+                if cache is not None and cache.length > 0:
+                    msg = "a count-down model stepping with a filled cache needs to_come (the tokens no longer hold n)"
+                    raise ValueError(msg)
+                to_come = constituents_to_come(tokens, self.config)
+            x = x + self.count_down(to_come)
         return run_blocks(self.blocks, x, cache, max_length=self.config.positions)
+
+
+def constituents_to_come(sequences: Tensor, config: GPTConfig) -> Tensor:
+    """The count-down index of every position of ``START M(n) [P(b)] t1 .. tn STOP`` sequences: 0 at START
+    (n is not known yet), then 1 + the constituents still to come after the position's token.
+
+    Why: a generated jet's n is drawn first, but a small GPT tracks badly how many of
+    its n constituents it has placed -- its decoded pT falls too fast along the
+    sequence and the last constituents pile up on the softest codes, the first
+    thing a classifier of generated vs real jets finds.  Told at every position how
+    many are still to come, it need not count.  (The direct-token shower model is
+    told the fraction placed for the same reason.)
+    """
+    index = torch.zeros_like(sequences)
+    if sequences.shape[1] > 1:
+        n = (sequences[:, 1] - config.first_multiplicity_token).clamp(min=0)  # M(n) follows START
+        placed = ((sequences > START) & (sequences < config.stop_token)).cumsum(dim=1)
+        index[:, 1:] = (n[:, None] - placed[:, 1:] + 1).clamp(0, config.max_length - 1)
+    return index
 
 
 def with_condition_tokens(sequences: Tensor, config: GPTConfig, jet_pt: Tensor | None = None) -> Tensor:

@@ -45,7 +45,7 @@ def next_token_loss(model: GPT, batch: tuple[Tensor, ...]) -> StepOutput:
 
 
 # GPTConfig options added after runs were written, at their "off" value (multiplicity_token, older, stays described)
-OPTIONAL_FIELDS = {"jet_pt_edges": ()}
+OPTIONAL_FIELDS = {"jet_pt_edges": (), "count_down": False}
 
 
 def fit_gpt(
