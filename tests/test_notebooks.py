@@ -269,8 +269,8 @@ def _check_04_generation(metrics):
     assert (generated.n_constituents <= 128).all()
     assert {"learning_curve.png", "distribution_jet_mass.png", "generated_jets.png"} <= set(metrics["figures"])
     assert set(metrics["mean_ratios"]) == {"multiplicity", "jet_mass", "jet_tau21", "jet_tau32"}
-    # the default model draws each jet's multiplicity first: no STOP hazard to follow
-    assert metrics["gpt"]["multiplicity_token"] is True
+    # the default model draws each jet's multiplicity first, and counts its constituents down: no STOP hazard
+    assert metrics["gpt"]["multiplicity_token"] is True and metrics["gpt"]["count_down"] is True
     assert metrics["stop_probability"] == {"skipped": "the model draws the multiplicity first"}
     # the monitor's sample after every epoch, and the epoch kept is the one it liked best
     history = metrics["training"]["history"]
