@@ -243,3 +243,16 @@ def test_multiplicities_given_are_drawn_from_uniformly_and_checked():
         generate_sequences(model, 5, multiplicities=np.array([3, 19]), progress=False)  # 18 constituents at most
     with pytest.raises(ValueError, match="multiplicity_token"):
         generate_sequences(model_with_stop_bias(0.0), 5, multiplicities=pool, progress=False)
+
+
+def test_a_stop_drawing_gpt_with_a_jet_pt_token_never_draws_a_condition_token():
+    """Without the multiplicity token, STOP stays possible, but M(n) and P(b) never stand for a constituent."""
+    config = GPTConfig(codebook_size=6, embed_dim=16, n_heads=2, n_blocks=1, ffn_dim=32, max_length=12,
+                       jet_pt_edges=(600.0,))  # fmt: skip
+    torch.manual_seed(0)
+    model = GPT(config).eval()
+    with torch.no_grad():
+        model.head.linear.bias[config.first_jet_pt_token :] += 20.0  # the pT tokens would win every draw
+    sequences = generate_sequences(model, 200, seed=0, progress=False, jet_pt=np.full(200, 550.0))
+    drawn = sequences[:, 1:][sequences[:, 1:] != PAD]
+    assert drawn.max() <= config.stop_token

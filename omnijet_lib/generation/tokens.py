@@ -117,8 +117,9 @@ def generate_batch(
             sequences[rows[live_rows], position] = config.stop_token
             break
         logits = model.head(hidden[live_rows])  # the output layer only for unfinished rows
+        logits[:, config.stop_token + 1 :] = -torch.inf  # condition tokens (M(n), P(b)) are never constituents
         if multiplicity is not None:
-            logits[:, config.stop_token :] = -torch.inf  # neither STOP nor a multiplicity: the jet is not full yet
+            logits[:, config.stop_token] = -torch.inf  # nor is STOP drawn: the jet is not full yet
         tokens = sample_tokens(logits, temperature=temperature, top_k=top_k, generator=generator)
         if multiplicity is not None:  # rows with all their constituents end here
             tokens = torch.where(multiplicity[live_rows] == position - 1, config.stop_token, tokens)
