@@ -13,6 +13,15 @@ inside the epoch, so on CPU a run that was interrupted and resumed ends with
 bit-identical weights and history to one that never stopped -- also when it
 resumes from an older checkpoint, as after ``kill -9``.
 
+Runs scale out.  Under ``torchrun --nproc-per-node N`` (any number of processes
+and nodes; gloo on CPUs, NCCL on GPUs) every process trains its shard of each
+batch and ``DistributedDataParallel`` averages the gradients, so N processes with
+``batch_size`` B train as one process with N * B does; rank 0 alone writes the
+checkpoints, ``history.json`` and the progress bar, and a checkpoint holds every
+rank's RNG, so a run killed in either mode resumes exactly with the same number
+of processes (:mod:`~omnijet_lib.training.distributed`).  The ``run_dir`` must be
+on a disk every node sees: the callers read ``best.pt`` from it when training ends.
+
 Files in ``run_dir``:
 
     last.pt       the latest consistent state (read it with :func:`load_checkpoint`)
@@ -31,6 +40,8 @@ model to learn, pin and debug.
 
 Modules: :mod:`~omnijet_lib.training.config` (the config, what a loss returns),
 :mod:`~omnijet_lib.training.samples` (data in memory or on disk, batches),
+:mod:`~omnijet_lib.training.distributed` (torchrun's processes),
+:mod:`~omnijet_lib.training.run_checks` (whether a run_dir may be continued),
 :mod:`~omnijet_lib.training.loop` (the loop), and one module per thing trained
 on it -- :mod:`~omnijet_lib.training.gpt` (the jet and shower GPT),
 :mod:`~omnijet_lib.training.spatial_gpt` (the direct-token shower model),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,11 +19,17 @@ from omnijet_lib.atomic import exclusive, save_atomic, write_json_atomic
 from omnijet_lib.checkpoints import load_checkpoint
 from omnijet_lib.devices import pick_device
 from omnijet_lib.training.config import (
-    RESUMABLE_CHANGES,
     LossFn,
     TrainingConfig,
     TrainingResult,
     learning_rate_factor,
+)
+from omnijet_lib.training.distributed import Processes, data_parallel, join_processes, process_device
+from omnijet_lib.training.run_checks import (
+    check_loadable,
+    check_processes_agree,
+    check_same_config,
+    check_same_description,
 )
 from omnijet_lib.training.samples import (
     DATA_FINGERPRINT,
@@ -35,23 +41,6 @@ from omnijet_lib.training.samples import (
 )
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def _check_loadable(describe: dict) -> None:
-    """Fail before training, not at the first load, if ``describe`` would not survive ``weights_only=True``."""
-    buffer = io.BytesIO()
-    torch.save(describe, buffer)
-    buffer.seek(0)
-    try:
-        torch.load(buffer, weights_only=True)
-    except Exception as err:
-        lines = str(err).splitlines()
-        detail = next((line.strip() for line in lines if "Unsupported" in line), lines[0] if lines else "")
-        msg = (
-            "describe must hold only dicts, lists, tuples, str, int, float, bool, None and tensors, "
-            f"so that checkpoints load with weights_only=True\n    {detail}"
-        )
-        raise ValueError(msg) from None
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -92,8 +81,14 @@ class _RunState:
 
 
 def _checkpoint(
-    model: nn.Module, optimizer: torch.optim.Optimizer, state: _RunState, config: TrainingConfig, describe: dict
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: _RunState,
+    config: TrainingConfig,
+    describe: dict,
+    process_rngs: list[dict],
 ) -> dict:
+    """The whole state of a run; ``process_rngs`` is every training process's RNG state, in rank order."""
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -104,7 +99,8 @@ def _checkpoint(
         "best_epoch": state.best_epoch,
         "stopped_early": state.stopped_early,
         "history": state.history,
-        "rng": state.rng,
+        "rng": process_rngs[0],
+        "process_rngs": process_rngs,  # one per torchrun process: a resumed run needs each rank's own
         "train_sums": state.sums,
         "train_weights": state.weights,
         "epoch_seconds": state.seconds,
@@ -113,7 +109,9 @@ def _checkpoint(
     }
 
 
-def _state_from(checkpoint: dict) -> _RunState:
+def _state_from(checkpoint: dict, processes: Processes) -> _RunState:
+    # Checkpoints written before runs could be distributed hold rank 0's RNG alone.
+    rngs = checkpoint.get("process_rngs", [checkpoint["rng"]])
     return _RunState(
         epoch=checkpoint["epoch"],
         step_in_epoch=checkpoint["step_in_epoch"],
@@ -125,76 +123,8 @@ def _state_from(checkpoint: dict) -> _RunState:
         sums=checkpoint["train_sums"],
         weights=checkpoint["train_weights"],
         seconds=checkpoint["epoch_seconds"],
-        rng=checkpoint["rng"],
+        rng=rngs[processes.rank],
     )
-
-
-def _check_same_config(stored: dict, config: TrainingConfig, path: Path) -> None:
-    given = asdict(config)
-    # A field added since the checkpoint was written ran at its default (which keeps the old behaviour).
-    stored = {f.name: f.default for f in fields(TrainingConfig) if f.name not in stored} | stored
-    differing = [
-        f"{name}: {stored.get(name, '(absent)')!r} in the checkpoint, {given.get(name, '(absent)')!r} given"
-        for name in {**stored, **given}
-        if name not in RESUMABLE_CHANGES and stored.get(name, "(absent)") != given.get(name, "(absent)")
-    ]
-    if differing:
-        msg = (
-            f"{path} was written by a run with another training config:\n    "
-            + "\n    ".join(differing)
-            + f"\nchoose another run_dir, or delete {path.parent} to start over "
-            f"(only {', '.join(RESUMABLE_CHANGES)} may change when resuming)"
-        )
-        raise ValueError(msg)
-
-
-def _check_same_description(stored: dict, given: dict, path: Path) -> None:
-    """Refuse to continue (or return) a run whose model or loss ``describe``, or whose data, differs from this one's.
-
-    Weights of the same shapes would load, and a finished run would come back as if trained
-    with, say, another loss weight, or on another sample.  A checkpoint written before runs
-    recorded their data has no fingerprint to compare, and is taken at its word.
-    """
-    if DATA_FINGERPRINT not in stored:
-        given = {k: v for k, v in given.items() if k != DATA_FINGERPRINT}
-    elif stored[DATA_FINGERPRINT] != given.get(DATA_FINGERPRINT):
-        msg = (
-            f"{path} was written by a run on other data (its training or validation samples differ from "
-            f"these); choose another run_dir, or delete {path.parent} to start over"
-        )
-        raise ValueError(msg)
-    stored, given = _flatten(stored), _flatten(given)
-    differing = [
-        f"{name}: {stored.get(name, '(absent)')!r} in the checkpoint, {given.get(name, '(absent)')!r} given"
-        for name in sorted(stored.keys() | given.keys())
-        if not _same(stored.get(name, "(absent)"), given.get(name, "(absent)"))
-    ]
-    if differing:
-        msg = (
-            f"{path} was written by a run of another model or loss:\n    "
-            + "\n    ".join(differing)
-            + f"\nchoose another run_dir, or delete {path.parent} to start over"
-        )
-        raise ValueError(msg)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """{"config": {"alpha": 10}} -> {"config.alpha": 10}: nested dicts to dotted keys."""
-    flat = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a.cpu(), b.cpu())
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def _loss_and_metrics(loss_fn: LossFn, model: nn.Module, batch: tuple[torch.Tensor, ...]):
@@ -225,15 +155,27 @@ def _add(sums: dict, weights: dict, values: dict[str, float], n: float) -> tuple
 
 @torch.no_grad()
 def _validate(
-    model: nn.Module, data: tuple[Samples, ...], loss_fn: LossFn, batch_size: int, device: torch.device
+    model: nn.Module,
+    data: tuple[Samples, ...],
+    loss_fn: LossFn,
+    batch_size: int,
+    device: torch.device,
+    processes: Processes,
 ) -> dict[str, float]:
-    """Loss and metrics over ``data`` in eval mode, means over the loss's units; the caller restores train mode."""
+    """Loss and metrics over ``data`` in eval mode, means over the loss's units; the caller restores train mode.
+
+    Each process validates its own part of ``data``; the means are over all parts.
+    """
     model.eval()
     sums, weights = {}, {}
-    for start in range(0, len(data[0]), batch_size):
-        batch = tuple(take_rows(t, slice(start, start + batch_size), device) for t in data)
+    part = processes.shard(len(data[0]))
+    for start in range(part.start, part.stop, batch_size):
+        batch = tuple(take_rows(t, slice(start, min(start + batch_size, part.stop)), device) for t in data)
         loss, metrics, weight = _loss_and_metrics(loss_fn, model, batch)
         sums, weights = _add(sums, weights, {"loss": loss.item(), **metrics}, weight)
+    if processes.distributed:  # sums and units of every part; one process keeps its own numbers bit for bit
+        sums = processes.sum(sums, device)
+        weights = processes.sum(weights, device)
     return {name: sums[name] / weights[name] for name in sums}
 
 
@@ -299,11 +241,13 @@ def train(
     n_train = check_data(train_data, "train_data")
     check_data(val_data, "val_data")
     describe = {} if describe is None else describe
-    _check_loadable(describe)
+    check_loadable(describe)
     # Stored with the run, so that a run_dir reused with other data (a classifier test of another
     # generated sample, another training subset) is refused instead of resumed or returned as if trained on it.
     describe = {**describe, DATA_FINGERPRINT: data_fingerprint(train_data, val_data)}
-    device = pick_device(config.device)
+    processes = join_processes()  # one process, or this one's rank among torchrun's
+    device = process_device(pick_device(config.device), processes)
+    check_processes_agree(processes, config, describe, n_train, len(val_data[0]))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -313,39 +257,53 @@ def train(
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
     busy = f"another run is training in {run_dir}; wait for it, stop it, or choose another run_dir"
-    with exclusive(run_dir / "lock", busy=busy):
+    # Rank 0 holds the folder for all processes, and alone writes to it.
+    with exclusive(run_dir / "lock", busy=busy) if processes.main else nullcontext():
         # Temporaries (atomic.temporary_path: <name>.<pid>.tmp) of a run that was killed; we hold the lock.
         for name in ("last.pt", "best.pt", "history.json"):
-            for stale in run_dir.glob(f"{name}.*.tmp"):
+            for stale in run_dir.glob(f"{name}.*.tmp") if processes.main else ():
                 stale.unlink()
 
-        torch.manual_seed(config.seed)  # models draw from torch's RNG (dropout, dead-code replacement)
-        if last_path.exists():
-            checkpoint = load_checkpoint(last_path)
-            _check_same_config(checkpoint["training_config"], config, last_path)
-            _check_same_description(checkpoint["describe"], describe, last_path)
+        # Models draw from torch's RNG (dropout, dead-code replacement); every rank from its own stream.
+        torch.manual_seed(processes.torch_seed(config.seed))
+        # Rank 0 reads the checkpoint and hands it to the others: the run_dir need not be on a shared disk.
+        checkpoint = processes.from_main(load_checkpoint(last_path) if processes.main and last_path.exists() else None)
+        if checkpoint is not None:
+            check_same_config(checkpoint["training_config"], config, last_path)
+            check_same_description(checkpoint["describe"], describe, last_path)
             try:
                 model.load_state_dict(checkpoint["model"])
             except RuntimeError as err:
                 msg = f"{last_path} does not fit this model; choose another run_dir or delete it\n{err}"
                 raise ValueError(msg) from None
             optimizer.load_state_dict(checkpoint["optimizer"])
-            state = _state_from(checkpoint)
+            finished = checkpoint["stopped_early"] or checkpoint["epoch"] >= config.epochs
+            written_by = len(checkpoint.get("process_rngs", [None]))
+            if not finished and written_by != processes.world_size:
+                msg = (
+                    f"{last_path} was written by {written_by} training process(es), and {processes.world_size} "
+                    f"would continue it: resume with the same number (torchrun --nproc-per-node), "
+                    f"or choose another run_dir"
+                )
+                raise ValueError(msg)
+            state = _state_from(checkpoint, processes) if not finished else _state_from(checkpoint, Processes())
             _set_rng_state(state.rng, device)
             del checkpoint
         else:
             state = _RunState(rng=_rng_state(device))
 
+        talk = progress and processes.main
         if state.stopped_early or state.epoch >= config.epochs:
-            if progress:
+            if talk:
                 print(f"{run_dir}: finished after {len(state.history)} epochs; returning its result")
         else:
-            if progress and state.global_step:
+            if talk and state.global_step:
                 print(f"{run_dir}: resuming at epoch {state.epoch + 1}, batch {state.step_in_epoch}")
             state = _train_epochs(
-                model, train_data, n_train, val_data, loss_fn, config, run_dir, state, device, optimizer,
-                evaluate=evaluate, describe=describe, progress=progress, on_step=on_step, lengths=lengths,
+                model, train_data, n_train, val_data, loss_fn, config, run_dir, state, device, optimizer, processes,
+                evaluate=evaluate, describe=describe, progress=talk, on_step=on_step, lengths=lengths,
             )  # fmt: skip
+    processes.wait_for_main()  # rank 0 has written the last checkpoints before anyone reads them
 
     return TrainingResult(
         history=list(state.history),
@@ -367,6 +325,7 @@ def _train_epochs(
     state: _RunState,
     device: torch.device,
     optimizer: torch.optim.Optimizer,
+    processes: Processes,
     *,
     evaluate: Callable[[nn.Module], dict[str, float]] | None,
     describe: dict,
@@ -379,11 +338,20 @@ def _train_epochs(
     # While optimizer.step() runs, the weights may be half updated: no consistent state to save on Ctrl-C
     # then, and the last periodic checkpoint stays (resuming from it is exact too).
     dirty = False
+
+    def save(run_state: _RunState, *paths: Path) -> None:  # a collective: every rank calls it at the same point
+        rngs = processes.gather(run_state.rng)
+        if processes.main:
+            checkpoint = _checkpoint(model, optimizer, run_state, config, describe, rngs)
+            for path in paths:
+                save_atomic(checkpoint, path)
+
+    step_loss = data_parallel(model, loss_fn, processes, device)  # loss_fn itself, or through DDP
     model.train()
     # One bar for the whole run, not one per epoch: a notebook that trains several models shows one line
     # each, named by model and folder.  Every epoch has the same number of batches (epoch_batches drops
     # no sample), so a resumed run's bar starts where the stopped one was.
-    per_epoch = math.ceil(n_train / config.batch_size)
+    per_epoch = processes.steps_per_epoch(n_train, config.batch_size)
     bar = tqdm(
         total=config.epochs * per_epoch,
         initial=state.epoch * per_epoch + state.step_in_epoch,
@@ -397,12 +365,17 @@ def _train_epochs(
         # Inside the try: the bar closes before the Ctrl-C message prints, and on every other exit too.
         with bar:
             for epoch in range(state.epoch, config.epochs):
-                batches = epoch_batches(n_train, config.batch_size, config.seed, epoch, lengths=lengths)
+                batches = epoch_batches(
+                    n_train, config.batch_size, config.seed, epoch,
+                    rank=processes.rank, world_size=processes.world_size, lengths=lengths,
+                )  # fmt: skip
                 started = time.perf_counter() - state.seconds
                 at = {"epoch": f"{epoch + 1}/{config.epochs}"}
-                for idx in batches[state.step_in_epoch :]:
-                    batch = tuple(take_rows(t, idx, device) for t in train_data)
-                    loss, metrics, weight = _loss_and_metrics(loss_fn, model, batch)
+                for step in range(state.step_in_epoch, per_epoch):
+                    # A rank whose shard has one batch fewer steps along on a batch it has seen, with weight 0.
+                    real = step < len(batches)
+                    batch = tuple(take_rows(t, batches[step if real else 0], device) for t in train_data)
+                    loss, metrics, weight = _loss_and_metrics(step_loss, model, batch)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
                         msg = (
@@ -414,8 +387,14 @@ def _train_epochs(
                         msg = f"best_by={config.best_by!r} is not a validation number: use 'loss' or one of {sorted(metrics)}"
                         raise ValueError(msg)
                     if config.lr_schedule != "constant" or config.warmup > 0:
-                        progress = (epoch + state.step_in_epoch / len(batches)) / config.epochs
+                        progress = (epoch + state.step_in_epoch / per_epoch) / config.epochs
                         _set_learning_rate(optimizer, learning_rate_factor(config, progress))
+                    if processes.distributed:  # the step's loss and metrics over all shards
+                        local_weight = weight if real else 0
+                        means, weight = processes.weighted_means({"loss": loss_value, **metrics}, local_weight, device)
+                        loss_value, metrics = means.pop("loss"), means
+                        # DDP averages the ranks' gradients; scaled so, the average is the whole batch's gradient
+                        loss = loss * (local_weight * processes.world_size / weight)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.max_grad_norm is not None:
@@ -437,15 +416,16 @@ def _train_epochs(
                     bar.set_postfix(at | {"loss": f"{sums['loss'] / weights['loss']:.4g}"} | postfix, refresh=False)
                     bar.update()
                     if state.global_step % config.checkpoint_every == 0:
-                        save_atomic(_checkpoint(model, optimizer, state, config, describe), last_path)
+                        save(state, last_path)
                     if on_step is not None:
                         on_step(state.global_step)
 
-                val = _validate(model, val_data, loss_fn, config.batch_size, device)
+                val = _validate(model, val_data, loss_fn, config.batch_size, device, processes)
                 if not math.isfinite(val["loss"]):
                     msg = f"validation loss is {val['loss']} after epoch {epoch}; this epoch was not saved"
                     raise FloatingPointError(msg)
-                extra = evaluate(model) if evaluate is not None else {}
+                # Rank 0 evaluates (it may generate a sample) and tells the others: all then pick the same best epoch.
+                extra = processes.from_main(evaluate(model) if evaluate is not None and processes.main else {})
                 model.train()
                 lr = optimizer.param_groups[0]["lr"]
                 record = _epoch_record(epoch, state, val, extra, lr, time.perf_counter() - started)
@@ -472,20 +452,27 @@ def _train_epochs(
                     seconds=0.0,
                     rng=_rng_state(device),  # after validation and evaluate, which may draw from it
                 )
-                checkpoint = _checkpoint(model, optimizer, finished, config, describe)
                 # best.pt before the state moves on: interrupted in between, the resumed run redoes this epoch end.
                 if improved:
-                    save_atomic(checkpoint, best_path)
+                    save(finished, best_path)
                 state = finished
-                save_atomic(checkpoint, last_path)
-                write_json_atomic(state.history, run_dir / "history.json")
+                save(state, last_path)
+                if processes.main:
+                    write_json_atomic(state.history, run_dir / "history.json")
                 if state.stopped_early:
                     bar.total = bar.n  # the run ends here: a full bar, not one stuck short of its planned total
                     bar.refresh()
                     break
     except KeyboardInterrupt:
-        if not dirty:
-            save_atomic(_checkpoint(model, optimizer, state, config, describe), last_path)
+        if processes.distributed:
+            # Saving needs every rank's RNG, and the other ranks may be gone: the last periodic checkpoint
+            # stays, and a resumed run continues exactly from it.
+            if processes.main:
+                print(
+                    f"interrupted: {last_path} holds the last periodic checkpoint; run again to resume", file=sys.stderr
+                )
+        elif not dirty:
+            save_atomic(_checkpoint(model, optimizer, state, config, describe, [state.rng]), last_path)
             where = f"epoch {state.epoch + 1}, batch {state.step_in_epoch}"
             print(f"interrupted: saved {last_path} at {where}; call train again to resume", file=sys.stderr)
         raise

@@ -36,11 +36,9 @@ def epoch_batches(
     together is the slice of the permutation that one process with batch size
     ``batch_size * world_size`` would see.  Shards may differ by one batch.
 
-    What DDP (torchrun) would add to :func:`train`: ``init_process_group``; the
-    model wrapped in ``DistributedDataParallel`` and the epoch loop run inside its
-    ``join()`` (for the uneven last batch); ``rank``/``world_size`` passed here; the
-    loss and metric sums all-reduced before they are logged or compared for early
-    stopping; checkpoints, history.json and progress bars written by rank 0 only.
+    :func:`train` under torchrun passes its ``rank``/``world_size`` here; a rank with
+    one batch fewer takes its step on a batch of weight 0
+    (:meth:`~omnijet_lib.training.distributed.Processes.steps_per_epoch`).
 
     ``lengths`` (one per sample, e.g. tokens per sequence) groups samples of
     similar length into a batch, so that a model that cuts the batch to its
