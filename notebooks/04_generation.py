@@ -49,8 +49,6 @@ import numpy as np
 
 from omnijet_lib.data.jet_files import write_jets
 from omnijet_lib.data.jets import JETCLASS_LABELS
-from omnijet_lib.data.pythia_jets import jet_dataset
-from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_jets, stop_probability_by_length
 from omnijet_lib.metrics.distributions import wasserstein_distances
@@ -62,8 +60,7 @@ from omnijet_lib.metrics.generation_quality import (
     jet_distributions,
     jetnet_metrics,
 )
-from omnijet_lib.models.gpt import GPTConfig
-from omnijet_lib.notebooks import save_metrics, start_notebook
+from omnijet_lib.notebooks import launch_training, notebook_values, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_observable,
     draw_jet,
@@ -72,12 +69,9 @@ from omnijet_lib.plotting import (
     plot_stop_probability,
     show_and_save,
 )
-from omnijet_lib.tokenizers import load_tokenizer
-from omnijet_lib.tokenizers.token_dataset import TokenDataset
-from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig
-from omnijet_lib.workflows import fit_jet_generator
+from omnijet_lib.workflows import jet_token_data, train_jet_gpt
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -112,6 +106,7 @@ temperature = 1.0
 top_k = None  # None samples the full vocabulary, as the paper does
 classifier_epochs = 30  # generated-vs-real DeepSets (paper: 100)
 device = "auto"  # cpu, cuda, mps or auto
+n_processes = 1  # > 1: train the GPT data-parallel under torchrun, e.g. one process per GPU (batch_size is per process)
 run_dir = "runs/04_generation"  # checkpoints: a rerun resumes or reuses them
 generated_dir = "data/generated"  # generated jets, in the jet file schema
 output_dir = "figures/04_generation"
@@ -119,26 +114,15 @@ output_dir = "figures/04_generation"
 # %%
 output_dir, run_dir = Path(output_dir), Path(run_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
-tokenizer_file = Path(tokenizer_dir) / f"{tokenizer}_seed{seed}.pt"
-if not tokenizer_file.exists():
-    msg = f"tokenizer file not found: {tokenizer_file}; run notebook 02_tokenization_quality with tokenizers=[{tokenizer!r}] and seed={seed} first"
-    raise FileNotFoundError(msg)
-tok = load_tokenizer(tokenizer_file, device=device)
-paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
-
-# Tokenize each jet file once; the token files are reused on the next run. Training reads
-# them batch by batch from disk (TokenDataset), so the data may be larger than memory;
-# only the test jets, and the validation jets the monitor compares with, are read whole.
-token_files = {name: tokenized(path, tokenizer_file, token_dir) for name, path in paths.items()}
-dataset = TokenDataset([token_files["top"], token_files["qcd"]])  # notebook 02's order: top, then QCD
-train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02's split
-if n_train is not None:
-    if not 1 <= n_train <= len(train_idx):
-        msg = f"n_train={n_train} must be between 1 and the {len(train_idx)} jets of the training split"
-        raise ValueError(msg)
-    # a random subset: the split's parts are sorted, and the first indices are the top jets
-    train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, n_train, replace=False))
-train_seed = seed if train_seed is None else train_seed
+# Each jet file is tokenized once; the token files are reused on the next run. Training reads
+# them batch by batch from disk, so the data may be larger than memory; only the test jets,
+# and the validation jets the monitor compares with, are read whole.
+data = jet_token_data(
+    n_jets=n_jets, seed=seed, data_dir=data_dir, tokenizer=tokenizer, tokenizer_dir=tokenizer_dir,
+    token_dir=token_dir, n_workers=n_workers, n_train=n_train, device=device,
+)  # fmt: skip
+tok, tokenizer_file, dataset = data.tokenizer, data.tokenizer_file, data.dataset
+train_idx, val_idx, test_idx = data.train_idx, data.val_idx, data.test_idx
 labels, counts = np.unique(dataset.column("label", train_idx), return_counts=True)
 train_classes = {JETCLASS_LABELS[int(label)]: int(count) for label, count in zip(labels, counts)}
 test = dataset.read(test_idx)  # sequences and labels
@@ -174,21 +158,25 @@ print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet 
 # difference a classifier finds first. Told the bin, the GPT draws constituents that
 # add up to it; n and pT are drawn together, from one training jet (or from the GPT).
 
+#
+# With `n_processes` > 1 the GPT trains under `torchrun`, data-parallel (one process per
+# GPU on a GPU node; gloo over CPU cores elsewhere): `omnijet train jet-gpt` with this
+# notebook's parameters, the same training as the cell's own call below, which then
+# finds the finished run in `run_dir` and returns it.
+
 # %%
-training = TrainingConfig(
-    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
-    seed=train_seed, device=device, best_by=best_by,
-)  # fmt: skip
-architecture = GPTConfig(
-    embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, multiplicity_token=multiplicity_token,
-    count_down=count_down,
-)  # the data set the vocabulary, the longest sequence and the pT bins
 start = time.perf_counter()
-generator, result = fit_jet_generator(
-    dataset, train_idx, val_idx, tok, architecture, training, run_dir / "gpt",
-    jet_pt_bins=jet_pt_bins, conditions_from=multiplicity_from, monitor_jets=monitor_jets,
+if n_processes > 1:
+    launch_training("jet-gpt", notebook_values(globals(), "notebooks/04_generation.py"), n_processes=n_processes)
+generator, result = train_jet_gpt(
+    data, seed=seed, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, epochs=epochs,
+    batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+    multiplicity_token=multiplicity_token, multiplicity_from=multiplicity_from, count_down=count_down,
+    jet_pt_bins=jet_pt_bins, train_seed=train_seed, monitor_jets=monitor_jets, best_by=best_by, device=device,
+    run_dir=run_dir,
 )  # fmt: skip
 train_seconds = time.perf_counter() - start
+train_seed = seed if train_seed is None else train_seed
 model, config = generator.model, generator.model.config
 best = result.history[result.best_epoch]
 print(
@@ -368,6 +356,8 @@ metrics = {
         "best_by": best_by,
         "monitor_jets": monitor_jets,
         "device": str(pick_device(device)),
+        "n_processes": n_processes,
+        "checkpoint": str(result.best_checkpoint),
         "seconds": train_seconds,
         "best_epoch": result.best_epoch,
         "best_val_loss": result.history[result.best_epoch]["val_loss"],

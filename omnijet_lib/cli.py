@@ -6,6 +6,8 @@ omnijet simulate-showers --n 10000 --energy 10 100 --seed 1 --out data/showers/p
 omnijet tokenize data/jets/top.h5 --tokenizer data/tokenizers/vqvae_conditional_8192.pt --out data/tokens/top.h5
 omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
 omnijet run-notebook notebooks/04_generation.py --profile quick
+omnijet train jet-gpt --profile cpu --epochs 20
+torchrun --nproc-per-node 4 -m omnijet_lib.cli train jet-gpt --profile paper
 """
 
 from __future__ import annotations
@@ -102,6 +104,104 @@ def _run_notebook(args: argparse.Namespace) -> None:
     print(f"executed notebook: {executed}")
 
 
+# What `omnijet train` trains, and the notebook whose parameters (and training) it takes.
+TRAINABLE = {"jet-gpt": "04_generation"}
+
+
+def _train_jet_gpt(values: dict[str, object]) -> None:
+    import inspect
+
+    from omnijet_lib.training.distributed import join_processes
+    from omnijet_lib.workflows import jet_token_data, train_jet_gpt
+
+    def arguments(function) -> dict[str, object]:
+        return {name: values[name] for name in inspect.signature(function).parameters if name in values}
+
+    processes = join_processes()
+    # Rank 0 generates and tokenizes what is missing while the others wait, then they read the same files.
+    if processes.main:
+        data = jet_token_data(**arguments(jet_token_data))
+    processes.wait_for_main()
+    if not processes.main:
+        data = jet_token_data(**arguments(jet_token_data))
+    _, result = train_jet_gpt(data, **arguments(train_jet_gpt), progress=processes.main)
+    if processes.main:
+        best = result.history[result.best_epoch]
+        print(
+            f"{result.best_checkpoint}: best epoch {result.best_epoch + 1} of {len(result.history)} by "
+            f"{values['best_by']}, val loss {best['val_loss']:.4f}; {processes.world_size} process(es)"
+        )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from omnijet_lib.notebooks import check_parameters, notebook_parameters, profile_file, read_parameter_file
+
+    notebook = _trainable_notebook(args.model)
+    merged: dict[str, object] = {}
+    for path in ([profile_file(args.profile, notebook)] if args.profile else []) + args.parameters_file:
+        merged |= read_parameter_file(path)
+    given = {name: value for name, value in vars(args).items() if name.startswith(_PARAMETER)}
+    merged |= {name.removeprefix(_PARAMETER): value for name, value in given.items()}
+    values = notebook_parameters(notebook) | check_parameters(merged, notebook)
+    {"jet-gpt": _train_jet_gpt}[args.model](values)
+
+
+_PARAMETER = "parameter:"  # the namespace prefix of a notebook parameter given as --NAME VALUE
+
+
+def _trainable_notebook(model: str):
+    from omnijet_lib.notebooks import project_root
+
+    return project_root() / "notebooks" / f"{TRAINABLE[model]}.py"
+
+
+def _add_train_command(commands) -> None:
+    from omnijet_lib.notebooks import notebook_parameters, parameter_comments
+
+    description = (
+        "Train a model as its notebook does, with the notebook's parameters (defaults, then --profile, then -f "
+        "files, then --NAME VALUE), alone or under torchrun, data-parallel:\n"
+        "    torchrun --nproc-per-node 4 -m omnijet_lib.cli train jet-gpt --profile paper\n"
+        "The notebook then finds the finished run in its run_dir.  Parameters that are not about training "
+        "(generation, plots) are accepted and ignored.\n"
+    )
+    epilog = "\n".join(
+        f"{model} (notebook {stem}), its parameters and their defaults:\n"
+        + "\n".join(
+            f"    --{name} {default!r}" for name, default in notebook_parameters(_trainable_notebook(model)).items()
+        )
+        for model, stem in TRAINABLE.items()
+    )
+    train = commands.add_parser(
+        "train", help="train a model with its notebook's parameters, alone or under torchrun",
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    for model, stem in TRAINABLE.items():
+        notebook = _trainable_notebook(model)
+        sub = models.add_parser(
+            model, help=f"notebook {stem}'s model", description=description, formatter_class=argparse.RawTextHelpFormatter,
+        )  # fmt: skip
+        sub.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML",
+                         help="a YAML file of parameters (several: later ones override)")  # fmt: skip
+        sub.add_argument(
+            "--profile", default=None, help="notebooks/profiles/<PROFILE>/<notebook>.yaml: quick, cpu, paper"
+        )
+        comments = parameter_comments(notebook)
+        for name, default in notebook_parameters(notebook).items():
+            sub.add_argument(
+                f"--{name}", dest=_PARAMETER + name, type=_parse_value, default=argparse.SUPPRESS, metavar="VALUE",
+                help=f"{comments.get(name, '')} (default: {default!r})",
+            )  # fmt: skip
+        sub.set_defaults(func=_train)
+
+
+def _parse_value(text: str) -> object:
+    from omnijet_lib.notebooks import parse_parameter
+
+    return parse_parameter(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnijet", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--execution-timeout", type=float, default=None, metavar="SECONDS",
                      help="stop with an error when one cell runs longer")  # fmt: skip
     run.set_defaults(func=_run_notebook)
+
+    _add_train_command(commands)
     return parser
 
 

@@ -147,6 +147,64 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, object]:
     return _parameters_cell(notebook)[0]
 
 
+def parameter_comments(notebook: str | os.PathLike) -> dict[str, str]:
+    """What the comment on each parameter's line of the parameters cell says (the help of ``omnijet train``)."""
+    import io
+    import tokenize
+
+    import jupytext
+
+    source = next(c.source for c in jupytext.read(notebook).cells if "parameters" in c.metadata.get("tags", []))
+    comments = {
+        token.start[0]: token.string.lstrip("# ").strip()
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
+    names = {}
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+            names[statement.targets[0].id] = comments.get(statement.end_lineno, "")
+    return names
+
+
+def notebook_values(namespace: dict, notebook: str | os.PathLike) -> dict[str, object]:
+    """The notebook's parameters as they stand in ``namespace`` (a running notebook's ``globals()``), paths as text."""
+    return {
+        name: str(value) if isinstance(value, Path) else value
+        for name, value in namespace.items()
+        if name in notebook_parameters(notebook)
+    }
+
+
+def launch_training(model: str, parameters: dict[str, object], *, n_processes: int) -> None:
+    """Train ``model`` with a notebook's ``parameters`` in ``n_processes`` processes: ``torchrun ... omnijet train``.
+
+    Waits for the run and prints the end of its output; on failure raises with the
+    end of its error output.  The notebook then reads the finished run from its
+    ``run_dir`` as if it had trained it.  On one node (``--standalone``); for several,
+    run ``torchrun`` from the batch job (see the README).
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        parameter_file = Path(folder) / "parameters.yaml"
+        parameter_file.write_text(yaml.safe_dump(parameters))
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_processes}",
+            "-m", "omnijet_lib.cli", "train", model, "-f", str(parameter_file),
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=project_root(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.splitlines()[-30:])
+        msg = f"training under torchrun failed (exit code {done.returncode}): {' '.join(command)}\n{tail}"
+        raise RuntimeError(msg)
+    print("\n".join(done.stdout.splitlines()[-5:]))
+
+
 def _parameters_cell(notebook: str | os.PathLike) -> tuple[dict[str, object], set[str]]:
     """The defaults of a notebook's parameters, and the names of those whose default is an expression."""
     import jupytext

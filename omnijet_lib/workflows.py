@@ -6,21 +6,31 @@ sequence, the jet pT bins), trains it on the training split read from disk,
 follows a small generated sample every epoch if asked, and returns a
 :class:`JetGenerator` whose :meth:`~JetGenerator.generate` gives new jets,
 decoded to constituents -- tokenize (``tokenized``) -> train -> generate -> decode.
+
+:func:`jet_token_data` and :func:`train_jet_gpt` are notebook 04's data and
+training, taking its parameters by name: the notebook calls them, and so does
+``omnijet train jet-gpt`` (alone, or as one of torchrun's processes), so that a
+run trained by either is the same run, which the other continues or returns.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from omnijet_lib.data.jets import Jets
+from omnijet_lib.data.pythia_jets import jet_dataset
+from omnijet_lib.data.splits import split_indices
 from omnijet_lib.generation import decode_generated_jets, generate_sequences
 from omnijet_lib.metrics.generation_quality import generation_monitor
 from omnijet_lib.models.gpt import GPT, GPTConfig
 from omnijet_lib.tokenizers.base import Tokenizer
+from omnijet_lib.tokenizers.registry import load_tokenizer
 from omnijet_lib.tokenizers.token_dataset import TokenDataset
+from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.training import TrainingConfig, TrainingResult
 from omnijet_lib.training.gpt import fit_gpt
 
@@ -112,3 +122,97 @@ def fit_jet_generator(
         progress=progress, **conditioned,
     )  # fmt: skip
     return JetGenerator(model, tokenizer, multiplicities, jet_pt), result
+
+
+@dataclass
+class JetTokenData:
+    """Tokenized top and QCD jets (top first, then QCD) with notebook 02's split, and their tokenizer."""
+
+    tokenizer: Tokenizer
+    tokenizer_file: Path
+    dataset: TokenDataset
+    train_idx: np.ndarray  # a random subset of the training split when n_train is given
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+
+def jet_token_data(
+    *,
+    n_jets: int,
+    seed: int,
+    data_dir: str | os.PathLike,
+    tokenizer: str,
+    tokenizer_dir: str | os.PathLike,
+    token_dir: str | os.PathLike,
+    n_workers: int | None = None,
+    n_train: int | None = None,
+    device: str = "auto",
+) -> JetTokenData:
+    """Notebook 04's data: ``n_jets`` jets per class (generated once), tokenized once with notebook 02's
+    ``<tokenizer>_seed<seed>.pt``, split 60/20/20 by ``seed``; ``n_train`` training jets drawn from the split."""
+    tokenizer_file = Path(tokenizer_dir) / f"{tokenizer}_seed{seed}.pt"
+    if not tokenizer_file.exists():
+        msg = (
+            f"tokenizer file not found: {tokenizer_file}; run notebook 02_tokenization_quality with "
+            f"tokenizers=[{tokenizer!r}] and seed={seed} first"
+        )
+        raise FileNotFoundError(msg)
+    paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
+    # Training reads the token files batch by batch from disk (TokenDataset): the data may exceed memory.
+    token_files = {name: tokenized(path, tokenizer_file, token_dir) for name, path in paths.items()}
+    dataset = TokenDataset([token_files["top"], token_files["qcd"]])  # notebook 02's order: top, then QCD
+    train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02's split
+    if n_train is not None:
+        if not 1 <= n_train <= len(train_idx):
+            msg = f"n_train={n_train} must be between 1 and the {len(train_idx)} jets of the training split"
+            raise ValueError(msg)
+        # a random subset: the split's parts are sorted, and the first indices are the top jets
+        train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, n_train, replace=False))
+    tok = load_tokenizer(tokenizer_file, device=device)
+    return JetTokenData(tok, tokenizer_file, dataset, train_idx, val_idx, test_idx)
+
+
+def train_jet_gpt(
+    data: JetTokenData,
+    *,
+    seed: int,
+    embed_dim: int,
+    n_heads: int,
+    n_blocks: int,
+    ffn_dim: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    lr_schedule: str,
+    warmup: float,
+    multiplicity_token: bool,
+    multiplicity_from: str,
+    count_down: bool,
+    jet_pt_bins: int,
+    train_seed: int | None,
+    monitor_jets: int,
+    best_by: str,
+    device: str,
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+) -> tuple[JetGenerator, TrainingResult]:
+    """Notebook 04's GPT, trained (or continued, or returned if done) in ``run_dir/gpt``; its parameters by name.
+
+    ``train_seed`` (None: ``seed``) seeds the initialisation and the batch order.
+    """
+    training = TrainingConfig(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+        seed=seed if train_seed is None else train_seed, device=device, best_by=best_by,
+    )  # fmt: skip
+    architecture = GPTConfig(
+        embed_dim=embed_dim,
+        n_heads=n_heads,
+        n_blocks=n_blocks,
+        ffn_dim=ffn_dim,
+        multiplicity_token=multiplicity_token,
+        count_down=count_down,
+    )  # the data set the vocabulary, the longest sequence and the pT bins
+    return fit_jet_generator(
+        data.dataset, data.train_idx, data.val_idx, data.tokenizer, architecture, training, Path(run_dir) / "gpt",
+        jet_pt_bins=jet_pt_bins, conditions_from=multiplicity_from, monitor_jets=monitor_jets, progress=progress,
+    )  # fmt: skip

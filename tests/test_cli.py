@@ -62,3 +62,24 @@ def test_tokenize_refuses_a_bad_chunk_size(tmp_path, capsys, value):
 def test_simulate_showers_refuses_bad_counts(tmp_path, capsys, argument, value):
     argv = ["simulate-showers", "--n", "3", "--seed", "1", "--out", str(tmp_path / "s.h5")]
     _refused(tmp_path, capsys, [*argv, argument, value], argument)
+
+
+def test_train_help_lists_every_parameter_of_the_notebook_with_its_default(capsys):
+    from omnijet_lib.notebooks import notebook_parameters, project_root
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    shown = capsys.readouterr().out
+    for name, default in notebook_parameters(project_root() / "notebooks" / "04_generation.py").items():
+        assert f"--{name} {default!r}" in shown
+
+
+def test_train_refuses_an_unknown_or_bad_parameter_before_it_trains(tmp_path, capsys):
+    assert main(["train", "jet-gpt", "--epochs", "0", "--run_dir", str(tmp_path / "run")]) == 2
+    assert "epochs" in capsys.readouterr().err
+    parameters = tmp_path / "parameters.yaml"
+    parameters.write_text("embed_dimension: 64\n")
+    assert main(["train", "jet-gpt", "-f", str(parameters), "--run_dir", str(tmp_path / "run")]) == 2
+    assert "embed_dimension" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

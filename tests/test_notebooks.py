@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from omnijet_lib.checkpoints import load_checkpoint
 from omnijet_lib.errors import UnknownParameterError
 from omnijet_lib.notebooks import notebook_parameters, run_notebook
 
@@ -37,6 +38,7 @@ TINY = {
         "best_by": "sample_w1m",  # the monitor picks the epoch kept
         "n_train": 40,  # of the 72 jets of the training split
         "jet_pt_bins": 4,  # the jet pT token too (and notebook 05 then fine-tunes a backbone that reads it)
+        "n_processes": 2,  # the GPT trains under torchrun (2 gloo processes), the notebook reads the finished run
     },
     "05_transfer_learning": {
         "n_jets": 60,
@@ -283,6 +285,9 @@ def _check_04_generation(metrics):
     # four equally filled pT bins of the 40 training jets: three edges, increasing, inside the 500-1000 GeV window
     edges = metrics["gpt"]["jet_pt_edges"]
     assert len(edges) == 3 and edges == sorted(edges) and 450 < edges[0] and edges[-1] < 1050
+    # trained by two processes (each one's RNG in the checkpoint), which the notebook then read
+    assert metrics["training"]["n_processes"] == 2
+    assert len(load_checkpoint(metrics["training"]["checkpoint"])["process_rngs"]) == 2
 
 
 def _check_05_transfer_learning(metrics):

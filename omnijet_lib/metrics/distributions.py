@@ -23,9 +23,7 @@ class Distribution(NamedTuple):
     weights: np.ndarray | None = None
 
 
-def wasserstein_distances(
-    generated: dict[str, Distribution], reference: dict[str, Distribution]
-) -> dict[str, float]:
+def wasserstein_distances(generated: dict[str, Distribution], reference: dict[str, Distribution]) -> dict[str, float]:
     """1-D Wasserstein distance of every observable the two hold, in its own units.
 
     Profiles compare their weighted shapes (each normalised to one), so the number
