@@ -107,6 +107,9 @@ top_k = None  # None samples the full vocabulary, as the paper does
 classifier_epochs = 30  # generated-vs-real DeepSets (paper: 100)
 device = "auto"  # cpu, cuda, mps or auto
 n_processes = 1  # > 1: train the GPT data-parallel under torchrun, e.g. one process per GPU (batch_size is per process)
+precision = "fp32"  # "bf16" or "fp16": mixed-precision training, for GPUs
+torch_compile = False  # torch.compile the GPT's training step: minutes of compiling, then faster steps (GPUs)
+tf32 = False  # TF32 matrix products on CUDA GPUs that have them
 run_dir = "runs/04_generation"  # checkpoints: a rerun resumes or reuses them
 generated_dir = "data/generated"  # generated jets, in the jet file schema
 output_dir = "figures/04_generation"
@@ -173,7 +176,7 @@ generator, result = train_jet_gpt(
     batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
     multiplicity_token=multiplicity_token, multiplicity_from=multiplicity_from, count_down=count_down,
     jet_pt_bins=jet_pt_bins, train_seed=train_seed, monitor_jets=monitor_jets, best_by=best_by, device=device,
-    run_dir=run_dir,
+    precision=precision, torch_compile=torch_compile, tf32=tf32, run_dir=run_dir,
 )  # fmt: skip
 train_seconds = time.perf_counter() - start
 train_seed = seed if train_seed is None else train_seed

@@ -27,6 +27,8 @@ CHECKPOINT_KEYS = (
     "training_config",  # asdict(TrainingConfig)
     "describe",  # the caller's description: model kind, model config, preprocessing constants
 )
+# Newer checkpoints also hold "process_rngs" (the RNG states of all torchrun processes, in rank order) and,
+# for precision="fp16", "grad_scaler"; a checkpoint without them is read as one process's, in fp32.
 
 
 def load_checkpoint(path, *, map_location="cpu") -> dict:

@@ -194,6 +194,9 @@ def train_jet_gpt(
     best_by: str,
     device: str,
     run_dir: str | os.PathLike,
+    precision: str = "fp32",
+    torch_compile: bool = False,
+    tf32: bool = False,
     progress: bool = True,
 ) -> tuple[JetGenerator, TrainingResult]:
     """Notebook 04's GPT, trained (or continued, or returned if done) in ``run_dir/gpt``; its parameters by name.
@@ -202,7 +205,8 @@ def train_jet_gpt(
     """
     training = TrainingConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
-        seed=seed if train_seed is None else train_seed, device=device, best_by=best_by,
+        seed=seed if train_seed is None else train_seed, device=device, best_by=best_by, precision=precision,
+        compile=torch_compile, tf32=tf32,
     )  # fmt: skip
     architecture = GPTConfig(
         embed_dim=embed_dim,

@@ -14,6 +14,7 @@ from torch import nn
 from omnijet_lib.errors import is_int
 
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,14 @@ class TrainingConfig:
     # Fraction of the run over which the learning rate first rises linearly from 0 (either schedule): large
     # early steps of a freshly initialised transformer are what warm-up avoids. 0: no warm-up.
     warmup: float = 0.0
+    # Switches for GPUs, off by default (a CPU gains little from them, and fp32 is the reference):
+    # "bf16" or "fp16" runs the forward passes under autocast (fp16 with a gradient scaler, saved with
+    # the run); "fp32" does not.
+    precision: str = "fp32"
+    # torch.compile the loss (model and loss function together): minutes of compiling, then faster steps.
+    compile: bool = False
+    # float32 matrix products in TF32 on CUDA GPUs that have it (~1e-3 relative precision); nothing elsewhere.
+    tf32: bool = False
 
     def __post_init__(self):
         rules = [
@@ -51,6 +60,9 @@ class TrainingConfig:
             ("best_by", isinstance(self.best_by, str) and bool(self.best_by), "a validation metric's name"),
             ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
             ("warmup", 0 <= self.warmup < 1, "a fraction of the run, 0 <= warmup < 1"),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            ("compile", isinstance(self.compile, bool), "True or False"),
+            ("tf32", isinstance(self.tf32, bool), "True or False"),
         ]
         bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, ok, rule in rules if not ok]
         if bad:
@@ -58,8 +70,8 @@ class TrainingConfig:
             raise ValueError(msg)
 
 
-# Fields a resumed run may change: they do not alter what is computed (epochs only extends it).
-RESUMABLE_CHANGES = ("epochs", "device", "checkpoint_every")
+# Fields a resumed run may change: they alter what is computed at most by rounding (epochs only extends it).
+RESUMABLE_CHANGES = ("epochs", "device", "checkpoint_every", "compile", "tf32")
 
 
 class StepOutput(NamedTuple):

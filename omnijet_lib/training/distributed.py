@@ -152,15 +152,14 @@ class LossModule(nn.Module):
         return self.loss_fn(self.model, batch)
 
 
-def data_parallel(model: nn.Module, loss_fn, processes: Processes, device: torch.device):
-    """``(model, batch) -> StepOutput`` for the training steps: ``loss_fn`` itself for one process,
-    else through ``DistributedDataParallel`` (which also copies rank 0's weights to every rank)."""
+def data_parallel(step: LossModule, processes: Processes, device: torch.device) -> nn.Module:
+    """``step`` itself for one process, else wrapped in ``DistributedDataParallel`` (which also copies
+    rank 0's weights to every rank)."""
     if not processes.distributed:
-        return loss_fn
+        return step
     # static_graph: a model may hold parts its loss never uses (the head of another tokenization); DDP
     # would wait for their gradients forever.  Which parts a loss uses is fixed by the model's config, the
     # same in every step, and DDP learns it in the first step instead of searching the graph in every one.
-    wrapped = nn.parallel.DistributedDataParallel(
-        LossModule(model, loss_fn), device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
+    return nn.parallel.DistributedDataParallel(
+        step, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
     )
-    return lambda _model, batch: wrapped(batch)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from omnijet_lib.training.config import (
     TrainingResult,
     learning_rate_factor,
 )
-from omnijet_lib.training.distributed import Processes, data_parallel, join_processes, process_device
+from omnijet_lib.training.distributed import LossModule, Processes, data_parallel, join_processes, process_device
 from omnijet_lib.training.run_checks import (
     check_loadable,
     check_processes_agree,
@@ -87,9 +87,10 @@ def _checkpoint(
     config: TrainingConfig,
     describe: dict,
     process_rngs: list[dict],
+    scaler: torch.amp.GradScaler,
 ) -> dict:
     """The whole state of a run; ``process_rngs`` is every training process's RNG state, in rank order."""
-    return {
+    return ({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {}) | {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "epoch": state.epoch,
@@ -179,6 +180,14 @@ def _validate(
     return {name: sums[name] / weights[name] for name in sums}
 
 
+def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory: forward passes in bf16 or fp16 where torch's autocast picks them; nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
 def _set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
     """Each group's learning rate: ``factor`` times its initial value."""
     for group in optimizer.param_groups:
@@ -253,12 +262,16 @@ def train(
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
 
     model.to(device)
+    if config.tf32 and device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    # fp16's narrow range: the loss is scaled up before backward and the gradients down before the step.
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     if optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
     busy = f"another run is training in {run_dir}; wait for it, stop it, or choose another run_dir"
     # Rank 0 holds the folder for all processes, and alone writes to it.
-    with exclusive(run_dir / "lock", busy=busy) if processes.main else nullcontext():
+    with exclusive(run_dir / "lock", busy=busy) if processes.main else contextlib.nullcontext():
         # Temporaries (atomic.temporary_path: <name>.<pid>.tmp) of a run that was killed; we hold the lock.
         for name in ("last.pt", "best.pt", "history.json"):
             for stale in run_dir.glob(f"{name}.*.tmp") if processes.main else ():
@@ -277,6 +290,8 @@ def train(
                 msg = f"{last_path} does not fit this model; choose another run_dir or delete it\n{err}"
                 raise ValueError(msg) from None
             optimizer.load_state_dict(checkpoint["optimizer"])
+            if scaler.is_enabled() and "grad_scaler" in checkpoint:
+                scaler.load_state_dict(checkpoint["grad_scaler"])
             finished = checkpoint["stopped_early"] or checkpoint["epoch"] >= config.epochs
             written_by = len(checkpoint.get("process_rngs", [None]))
             if not finished and written_by != processes.world_size:
@@ -300,7 +315,7 @@ def train(
             if talk and state.global_step:
                 print(f"{run_dir}: resuming at epoch {state.epoch + 1}, batch {state.step_in_epoch}")
             state = _train_epochs(
-                model, train_data, n_train, val_data, loss_fn, config, run_dir, state, device, optimizer, processes,
+                model, train_data, n_train, val_data, loss_fn, config, run_dir, state, device, optimizer, processes, scaler,
                 evaluate=evaluate, describe=describe, progress=talk, on_step=on_step, lengths=lengths,
             )  # fmt: skip
     processes.wait_for_main()  # rank 0 has written the last checkpoints before anyone reads them
@@ -326,6 +341,7 @@ def _train_epochs(
     device: torch.device,
     optimizer: torch.optim.Optimizer,
     processes: Processes,
+    scaler: torch.amp.GradScaler,
     *,
     evaluate: Callable[[nn.Module], dict[str, float]] | None,
     describe: dict,
@@ -342,11 +358,19 @@ def _train_epochs(
     def save(run_state: _RunState, *paths: Path) -> None:  # a collective: every rank calls it at the same point
         rngs = processes.gather(run_state.rng)
         if processes.main:
-            checkpoint = _checkpoint(model, optimizer, run_state, config, describe, rngs)
+            checkpoint = _checkpoint(model, optimizer, run_state, config, describe, rngs, scaler)
             for path in paths:
                 save_atomic(checkpoint, path)
 
-    step_loss = data_parallel(model, loss_fn, processes, device)  # loss_fn itself, or through DDP
+    loss_module = data_parallel(LossModule(model, loss_fn), processes, device)  # DDP for several processes
+    if config.compile:
+        # dynamic: batches are cut to their longest sample, so every batch may have another shape.
+        loss_module = torch.compile(loss_module, dynamic=True)
+
+    def step_loss(_model: nn.Module, batch: tuple[torch.Tensor, ...]):  # loss_fn's signature, through the module
+        return loss_module(batch)
+
+    autocast = _autocast(config.precision, device)
     model.train()
     # One bar for the whole run, not one per epoch: a notebook that trains several models shows one line
     # each, named by model and folder.  Every epoch has the same number of batches (epoch_batches drops
@@ -375,7 +399,8 @@ def _train_epochs(
                     # A rank whose shard has one batch fewer steps along on a batch it has seen, with weight 0.
                     real = step < len(batches)
                     batch = tuple(take_rows(t, batches[step if real else 0], device) for t in train_data)
-                    loss, metrics, weight = _loss_and_metrics(step_loss, model, batch)
+                    with autocast():
+                        loss, metrics, weight = _loss_and_metrics(step_loss, model, batch)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
                         msg = (
@@ -396,11 +421,13 @@ def _train_epochs(
                         # DDP averages the ranks' gradients; scaled so, the average is the whole batch's gradient
                         loss = loss * (local_weight * processes.world_size / weight)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    scaler.scale(loss).backward()  # the loss itself unless fp16
                     if config.max_grad_norm is not None:
+                        scaler.unscale_(optimizer)
                         nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                     dirty = True
-                    optimizer.step()
+                    scaler.step(optimizer)  # skipped (and the scale lowered) if fp16 gradients overflowed
+                    scaler.update()
                     sums, weights = _add(state.sums, state.weights, {"loss": loss_value, **metrics}, weight)
                     state = replace(
                         state,
@@ -420,7 +447,8 @@ def _train_epochs(
                     if on_step is not None:
                         on_step(state.global_step)
 
-                val = _validate(model, val_data, loss_fn, config.batch_size, device, processes)
+                with autocast():
+                    val = _validate(model, val_data, loss_fn, config.batch_size, device, processes)
                 if not math.isfinite(val["loss"]):
                     msg = f"validation loss is {val['loss']} after epoch {epoch}; this epoch was not saved"
                     raise FloatingPointError(msg)
@@ -472,7 +500,7 @@ def _train_epochs(
                     f"interrupted: {last_path} holds the last periodic checkpoint; run again to resume", file=sys.stderr
                 )
         elif not dirty:
-            save_atomic(_checkpoint(model, optimizer, state, config, describe, [state.rng]), last_path)
+            save_atomic(_checkpoint(model, optimizer, state, config, describe, [state.rng], scaler), last_path)
             where = f"epoch {state.epoch + 1}, batch {state.step_in_epoch}"
             print(f"interrupted: saved {last_path} at {where}; call train again to resume", file=sys.stderr)
         raise
