@@ -1,4 +1,4 @@
-"""Data-parallel training over several processes (``torchrun``): who this process is, and what the loop shares.
+"""Data-parallel training over several processes (``torchrun``): who this process is, and what the loop shares (docs/scaling.md).
 
 Under ``torchrun --nproc-per-node N`` every process runs the same script, and
 :func:`train` finds its place from the environment torchrun sets (``RANK``,
