@@ -1,6 +1,6 @@
-"""Data-parallel training over several processes (``torchrun``): who this process is, and what the loop shares (docs/scaling.md).
+"""Data-parallel training over several processes (torchrun): who this process is, what the loop shares.
 
-Under ``torchrun --nproc-per-node N`` every process runs the same script, and
+docs/scaling.md tells the whole story.  Under ``torchrun --nproc-per-node N`` every process runs the same script, and
 :func:`train` finds its place from the environment torchrun sets (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``...).  Each process trains a copy of
 the model on its shard of every batch; torch's ``DistributedDataParallel``
