@@ -43,10 +43,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from omnijet_lib.data.hit_sequences import ORDERS, hit_sequences
-from omnijet_lib.data.shower_files import read_showers, write_showers
-from omnijet_lib.data.shower_simulation import shower_dataset, simulate_showers
-from omnijet_lib.data.splits import split_indices
+from omnijet_lib.data.shower_files import write_showers
+from omnijet_lib.data.shower_simulation import simulate_showers
 from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_showers, generate_sequences, generate_showers
 from omnijet_lib.metrics.distributions import wasserstein_distances
@@ -54,8 +52,7 @@ from omnijet_lib.metrics.energy_slices import energy_slice_table, energy_slices
 from omnijet_lib.metrics.shower_quality import shower_distributions
 from omnijet_lib.models.energy_strategies import EnergyStrategy
 from omnijet_lib.models.gpt import load_gpt
-from omnijet_lib.models.spatial_gpt import TOKENIZATIONS, SpatialGPTConfig
-from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+from omnijet_lib.notebooks import launch_training, list_parameter, notebook_values, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
     compare_observable,
@@ -66,8 +63,7 @@ from omnijet_lib.plotting import (
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 from omnijet_lib.tokenizers import load_tokenizer
-from omnijet_lib.training import TrainingConfig
-from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
+from omnijet_lib.workflows import parse_variant, shower_split, train_direct_shower_model
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -111,6 +107,12 @@ generation_batch_size = 64
 vqvae_tokenizer = "data/tokenizers/showers_conditional-4096_seed1.pt"  # notebook 06's tokenizer
 vqvae_checkpoint = "runs/06_calorimeter_showers/gpt/best.pt"  # and its GPT
 device = "auto"
+n_processes = (
+    1  # > 1: train the models data-parallel under torchrun, e.g. one process per GPU (batch_size is per process)
+)
+precision = "fp32"  # "bf16" or "fp16": mixed-precision training, for GPUs
+torch_compile = False  # torch.compile the training step: minutes of compiling, then faster steps (GPUs)
+tf32 = False  # TF32 matrix products on CUDA GPUs that have them
 run_dir = "runs/07_direct_spatial_tokens"
 generated_dir = "data/generated"
 output_dir = "figures/07_direct_spatial_tokens"
@@ -120,25 +122,21 @@ output_dir = "figures/07_direct_spatial_tokens"
 variants = list_parameter(variants, "variants")
 energy_strategies = {"energy": energy_strategy_in_energy_order, "layer": energy_strategy_in_layer_order}
 slice_energies = list_parameter(slice_energies, "slice_energies")
-energy = list_parameter(energy, "energy")  # papermill -p passes a range as text
-energy = energy[0] if len(energy) == 1 else tuple(energy)  # one value or a range (low, high) [GeV]
+energy = list_parameter(energy, "energy")  # papermill -p passes a range as text: one value or (low, high) [GeV]
 output_dir, run_dir = Path(output_dir), Path(run_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 for variant in variants:
-    tokenization, _, order = variant.partition("/")
-    if tokenization not in TOKENIZATIONS or order not in ORDERS:
-        msg = f"variant {variant!r} not understood: use '<tokenization>/<order>' with {TOKENIZATIONS} and {ORDERS}"
-        raise ValueError(msg)
+    parse_variant(variant)  # names checked before anything runs
 strategies = {order: EnergyStrategy.parse(name) for order, name in energy_strategies.items()}  # names checked
 for path, what in ((vqvae_tokenizer, "tokenizer"), (vqvae_checkpoint, "GPT checkpoint")):
     if not Path(path).exists():
         msg = f"notebook 06's {what} not found: {path}; run notebooks/06_calorimeter_showers.py first"
         raise FileNotFoundError(msg)
-shower_file = shower_dataset(n_showers, seed=seed, energy=energy, data_dir=data_dir)
-showers = read_showers(shower_file)
-train_idx, val_idx, test_idx = split_indices(len(showers), seed=seed)  # notebook 06's split
-test = showers[test_idx]
-print(f"{len(showers)} showers from {shower_file}: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test")
+shower_file, showers, train_idx, val_idx, test_idx = shower_split(
+    n_showers=n_showers, seed=seed, energy=energy, data_dir=data_dir
+)
+test = showers[test_idx]  # notebook 06's split
+print(f"{len(showers)} showers: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test")
 
 # %% [markdown]
 # ## Train the direct models
@@ -147,21 +145,18 @@ print(f"{len(showers)} showers from {shower_file}: {len(train_idx)} train, {len(
 
 # %%
 models, results, train_seconds = {}, {}, {}
+if n_processes > 1:  # `omnijet train direct-showers` under torchrun; the loop below then reads the finished runs
+    launch_training(
+        "direct-showers", notebook_values(globals(), "notebooks/07_direct_spatial_tokens.py"), n_processes=n_processes
+    )
 for variant in variants:
-    tokenization, _, order = variant.partition("/")
-    config = SpatialGPTConfig(
-        tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
-        n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
-        energy_strategy=energy_strategies[order],
-        anchor_noise=anchor_noise if strategies[order].energy_budget and strategies[order].bounded else 0.0,
-    )  # fmt: skip
-    training = TrainingConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
-        seed=seed, device=device,
-    )  # fmt: skip
-    models[variant], results[variant] = fit_spatial_gpt(
-        config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),
-        training, run_dir / variant.replace("/", "_"),
+    models[variant], results[variant] = train_direct_shower_model(
+        showers, train_idx, val_idx, variant=variant, n_components=n_components,
+        condition_on_n_hits=condition_on_n_hits, energy_strategy_in_energy_order=energy_strategy_in_energy_order,
+        energy_strategy_in_layer_order=energy_strategy_in_layer_order, anchor_noise=anchor_noise,
+        embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup, seed=seed,
+        device=device, precision=precision, torch_compile=torch_compile, tf32=tf32, run_dir=run_dir,
     )  # fmt: skip
     train_seconds[variant] = sum(r["seconds"] for r in results[variant].history)  # resumed runs included
     best = results[variant].history[results[variant].best_epoch]
@@ -273,11 +268,13 @@ figures.append(show_and_save(fig, output_dir, "energy_slices").name)
 # %%
 metrics = {
     "shower_file": str(shower_file),
+    "n_processes": n_processes,
     "n_showers": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
     "models": {
         variant: {**asdict(models[variant].config), "parameters": models[variant].n_parameters(), "epochs": epochs,
                   "batch_size": batch_size, "seconds": train_seconds[variant],
-                  "best_epoch": results[variant].best_epoch, "best_val_loss": results[variant].best_val_loss}
+                  "best_epoch": results[variant].best_epoch, "best_val_loss": results[variant].best_val_loss,
+                  "checkpoint": str(results[variant].best_checkpoint)}
         for variant in variants
     },
     "vqvae_model": {"tokenizer": vqvae_tokenizer, "checkpoint": vqvae_checkpoint},

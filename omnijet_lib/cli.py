@@ -105,32 +105,59 @@ def _run_notebook(args: argparse.Namespace) -> None:
 
 
 # What `omnijet train` trains, and the notebook whose parameters (and training) it takes.
-TRAINABLE = {"jet-gpt": "04_generation"}
+TRAINABLE = {"jet-gpt": "04_generation", "direct-showers": "07_direct_spatial_tokens"}
 
 
-def _train_jet_gpt(values: dict[str, object]) -> None:
+def _arguments(function: Callable, values: dict[str, object]) -> dict[str, object]:
+    """The notebook parameters ``function`` takes, by name."""
     import inspect
 
-    from omnijet_lib.training.distributed import join_processes
-    from omnijet_lib.workflows import jet_token_data, train_jet_gpt
+    return {name: values[name] for name in inspect.signature(function).parameters if name in values}
 
-    def arguments(function) -> dict[str, object]:
-        return {name: values[name] for name in inspect.signature(function).parameters if name in values}
+
+def _main_first(make: Callable[[], object]):
+    """``make()`` on rank 0 while the other processes wait, then on them: files rank 0 wrote are there to read.
+
+    (It generates, simulates or tokenizes what is missing; the others then only read.)
+    """
+    from omnijet_lib.training.distributed import join_processes
 
     processes = join_processes()
-    # Rank 0 generates and tokenizes what is missing while the others wait, then they read the same files.
-    if processes.main:
-        data = jet_token_data(**arguments(jet_token_data))
+    made = make() if processes.main else None
     processes.wait_for_main()
-    if not processes.main:
-        data = jet_token_data(**arguments(jet_token_data))
-    _, result = train_jet_gpt(data, **arguments(train_jet_gpt), progress=processes.main)
+    return made if processes.main else make()
+
+
+def _report(result, processes, best_by: str = "loss") -> None:
     if processes.main:
         best = result.history[result.best_epoch]
         print(
             f"{result.best_checkpoint}: best epoch {result.best_epoch + 1} of {len(result.history)} by "
-            f"{values['best_by']}, val loss {best['val_loss']:.4f}; {processes.world_size} process(es)"
+            f"{best_by}, val loss {best['val_loss']:.4f}; {processes.world_size} process(es)"
         )
+
+
+def _train_jet_gpt(values: dict[str, object]) -> None:
+    from omnijet_lib.training.distributed import join_processes
+    from omnijet_lib.workflows import jet_token_data, train_jet_gpt
+
+    processes = join_processes()
+    data = _main_first(lambda: jet_token_data(**_arguments(jet_token_data, values)))
+    _, result = train_jet_gpt(data, **_arguments(train_jet_gpt, values), progress=processes.main)
+    _report(result, processes, str(values["best_by"]))
+
+
+def _train_direct_showers(values: dict[str, object]) -> None:
+    from omnijet_lib.notebooks import list_parameter
+    from omnijet_lib.training.distributed import join_processes
+    from omnijet_lib.workflows import shower_split, train_direct_shower_model
+
+    processes = join_processes()
+    _, showers, train_idx, val_idx, _ = _main_first(lambda: shower_split(**_arguments(shower_split, values)))
+    options = _arguments(train_direct_shower_model, values) | {"progress": processes.main}
+    for variant in list_parameter(values["variants"], "variants"):
+        _, result = train_direct_shower_model(showers, train_idx, val_idx, **options | {"variant": variant})
+        _report(result, processes)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -143,7 +170,7 @@ def _train(args: argparse.Namespace) -> None:
     given = {name: value for name, value in vars(args).items() if name.startswith(_PARAMETER)}
     merged |= {name.removeprefix(_PARAMETER): value for name, value in given.items()}
     values = notebook_parameters(notebook) | check_parameters(merged, notebook)
-    {"jet-gpt": _train_jet_gpt}[args.model](values)
+    {"jet-gpt": _train_jet_gpt, "direct-showers": _train_direct_showers}[args.model](values)
 
 
 _PARAMETER = "parameter:"  # the namespace prefix of a notebook parameter given as --NAME VALUE

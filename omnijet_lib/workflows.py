@@ -8,9 +8,10 @@ follows a small generated sample every epoch if asked, and returns a
 decoded to constituents -- tokenize (``tokenized``) -> train -> generate -> decode.
 
 :func:`jet_token_data` and :func:`train_jet_gpt` are notebook 04's data and
-training, taking its parameters by name: the notebook calls them, and so does
-``omnijet train jet-gpt`` (alone, or as one of torchrun's processes), so that a
-run trained by either is the same run, which the other continues or returns.
+training, :func:`shower_split` and :func:`train_direct_shower_model` notebook 07's,
+taking their parameters by name: the notebooks call them, and so does ``omnijet
+train`` (alone, or as one of torchrun's processes), so that a run trained by either
+is the same run, which the other continues or returns.
 """
 
 from __future__ import annotations
@@ -18,21 +19,29 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from omnijet_lib.data.hit_sequences import ORDERS, hit_sequences
 from omnijet_lib.data.jets import Jets
 from omnijet_lib.data.pythia_jets import jet_dataset
+from omnijet_lib.data.shower_files import read_showers
+from omnijet_lib.data.shower_simulation import shower_dataset
+from omnijet_lib.data.showers import Showers
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.generation import decode_generated_jets, generate_sequences
 from omnijet_lib.metrics.generation_quality import generation_monitor
+from omnijet_lib.models.energy_strategies import EnergyStrategy
 from omnijet_lib.models.gpt import GPT, GPTConfig
+from omnijet_lib.models.spatial_gpt import TOKENIZATIONS, SpatialGPT, SpatialGPTConfig
 from omnijet_lib.tokenizers.base import Tokenizer
 from omnijet_lib.tokenizers.registry import load_tokenizer
 from omnijet_lib.tokenizers.token_dataset import TokenDataset
 from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.training import TrainingConfig, TrainingResult
 from omnijet_lib.training.gpt import fit_gpt
+from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
 
 CONDITIONS_FROM = ("training", "model")
 
@@ -219,4 +228,83 @@ def train_jet_gpt(
     return fit_jet_generator(
         data.dataset, data.train_idx, data.val_idx, data.tokenizer, architecture, training, Path(run_dir) / "gpt",
         jet_pt_bins=jet_pt_bins, conditions_from=multiplicity_from, monitor_jets=monitor_jets, progress=progress,
+    )  # fmt: skip
+
+
+class ShowerSplit(NamedTuple):
+    file: Path  # the simulated showers' file
+    showers: Showers
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+
+def shower_split(
+    *, n_showers: int, seed: int, energy: float | list[float] | tuple[float, float], data_dir: str | os.PathLike
+) -> ShowerSplit:
+    """Notebooks 06 and 07's showers (simulated once) and their 60/20/20 split by ``seed``.
+
+    ``energy``: one incident energy, or a range (low, high) [GeV] drawn uniformly.
+    """
+    energy = tuple(energy) if isinstance(energy, (list, tuple)) else energy
+    energy = energy[0] if isinstance(energy, tuple) and len(energy) == 1 else energy
+    file = shower_dataset(n_showers, seed=seed, energy=energy, data_dir=data_dir)
+    showers = read_showers(file)
+    return ShowerSplit(file, showers, *split_indices(len(showers), seed=seed))
+
+
+def parse_variant(variant: str) -> tuple[str, str]:
+    """A direct-token model variant "<tokenization>/<order>" (e.g. "per_axis/energy") as (tokenization, order)."""
+    tokenization, _, order = variant.partition("/")
+    if tokenization not in TOKENIZATIONS or order not in ORDERS:
+        msg = f"variant {variant!r} not understood: use '<tokenization>/<order>' with {TOKENIZATIONS} and {ORDERS}"
+        raise ValueError(msg)
+    return tokenization, order
+
+
+def train_direct_shower_model(
+    showers: Showers,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    *,
+    variant: str,
+    n_components: int,
+    condition_on_n_hits: bool,
+    energy_strategy_in_energy_order: str,
+    energy_strategy_in_layer_order: str,
+    anchor_noise: float,
+    embed_dim: int,
+    n_heads: int,
+    n_blocks: int,
+    ffn_dim: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    lr_schedule: str,
+    warmup: float,
+    seed: int,
+    device: str,
+    run_dir: str | os.PathLike,
+    precision: str = "fp32",
+    torch_compile: bool = False,
+    tf32: bool = False,
+    progress: bool = True,
+) -> tuple[SpatialGPT, TrainingResult]:
+    """Notebook 07's direct-token model ``variant`` ("<tokenization>/<order>"), trained in
+    ``run_dir/<tokenization>_<order>``; its parameters by name."""
+    tokenization, order = parse_variant(variant)
+    strategy = {"energy": energy_strategy_in_energy_order, "layer": energy_strategy_in_layer_order}[order]
+    parsed = EnergyStrategy.parse(strategy)
+    config = SpatialGPTConfig(
+        tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
+        n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
+        energy_strategy=strategy, anchor_noise=anchor_noise if parsed.energy_budget and parsed.bounded else 0.0,
+    )  # fmt: skip
+    training = TrainingConfig(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+        seed=seed, device=device, precision=precision, compile=torch_compile, tf32=tf32,
+    )  # fmt: skip
+    return fit_spatial_gpt(
+        config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),
+        training, Path(run_dir) / variant.replace("/", "_"), progress=progress,
     )  # fmt: skip

@@ -64,15 +64,19 @@ def test_simulate_showers_refuses_bad_counts(tmp_path, capsys, argument, value):
     _refused(tmp_path, capsys, [*argv, argument, value], argument)
 
 
-def test_train_help_lists_every_parameter_of_the_notebook_with_its_default(capsys):
+def test_train_help_lists_every_parameter_of_the_notebooks_with_their_defaults(capsys):
+    from omnijet_lib.cli import TRAINABLE
     from omnijet_lib.notebooks import notebook_parameters, project_root
 
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--help"])
     assert exit_.value.code == 0
     shown = capsys.readouterr().out
-    for name, default in notebook_parameters(project_root() / "notebooks" / "04_generation.py").items():
-        assert f"--{name} {default!r}" in shown
+    assert set(TRAINABLE) == {"jet-gpt", "direct-showers"}
+    for model, notebook in TRAINABLE.items():
+        section = shown[shown.index(f"{model} (notebook {notebook})") :]
+        for name, default in notebook_parameters(project_root() / "notebooks" / f"{notebook}.py").items():
+            assert f"--{name} {default!r}" in section, (model, name)
 
 
 def test_train_refuses_an_unknown_or_bad_parameter_before_it_trains(tmp_path, capsys):

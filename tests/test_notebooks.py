@@ -78,6 +78,7 @@ TINY = {
         "batch_size": 8,
         "n_per_slice": 4,
         "generation_batch_size": 4,
+        "n_processes": 2,  # trained under torchrun (2 gloo processes), then read by the notebook
     },
 }
 # Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
@@ -328,6 +329,9 @@ def _check_07_direct_spatial_tokens(metrics):
 
     variants = ["per_axis/energy", "per_axis/layer"]
     assert set(metrics["models"]) == set(variants)
+    # trained by two processes under torchrun (each one's RNG in the checkpoint), then read by the notebook
+    assert metrics["n_processes"] == 2
+    assert all(len(load_checkpoint(metrics["models"][v]["checkpoint"])["process_rngs"]) == 2 for v in variants)
     assert all(metrics["models"][v]["n_components"] == 4 for v in variants)
     assert all(metrics["models"][v]["order"] == v.partition("/")[2] for v in variants)  # each trained in its order
     # each order its energy strategy: the order statistic and the fitted hottest cell in energy order, the
