@@ -3,7 +3,9 @@
 A regression MLP whose loss is a mean over per-sample units of unequal number (as a
 GPT's loss is a mean over real tokens), so that shards of one batch carry unequal
 weights; 97 samples, so that with batch size 8 on 2 processes one rank has a batch
-fewer in every epoch.
+fewer in every epoch.  Or (``--vqvae``) a small VQ-VAE on random "jets", whose
+k-means start and dead-code replacement draw from each process's own shard; every
+process then writes its codebook to ``<run_dir>/codebook_rank<r>.pt``.
 """
 
 import argparse
@@ -14,7 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
+from omnijet_lib.tokenizers.vqvae import VQVAE
 from omnijet_lib.training import StepOutput, TrainingConfig, train
+from omnijet_lib.training.tokenizers import vqvae_loss
 
 
 def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> StepOutput:
@@ -33,7 +38,11 @@ def main() -> None:
     parser.add_argument("--kill-at-step", type=int, default=None, help="rank 1 kills itself (SIGKILL) after this step")
     parser.add_argument("--kill-marker", default=None, help="file made when it does: it kills only once")
     parser.add_argument("--learning-rate-on-rank-1", type=float, default=None, help="give rank 1 another config")
+    parser.add_argument("--vqvae", action="store_true", help="train a small VQ-VAE instead")
     args = parser.parse_args()
+    if args.vqvae:
+        train_vqvae(args)
+        return
 
     rank = int(os.environ.get("RANK", "0"))
     generator = torch.Generator().manual_seed(0)
@@ -58,6 +67,21 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     train(model, train_data, val_data, loss_fn, config, args.run_dir, progress=False, on_step=on_step)
+
+
+def train_vqvae(args) -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(80, 12, 3, generator=generator)
+    mask = torch.arange(12) < torch.randint(4, 13, (80, 1), generator=generator)
+    features = features * mask[..., None]
+    quantizer = QuantizerConfig(codebook_size=32, replace_every=3)  # k-means start, then frequent replacement
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(hidden_dim=16, n_heads=2, n_layers=1, quantizer=quantizer))
+    config = TrainingConfig(epochs=2, batch_size=args.batch_size, learning_rate=3e-3, seed=3, device="cpu")
+    data = (features[:64], mask[:64]), (features[64:], mask[64:])
+    train(model, *data, vqvae_loss, config, args.run_dir, progress=False)
+    torch.save(model.quantizer.codebook().detach(), Path(args.run_dir) / f"codebook_rank{rank}.pt")
 
 
 if __name__ == "__main__":

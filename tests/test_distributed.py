@@ -71,6 +71,15 @@ def test_resumes_exactly_after_kill_9_of_one_rank(two_processes, tmp_path):
     assert without_seconds(final["history"]) == without_seconds(two_processes["history"])
 
 
+def test_a_vq_vae_keeps_one_codebook_on_every_process(tmp_path):
+    """k-means and dead-code replacement draw from each process's own vectors; the codebook stays one."""
+    done = run(tmp_path / "vqvae", "--vqvae", "--batch-size", "8")
+    assert done.returncode == 0, done.stderr
+    codebooks = [torch.load(tmp_path / "vqvae" / f"codebook_rank{rank}.pt") for rank in (0, 1)]
+    assert torch.equal(*codebooks)
+    assert load_checkpoint(tmp_path / "vqvae" / "last.pt")["model"]["quantizer.batches_seen"] == 2 * 4
+
+
 def test_processes_that_disagree_on_the_config_are_refused(tmp_path):
     done = run(tmp_path / "disagree", "--batch-size", "8", "--learning-rate-on-rank-1", "0.02")
     assert done.returncode != 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -190,6 +191,7 @@ class VectorQuantizer(nn.Module):
             filled = counts > 0  # an empty cluster keeps its centroid
             centroids[filled] = sums[filled] / counts[filled, None]
         self._set_effective(torch.arange(k, device=z.device), centroids)
+        _same_on_every_process(self.raw_codebook)
         self.initialised.fill_(True)
 
     @torch.no_grad()
@@ -199,6 +201,7 @@ class VectorQuantizer(nn.Module):
         if len(dead) > 0:
             pick = torch.randint(len(z), (len(dead),), device=z.device)  # default generator: exact resume
             self._set_effective(dead, self._jitter(z[pick], z))
+            _same_on_every_process(self.raw_codebook)
             self.unused_for[dead] = 0
 
     def forward(self, z: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
@@ -226,10 +229,12 @@ class VectorQuantizer(nn.Module):
         codebook = self.codebook()  # (K, D)
         codes, _ = nearest_code(z_e.detach(), codebook.detach(), max_block_elements=self.config.search_memory)  # (M,)
         z_q = codebook[codes]  # (M, D) differentiable in the codebook
-        if self.training and len(z_e) > 0:  # an all-padding batch is no batch for the LRU clock
-            with torch.no_grad():
-                self.unused_for.add_(1).index_fill_(0, codes, 0)
-                self.batches_seen.add_(1)
+        if self.training:
+            used = _used_on_any_process(codes, len(self.unused_for))  # under torchrun: every process, every step
+            if len(used) > 0:  # an all-padding batch is no batch for the LRU clock
+                with torch.no_grad():
+                    self.unused_for.add_(1).index_fill_(0, used, 0)
+                    self.batches_seen.add_(1)
 
         # Mean over vectors and components, as vqtorch's loss: alpha = 10 keeps the paper's meaning.
         n = max(z_e.numel(), 1)
@@ -260,3 +265,25 @@ class VectorQuantizer(nn.Module):
     def utilisation(self, codes: Tensor) -> float:
         """Fraction of the K codes that appear in ``codes`` (padding -1 ignored)."""
         return torch.unique(codes[codes >= 0]).numel() / self.config.codebook_size
+
+
+# Data-parallel training (torchrun, omnijet_lib.training.distributed): each process quantizes its shard of
+# the batch, but the codebook must stay one.  k-means and the replacement of dead codes, which draw
+# from the process's own vectors, end with rank 0's codebook copied to all; a code counts as used if
+# any process used it.  With one process both are no-ops.
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _same_on_every_process(codebook: Tensor) -> None:
+    if _distributed():
+        dist.broadcast(codebook.data, src=0)
+
+
+def _used_on_any_process(codes: Tensor, codebook_size: int) -> Tensor:
+    """The codes used in this batch by this process or any other."""
+    if not _distributed():
+        return codes
+    used = torch.bincount(codes, minlength=codebook_size)
+    dist.all_reduce(used)
+    return used.nonzero().squeeze(1)
