@@ -32,25 +32,18 @@
 
 # %%
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from omnijet_lib.data.jet_files import read_jets
-from omnijet_lib.data.jets import concatenate, label_index
-from omnijet_lib.data.preprocessing import preprocess
-from omnijet_lib.data.pythia_jets import jet_dataset
-from omnijet_lib.data.splits import split_indices
+from omnijet_lib.data.jets import label_index
 from omnijet_lib.metrics.classifier_test import lost_information
 from omnijet_lib.metrics.resolution import fit_gaussian, resolution_table
 from omnijet_lib.metrics.token_quality import codebook_utilisation, mass_error_sources, token_residuals
-from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+from omnijet_lib.notebooks import launch_training, list_parameter, notebook_values, save_metrics, start_notebook
 from omnijet_lib.plotting import overlay_residuals, show_and_save
-from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
-from omnijet_lib.tokenizers.specs import build_tokenizer
 from omnijet_lib.training import TrainingConfig
-from omnijet_lib.training.tokenizers import fit_tokenizer
+from omnijet_lib.workflows import jet_features, train_jet_tokenizer
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -78,6 +71,12 @@ lr_schedule = "cosine"  # "constant" or "cosine" (falls to 0 over the epochs)
 # as the commitment term grows while the reconstruction still improves.
 best_by = "mse"  # or "loss"
 device = "auto"  # cpu, cuda, mps or auto
+n_processes = (
+    1  # > 1: train the VQ-VAEs data-parallel under torchrun, e.g. one process per GPU (batch_size is per process)
+)
+precision = "fp32"  # "bf16" or "fp16": mixed-precision training, for GPUs
+torch_compile = False  # torch.compile the training step: minutes of compiling, then faster steps (GPUs)
+tf32 = False  # TF32 matrix products on CUDA GPUs that have them
 classifiers = ["deepsets", "transformer"]  # lost-information test; [] skips it
 classifier_epochs = 8
 tokenizer_dir = "data/tokenizers"  # trained tokenizers are saved here as '<spec>_seed<seed>.pt' for notebooks 03, 04
@@ -90,12 +89,15 @@ tokenizers = list_parameter(tokenizers, "tokenizers")
 classifiers = list_parameter(classifiers, "classifiers")
 output_dir, run_dir, tokenizer_dir = Path(output_dir), Path(run_dir), Path(tokenizer_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
-paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
-jets = concatenate([read_jets(paths["top"]), read_jets(paths["qcd"])])
-data = preprocess(jets)
+prepared = jet_features(n_jets=n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
+jets, data = prepared.jets, prepared.features
 class_names = {label_index("Tbqq"): "top", label_index("QCD"): "QCD"}
 
-split = dict(zip(("train", "val", "test"), split_indices(len(jets), seed=seed)))  # the same split in notebook 04
+split = {
+    "train": prepared.train_idx,
+    "val": prepared.val_idx,
+    "test": prepared.test_idx,
+}  # the same split in notebook 04
 
 
 train, val, test = (data[split[s]] for s in ("train", "val", "test"))
@@ -108,18 +110,19 @@ print({s: len(i) for s, i in split.items()}, "jets;", f"{data.mask.sum(1).mean()
 # the project's loop (best epoch by validation `best_by`; an interrupted run resumes).
 
 # %%
-vqvae = VQVAEConfig(hidden_dim=hidden_dim, n_heads=n_heads, jet_weight=jet_weight, quantizer=QuantizerConfig())
-training = TrainingConfig(
-    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, best_by=best_by,
-    seed=seed, device=device,
-)  # fmt: skip
 trained, seconds = {}, {}
+if n_processes > 1:  # `omnijet train jet-tokenizer` under torchrun; the loop below then reads the finished runs
+    launch_training(
+        "jet-tokenizer", notebook_values(globals(), "notebooks/02_tokenization_quality.py"), n_processes=n_processes
+    )
 for spec in tokenizers:
     start = time.perf_counter()
-    kind = spec.partition("-")[0]
-    layers = n_blocks if kind == "conditional" else mlp_layers
-    tokenizer = build_tokenizer(spec, vqvae=replace(vqvae, n_layers=layers), device=device, seed=seed)
-    trained[spec] = fit_tokenizer(tokenizer, train, val, training=training, run_dir=run_dir / spec)
+    trained[spec] = train_jet_tokenizer(
+        spec, prepared, hidden_dim=hidden_dim, n_blocks=n_blocks, n_heads=n_heads, mlp_layers=mlp_layers,
+        jet_weight=jet_weight, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        lr_schedule=lr_schedule, best_by=best_by, seed=seed, device=device, precision=precision,
+        torch_compile=torch_compile, tf32=tf32, run_dir=run_dir,
+    )  # fmt: skip
     trained[spec].save(tokenizer_dir / f"{spec}_seed{seed}.pt")
     seconds[spec] = time.perf_counter() - start
     print(f"{spec}: {trained[spec].codebook_size} tokens, {seconds[spec]:.0f} s")
@@ -225,7 +228,9 @@ for spec, sigma in sorted(top_mass_sigma.items(), key=lambda kv: kv[1]):
 
 metrics = {
     "n_jets": {"train": len(train), "val": len(val), "test": len(test)},
+    "run_dir": str(run_dir),
     "budget": {
+        "n_processes": n_processes,
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,

@@ -105,7 +105,11 @@ def _run_notebook(args: argparse.Namespace) -> None:
 
 
 # What `omnijet train` trains, and the notebook whose parameters (and training) it takes.
-TRAINABLE = {"jet-gpt": "04_generation", "direct-showers": "07_direct_spatial_tokens"}
+TRAINABLE = {
+    "jet-tokenizer": "02_tokenization_quality",
+    "jet-gpt": "04_generation",
+    "direct-showers": "07_direct_spatial_tokens",
+}
 
 
 def _arguments(function: Callable, values: dict[str, object]) -> dict[str, object]:
@@ -135,6 +139,24 @@ def _report(result, processes, best_by: str = "loss") -> None:
             f"{result.best_checkpoint}: best epoch {result.best_epoch + 1} of {len(result.history)} by "
             f"{best_by}, val loss {best['val_loss']:.4f}; {processes.world_size} process(es)"
         )
+
+
+def _train_jet_tokenizers(values: dict[str, object]) -> None:
+    from pathlib import Path
+
+    from omnijet_lib.notebooks import list_parameter
+    from omnijet_lib.training.distributed import join_processes
+    from omnijet_lib.workflows import jet_features, train_jet_tokenizer
+
+    processes = join_processes()
+    data = _main_first(lambda: jet_features(**_arguments(jet_features, values)))
+    options = _arguments(train_jet_tokenizer, values) | {"progress": processes.main}
+    for spec in list_parameter(values["tokenizers"], "tokenizers"):
+        tokenizer = train_jet_tokenizer(spec, data, **options)
+        if processes.main:
+            path = tokenizer.save(Path(str(values["tokenizer_dir"])) / f"{spec}_seed{values['seed']}.pt")
+            print(f"{spec}: {tokenizer.codebook_size} tokens, saved to {path}")
+    processes.wait_for_main()
 
 
 def _train_jet_gpt(values: dict[str, object]) -> None:
@@ -170,7 +192,12 @@ def _train(args: argparse.Namespace) -> None:
     given = {name: value for name, value in vars(args).items() if name.startswith(_PARAMETER)}
     merged |= {name.removeprefix(_PARAMETER): value for name, value in given.items()}
     values = notebook_parameters(notebook) | check_parameters(merged, notebook)
-    {"jet-gpt": _train_jet_gpt, "direct-showers": _train_direct_showers}[args.model](values)
+    commands = {
+        "jet-tokenizer": _train_jet_tokenizers,
+        "jet-gpt": _train_jet_gpt,
+        "direct-showers": _train_direct_showers,
+    }
+    commands[args.model](values)
 
 
 _PARAMETER = "parameter:"  # the namespace prefix of a notebook parameter given as --NAME VALUE

@@ -7,8 +7,9 @@ follows a small generated sample every epoch if asked, and returns a
 :class:`JetGenerator` whose :meth:`~JetGenerator.generate` gives new jets,
 decoded to constituents -- tokenize (``tokenized``) -> train -> generate -> decode.
 
-:func:`jet_token_data` and :func:`train_jet_gpt` are notebook 04's data and
-training, :func:`shower_split` and :func:`train_direct_shower_model` notebook 07's,
+:func:`jet_features` and :func:`train_jet_tokenizer` are notebook 02's data and
+training, :func:`jet_token_data` and :func:`train_jet_gpt` notebook 04's,
+:func:`shower_split` and :func:`train_direct_shower_model` notebook 07's,
 taking their parameters by name: the notebooks call them, and so does ``omnijet
 train`` (alone, or as one of torchrun's processes), so that a run trained by either
 is the same run, which the other continues or returns.
@@ -24,7 +25,9 @@ from typing import NamedTuple
 import numpy as np
 
 from omnijet_lib.data.hit_sequences import ORDERS, hit_sequences
-from omnijet_lib.data.jets import Jets
+from omnijet_lib.data.jet_files import read_jets
+from omnijet_lib.data.jets import Jets, concatenate
+from omnijet_lib.data.preprocessing import PreprocessedJets, preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.shower_files import read_showers
 from omnijet_lib.data.shower_simulation import shower_dataset
@@ -35,13 +38,16 @@ from omnijet_lib.metrics.generation_quality import generation_monitor
 from omnijet_lib.models.energy_strategies import EnergyStrategy
 from omnijet_lib.models.gpt import GPT, GPTConfig
 from omnijet_lib.models.spatial_gpt import TOKENIZATIONS, SpatialGPT, SpatialGPTConfig
+from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
 from omnijet_lib.tokenizers.base import Tokenizer
 from omnijet_lib.tokenizers.registry import load_tokenizer
+from omnijet_lib.tokenizers.specs import build_tokenizer
 from omnijet_lib.tokenizers.token_dataset import TokenDataset
 from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.training import TrainingConfig, TrainingResult
 from omnijet_lib.training.gpt import fit_gpt
 from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
+from omnijet_lib.training.tokenizers import fit_tokenizer
 
 CONDITIONS_FROM = ("training", "model")
 
@@ -131,6 +137,63 @@ def fit_jet_generator(
         progress=progress, **conditioned,
     )  # fmt: skip
     return JetGenerator(model, tokenizer, multiplicities, jet_pt), result
+
+
+class JetFeatures(NamedTuple):
+    """Top and QCD jets (top first, then QCD), pre-processed, and the 60/20/20 split by seed of notebooks 02-05."""
+
+    jets: Jets
+    features: PreprocessedJets
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+
+def jet_features(*, n_jets: int, seed: int, data_dir: str | os.PathLike, n_workers: int | None = None) -> JetFeatures:
+    """Notebook 02's data: ``n_jets`` jets per class (generated once), pre-processed, split by ``seed``."""
+    paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
+    jets = concatenate([read_jets(paths["top"]), read_jets(paths["qcd"])])
+    return JetFeatures(jets, preprocess(jets), *split_indices(len(jets), seed=seed))
+
+
+def train_jet_tokenizer(
+    spec: str,
+    data: JetFeatures,
+    *,
+    hidden_dim: int,
+    n_blocks: int,
+    n_heads: int,
+    mlp_layers: int,
+    jet_weight: float,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    lr_schedule: str,
+    best_by: str,
+    seed: int,
+    device: str,
+    run_dir: str | os.PathLike,
+    precision: str = "fp32",
+    torch_compile: bool = False,
+    tf32: bool = False,
+    progress: bool = True,
+) -> Tokenizer:
+    """Notebook 02's tokenizer ``spec`` (e.g. "conditional-512"), fitted in ``run_dir/<spec>``; its parameters by name.
+
+    The caller saves it (``tokenizer.save``), under torchrun from one process.
+    """
+    kind = spec.partition("-")[0]
+    vqvae = VQVAEConfig(
+        hidden_dim=hidden_dim, n_heads=n_heads, jet_weight=jet_weight, quantizer=QuantizerConfig(),
+        n_layers=n_blocks if kind == "conditional" else mlp_layers,
+    )  # fmt: skip
+    training = TrainingConfig(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, best_by=best_by,
+        seed=seed, device=device, precision=precision, compile=torch_compile, tf32=tf32,
+    )  # fmt: skip
+    tokenizer = build_tokenizer(spec, vqvae=vqvae, device=device, seed=seed)
+    train, val = data.features[data.train_idx], data.features[data.val_idx]
+    return fit_tokenizer(tokenizer, train, val, training=training, run_dir=Path(run_dir) / spec, progress=progress)
 
 
 @dataclass

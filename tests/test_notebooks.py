@@ -23,6 +23,7 @@ TINY = {
         "epochs": 2,
         "hidden_dim": 16,
         "classifier_epochs": 1,
+        "n_processes": 2,  # the VQ-VAEs train under torchrun (2 gloo processes), the notebook reads the runs
     },
     "03_token_space": {"n_jets": 60, "tokenizers": TINY_VQ, "n_contexts": 40, "n_tokens_shown": 3},
     "04_generation": {
@@ -225,6 +226,9 @@ def _check_01_data(metrics):
 
 def _check_02_tokenization_quality(metrics):
     assert set(metrics["top_mass_sigma"]) == set(TINY_VQ)
+    assert metrics["budget"]["n_processes"] == 2  # the VQ-VAEs were trained by two processes, then read
+    for spec in ("unconditional-32", "conditional-32"):
+        assert len(load_checkpoint(Path(metrics["run_dir"]) / spec / "last.pt")["process_rngs"]) == 2
     assert (metrics["budget"]["best_by"], metrics["budget"]["lr_schedule"]) == ("mse", "cosine")
     assert metrics["budget"]["jet_weight"] > 0  # the jet-level term is on by default
     assert all(sigma > 0 for sigma in metrics["top_mass_sigma"].values())
