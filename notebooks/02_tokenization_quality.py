@@ -110,6 +110,10 @@ print({s: len(i) for s, i in split.items()}, "jets;", f"{data.mask.sum(1).mean()
 # the project's loop (best epoch by validation `best_by`; an interrupted run resumes).
 
 # %%
+training = TrainingConfig(
+    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, best_by=best_by,
+    seed=seed, device=device, precision=precision, compile=torch_compile, tf32=tf32,
+)  # fmt: skip
 trained, seconds = {}, {}
 if n_processes > 1:  # `omnijet train jet-tokenizer` under torchrun; the loop below then reads the finished runs
     launch_training(
@@ -118,10 +122,8 @@ if n_processes > 1:  # `omnijet train jet-tokenizer` under torchrun; the loop be
 for spec in tokenizers:
     start = time.perf_counter()
     trained[spec] = train_jet_tokenizer(
-        spec, prepared, hidden_dim=hidden_dim, n_blocks=n_blocks, n_heads=n_heads, mlp_layers=mlp_layers,
-        jet_weight=jet_weight, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        lr_schedule=lr_schedule, best_by=best_by, seed=seed, device=device, precision=precision,
-        torch_compile=torch_compile, tf32=tf32, run_dir=run_dir,
+        spec, prepared, training, hidden_dim=hidden_dim, n_blocks=n_blocks, n_heads=n_heads,
+        mlp_layers=mlp_layers, jet_weight=jet_weight, run_dir=run_dir,
     )  # fmt: skip
     trained[spec].save(tokenizer_dir / f"{spec}_seed{seed}.pt")
     seconds[spec] = time.perf_counter() - start

@@ -168,18 +168,20 @@ print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet 
 # finds the finished run in `run_dir` and returns it.
 
 # %%
+train_seed = seed if train_seed is None else train_seed
+training = TrainingConfig(
+    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+    seed=train_seed, device=device, best_by=best_by, precision=precision, compile=torch_compile, tf32=tf32,
+)  # fmt: skip
 start = time.perf_counter()
 if n_processes > 1:
     launch_training("jet-gpt", notebook_values(globals(), "notebooks/04_generation.py"), n_processes=n_processes)
 generator, result = train_jet_gpt(
-    data, seed=seed, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, epochs=epochs,
-    batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+    data, training, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
     multiplicity_token=multiplicity_token, multiplicity_from=multiplicity_from, count_down=count_down,
-    jet_pt_bins=jet_pt_bins, train_seed=train_seed, monitor_jets=monitor_jets, best_by=best_by, device=device,
-    precision=precision, torch_compile=torch_compile, tf32=tf32, run_dir=run_dir,
+    jet_pt_bins=jet_pt_bins, monitor_jets=monitor_jets, run_dir=run_dir,
 )  # fmt: skip
 train_seconds = time.perf_counter() - start
-train_seed = seed if train_seed is None else train_seed
 model, config = generator.model, generator.model.config
 best = result.history[result.best_epoch]
 print(

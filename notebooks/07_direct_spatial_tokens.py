@@ -63,6 +63,7 @@ from omnijet_lib.plotting import (
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 from omnijet_lib.tokenizers import load_tokenizer
+from omnijet_lib.training import TrainingConfig
 from omnijet_lib.workflows import parse_variant, shower_split, train_direct_shower_model
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
@@ -144,6 +145,10 @@ print(f"{len(showers)} showers: {len(train_idx)} train, {len(val_idx)} val, {len
 # variant orders the hits its own way. An interrupted run continues where it stopped.
 
 # %%
+training = TrainingConfig(
+    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
+    seed=seed, device=device, precision=precision, compile=torch_compile, tf32=tf32,
+)  # fmt: skip
 models, results, train_seconds = {}, {}, {}
 if n_processes > 1:  # `omnijet train direct-showers` under torchrun; the loop below then reads the finished runs
     launch_training(
@@ -151,12 +156,10 @@ if n_processes > 1:  # `omnijet train direct-showers` under torchrun; the loop b
     )
 for variant in variants:
     models[variant], results[variant] = train_direct_shower_model(
-        showers, train_idx, val_idx, variant=variant, n_components=n_components,
+        showers, train_idx, val_idx, training, variant=variant, n_components=n_components,
         condition_on_n_hits=condition_on_n_hits, energy_strategy_in_energy_order=energy_strategy_in_energy_order,
         energy_strategy_in_layer_order=energy_strategy_in_layer_order, anchor_noise=anchor_noise,
-        embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup, seed=seed,
-        device=device, precision=precision, torch_compile=torch_compile, tf32=tf32, run_dir=run_dir,
+        embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim, run_dir=run_dir,
     )  # fmt: skip
     train_seconds[variant] = sum(r["seconds"] for r in results[variant].history)  # resumed runs included
     best = results[variant].history[results[variant].best_epoch]

@@ -146,13 +146,13 @@ def _train_jet_tokenizers(values: dict[str, object]) -> None:
 
     from omnijet_lib.notebooks import list_parameter
     from omnijet_lib.training.distributed import join_processes
-    from omnijet_lib.workflows import jet_features, train_jet_tokenizer
+    from omnijet_lib.workflows import jet_features, train_jet_tokenizer, training_config
 
     processes = join_processes()
     data = _main_first(lambda: jet_features(**_arguments(jet_features, values)))
     options = _arguments(train_jet_tokenizer, values) | {"progress": processes.main}
     for spec in list_parameter(values["tokenizers"], "tokenizers"):
-        tokenizer = train_jet_tokenizer(spec, data, **options)
+        tokenizer = train_jet_tokenizer(spec, data, training_config(values), **options)
         if processes.main:
             path = tokenizer.save(Path(str(values["tokenizer_dir"])) / f"{spec}_seed{values['seed']}.pt")
             print(f"{spec}: {tokenizer.codebook_size} tokens, saved to {path}")
@@ -161,24 +161,27 @@ def _train_jet_tokenizers(values: dict[str, object]) -> None:
 
 def _train_jet_gpt(values: dict[str, object]) -> None:
     from omnijet_lib.training.distributed import join_processes
-    from omnijet_lib.workflows import jet_token_data, train_jet_gpt
+    from omnijet_lib.workflows import jet_token_data, train_jet_gpt, training_config
 
     processes = join_processes()
     data = _main_first(lambda: jet_token_data(**_arguments(jet_token_data, values)))
-    _, result = train_jet_gpt(data, **_arguments(train_jet_gpt, values), progress=processes.main)
+    seed = values["seed"] if values["train_seed"] is None else values["train_seed"]  # as notebook 04
+    training = training_config(values, seed=seed)
+    _, result = train_jet_gpt(data, training, **_arguments(train_jet_gpt, values), progress=processes.main)
     _report(result, processes, str(values["best_by"]))
 
 
 def _train_direct_showers(values: dict[str, object]) -> None:
     from omnijet_lib.notebooks import list_parameter
     from omnijet_lib.training.distributed import join_processes
-    from omnijet_lib.workflows import shower_split, train_direct_shower_model
+    from omnijet_lib.workflows import shower_split, train_direct_shower_model, training_config
 
     processes = join_processes()
     _, showers, train_idx, val_idx, _ = _main_first(lambda: shower_split(**_arguments(shower_split, values)))
     options = _arguments(train_direct_shower_model, values) | {"progress": processes.main}
     for variant in list_parameter(values["variants"], "variants"):
-        _, result = train_direct_shower_model(showers, train_idx, val_idx, **options | {"variant": variant})
+        split = (showers, train_idx, val_idx, training_config(values))
+        _, result = train_direct_shower_model(*split, **options | {"variant": variant})
         _report(result, processes)
 
 

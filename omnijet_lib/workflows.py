@@ -18,7 +18,7 @@ is the same run, which the other continues or returns.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -139,6 +139,17 @@ def fit_jet_generator(
     return JetGenerator(model, tokenizer, multiplicities, jet_pt), result
 
 
+def training_config(parameters: dict[str, object], **changes) -> TrainingConfig:
+    """The :class:`TrainingConfig` a notebook's ``parameters`` give, by name (``torch_compile`` sets ``compile``).
+
+    What ``omnijet train`` builds from them; the notebooks spell theirs out, and a run
+    one trained is refused by the other, naming the field, if the two ever differ.
+    """
+    names = {f.name for f in fields(TrainingConfig)}
+    given = {("compile" if name == "torch_compile" else name): value for name, value in parameters.items()}
+    return TrainingConfig(**{name: value for name, value in given.items() if name in names} | changes)
+
+
 class JetFeatures(NamedTuple):
     """Top and QCD jets (top first, then QCD), pre-processed, and the 60/20/20 split by seed of notebooks 02-05."""
 
@@ -159,23 +170,14 @@ def jet_features(*, n_jets: int, seed: int, data_dir: str | os.PathLike, n_worke
 def train_jet_tokenizer(
     spec: str,
     data: JetFeatures,
+    training: TrainingConfig,
     *,
     hidden_dim: int,
     n_blocks: int,
     n_heads: int,
     mlp_layers: int,
     jet_weight: float,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    lr_schedule: str,
-    best_by: str,
-    seed: int,
-    device: str,
     run_dir: str | os.PathLike,
-    precision: str = "fp32",
-    torch_compile: bool = False,
-    tf32: bool = False,
     progress: bool = True,
 ) -> Tokenizer:
     """Notebook 02's tokenizer ``spec`` (e.g. "conditional-512"), fitted in ``run_dir/<spec>``; its parameters by name.
@@ -187,11 +189,7 @@ def train_jet_tokenizer(
         hidden_dim=hidden_dim, n_heads=n_heads, jet_weight=jet_weight, quantizer=QuantizerConfig(),
         n_layers=n_blocks if kind == "conditional" else mlp_layers,
     )  # fmt: skip
-    training = TrainingConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, best_by=best_by,
-        seed=seed, device=device, precision=precision, compile=torch_compile, tf32=tf32,
-    )  # fmt: skip
-    tokenizer = build_tokenizer(spec, vqvae=vqvae, device=device, seed=seed)
+    tokenizer = build_tokenizer(spec, vqvae=vqvae, device=training.device, seed=training.seed)
     train, val = data.features[data.train_idx], data.features[data.val_idx]
     return fit_tokenizer(tokenizer, train, val, training=training, run_dir=Path(run_dir) / spec, progress=progress)
 
@@ -246,40 +244,21 @@ def jet_token_data(
 
 def train_jet_gpt(
     data: JetTokenData,
+    training: TrainingConfig,
     *,
-    seed: int,
     embed_dim: int,
     n_heads: int,
     n_blocks: int,
     ffn_dim: int,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    lr_schedule: str,
-    warmup: float,
     multiplicity_token: bool,
     multiplicity_from: str,
     count_down: bool,
     jet_pt_bins: int,
-    train_seed: int | None,
     monitor_jets: int,
-    best_by: str,
-    device: str,
     run_dir: str | os.PathLike,
-    precision: str = "fp32",
-    torch_compile: bool = False,
-    tf32: bool = False,
     progress: bool = True,
 ) -> tuple[JetGenerator, TrainingResult]:
-    """Notebook 04's GPT, trained (or continued, or returned if done) in ``run_dir/gpt``; its parameters by name.
-
-    ``train_seed`` (None: ``seed``) seeds the initialisation and the batch order.
-    """
-    training = TrainingConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
-        seed=seed if train_seed is None else train_seed, device=device, best_by=best_by, precision=precision,
-        compile=torch_compile, tf32=tf32,
-    )  # fmt: skip
+    """Notebook 04's GPT, trained (or continued, or returned if done) in ``run_dir/gpt``; its parameters by name."""
     architecture = GPTConfig(
         embed_dim=embed_dim,
         n_heads=n_heads,
@@ -329,6 +308,7 @@ def train_direct_shower_model(
     showers: Showers,
     train_idx: np.ndarray,
     val_idx: np.ndarray,
+    training: TrainingConfig,
     *,
     variant: str,
     n_components: int,
@@ -340,17 +320,7 @@ def train_direct_shower_model(
     n_heads: int,
     n_blocks: int,
     ffn_dim: int,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    lr_schedule: str,
-    warmup: float,
-    seed: int,
-    device: str,
     run_dir: str | os.PathLike,
-    precision: str = "fp32",
-    torch_compile: bool = False,
-    tf32: bool = False,
     progress: bool = True,
 ) -> tuple[SpatialGPT, TrainingResult]:
     """Notebook 07's direct-token model ``variant`` ("<tokenization>/<order>"), trained in
@@ -362,10 +332,6 @@ def train_direct_shower_model(
         tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
         n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
         energy_strategy=strategy, anchor_noise=anchor_noise if parsed.energy_budget and parsed.bounded else 0.0,
-    )  # fmt: skip
-    training = TrainingConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, warmup=warmup,
-        seed=seed, device=device, precision=precision, compile=torch_compile, tf32=tf32,
     )  # fmt: skip
     return fit_spatial_gpt(
         config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),
