@@ -179,8 +179,8 @@ def notebook_values(namespace: dict, notebook: str | os.PathLike) -> dict[str, o
 def launch_training(model: str, parameters: dict[str, object], *, n_processes: int) -> None:
     """Train ``model`` with a notebook's ``parameters`` in ``n_processes`` processes: ``torchrun ... omnijet train``.
 
-    Waits for the run and prints the end of its output; on failure raises with the
-    end of its error output.  The notebook then reads the finished run from its
+    Its output (rank 0's progress bars) appears in the notebook as it comes; a failed
+    run raises with the end of it.  The notebook then reads the finished run from its
     ``run_dir`` as if it had trained it.  On one node (``--standalone``); for several,
     run ``torchrun`` from the batch job (see the README).
     """
@@ -197,12 +197,19 @@ def launch_training(model: str, parameters: dict[str, object], *, n_processes: i
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_processes}",
             "-m", "omnijet_lib.cli", "train", model, "-f", str(parameter_file),
         ]  # fmt: skip
-        done = subprocess.run(command, cwd=project_root(), capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.splitlines()[-30:])
-        msg = f"training under torchrun failed (exit code {done.returncode}): {' '.join(command)}\n{tail}"
+        # Passed on as it comes, not line by line: a progress bar redraws its line with carriage returns.
+        run = subprocess.Popen(command, cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = []
+        while chunk := run.stdout.read1(1 << 14):
+            text = chunk.decode(errors="replace")
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            output.append(text)
+        code = run.wait()
+    if code != 0:
+        tail = "".join(output)[-4000:]
+        msg = f"training under torchrun failed (exit code {code}): {' '.join(command)}\n{tail}"
         raise RuntimeError(msg)
-    print("\n".join(done.stdout.splitlines()[-5:]))
 
 
 def _parameters_cell(notebook: str | os.PathLike) -> tuple[dict[str, object], set[str]]:
