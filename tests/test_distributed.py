@@ -16,7 +16,8 @@ PROJECT = SCRIPT.parents[1]
 
 def run(run_dir: Path, *args: str, processes: int = 2) -> subprocess.CompletedProcess:
     # One thread per process: two processes share the 2 cores of a laptop or CI runner.
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT)}
+    # Faulthandler: a process that dies of a signal (a C++ abort) prints where its threads were.
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT), "PYTHONFAULTHANDLER": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     command = (launcher if processes > 1 else [sys.executable]) + [str(SCRIPT), str(run_dir), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -17,6 +17,8 @@ batch size N * B does, up to floating-point rounding.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import math
 import os
 from dataclasses import dataclass
@@ -124,7 +126,20 @@ def join_processes() -> Processes:
         return Processes()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(_leave_process_group)
     return Processes(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def _leave_process_group() -> None:
+    """At exit, while the interpreter is whole: the group, and the DDP wrappers that hold it, taken down.
+
+    Left to the destructors of interpreter shutdown, gloo's threads can abort the process
+    ("terminate called without an active exception") after the work is done.  A DDP
+    wrapper keeps the group alive from inside reference cycles, hence the collection first.
+    """
+    gc.collect()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def process_device(device: torch.device, processes: Processes) -> torch.device:
