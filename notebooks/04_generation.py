@@ -160,7 +160,6 @@ print(f"vocabulary {tok.codebook_size + 2}, {lengths.mean():.1f} tokens per jet 
 # real one has the sharp edge of the selection (pT > 500 GeV) -- the jet-level
 # difference a classifier finds first. Told the bin, the GPT draws constituents that
 # add up to it; n and pT are drawn together, from one training jet (or from the GPT).
-
 #
 # With `n_processes` > 1 the GPT trains under `torchrun`, data-parallel (one process per
 # GPU on a GPU node; gloo over CPU cores elsewhere): `omnijet train jet-gpt` with this
