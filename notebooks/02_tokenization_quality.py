@@ -71,9 +71,7 @@ lr_schedule = "cosine"  # "constant" or "cosine" (falls to 0 over the epochs)
 # as the commitment term grows while the reconstruction still improves.
 best_by = "mse"  # or "loss"
 device = "auto"  # cpu, cuda, mps or auto
-n_processes = (
-    1  # > 1: train the VQ-VAEs data-parallel under torchrun, e.g. one process per GPU (batch_size is per process)
-)
+n_processes = 1  # > 1: train data-parallel under torchrun, e.g. one process per GPU (batch_size per process)
 precision = "fp32"  # "bf16" or "fp16": mixed-precision training, for GPUs
 torch_compile = False  # torch.compile the training step: minutes of compiling, then faster steps (GPUs)
 tf32 = False  # TF32 matrix products on CUDA GPUs that have them

@@ -38,15 +38,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from omnijet_lib.data.shower_files import read_showers, write_showers
+from omnijet_lib.data.shower_files import write_showers
 from omnijet_lib.data.shower_preprocessing import (
     ShowerPreprocessingConfig,
     preprocess_showers,
     showers_from_features,
     voxelise,
 )
-from omnijet_lib.data.shower_simulation import shower_dataset, simulate_showers
-from omnijet_lib.data.splits import split_indices
+from omnijet_lib.data.shower_simulation import simulate_showers
 from omnijet_lib.devices import pick_device
 from omnijet_lib.generation import decode_generated_showers, generate_sequences
 from omnijet_lib.generation.timing import reference_integrated
@@ -71,6 +70,7 @@ from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig
 from omnijet_lib.training.gpt import fit_gpt
 from omnijet_lib.training.tokenizers import fit_tokenizer
+from omnijet_lib.workflows import shower_split
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -120,11 +120,11 @@ output_dir.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
 simulate_showers(500, energy=energy, seed=seed + 1000, progress=False)  # timed apart from the file's writing
 simulation_rate = 500 / (time.perf_counter() - start)
-shower_file = shower_dataset(n_showers, seed=seed, energy=energy, data_dir=data_dir)
-showers = read_showers(shower_file)
+shower_file, showers, train_idx, val_idx, test_idx = shower_split(
+    n_showers=n_showers, seed=seed, energy=energy, data_dir=data_dir
+)  # the same showers and split in notebook 07
 preprocessing = ShowerPreprocessingConfig()
 features, mask = preprocess_showers(showers, preprocessing)
-train_idx, val_idx, test_idx = split_indices(len(showers), seed=seed)
 print(f"simulator: {simulation_rate:.0f} showers/s in this process; {shower_file}")
 print(f"{len(showers)} showers: {len(train_idx)} train, {len(val_idx)} val, {len(test_idx)} test;")
 print(f"{mask.sum(1).mean():.0f} hits per shower (min {mask.sum(1).min()}, max {mask.sum(1).max()})")

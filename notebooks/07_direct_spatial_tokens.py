@@ -108,9 +108,7 @@ generation_batch_size = 64
 vqvae_tokenizer = "data/tokenizers/showers_conditional-4096_seed1.pt"  # notebook 06's tokenizer
 vqvae_checkpoint = "runs/06_calorimeter_showers/gpt/best.pt"  # and its GPT
 device = "auto"
-n_processes = (
-    1  # > 1: train the models data-parallel under torchrun, e.g. one process per GPU (batch_size is per process)
-)
+n_processes = 1  # > 1: train data-parallel under torchrun, e.g. one process per GPU (batch_size per process)
 precision = "fp32"  # "bf16" or "fp16": mixed-precision training, for GPUs
 torch_compile = False  # torch.compile the training step: minutes of compiling, then faster steps (GPUs)
 tf32 = False  # TF32 matrix products on CUDA GPUs that have them

@@ -186,15 +186,14 @@ def _train_direct_showers(values: dict[str, object]) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from omnijet_lib.notebooks import check_parameters, notebook_parameters, profile_file, read_parameter_file
+    from omnijet_lib.notebooks import given_parameters, notebook_parameters
 
     notebook = _trainable_notebook(args.model)
-    merged: dict[str, object] = {}
-    for path in ([profile_file(args.profile, notebook)] if args.profile else []) + args.parameters_file:
-        merged |= read_parameter_file(path)
-    given = {name: value for name, value in vars(args).items() if name.startswith(_PARAMETER)}
-    merged |= {name.removeprefix(_PARAMETER): value for name, value in given.items()}
-    values = notebook_parameters(notebook) | check_parameters(merged, notebook)
+    options = {
+        name.removeprefix(_PARAMETER): value for name, value in vars(args).items() if name.startswith(_PARAMETER)
+    }
+    given = given_parameters(notebook, profile=args.profile, parameter_files=args.parameters_file, parameters=options)
+    values = notebook_parameters(notebook) | given
     commands = {
         "jet-tokenizer": _train_jet_tokenizers,
         "jet-gpt": _train_jet_gpt,
@@ -213,7 +212,7 @@ def _trainable_notebook(model: str):
 
 
 def _add_train_command(commands) -> None:
-    from omnijet_lib.notebooks import notebook_parameters, parameter_comments
+    from omnijet_lib.notebooks import notebook_parameters, parameter_comments, parse_parameter
 
     description = (
         "Train a model as its notebook does, with the notebook's parameters (defaults, then --profile, then -f "
@@ -247,16 +246,10 @@ def _add_train_command(commands) -> None:
         comments = parameter_comments(notebook)
         for name, default in notebook_parameters(notebook).items():
             sub.add_argument(
-                f"--{name}", dest=_PARAMETER + name, type=_parse_value, default=argparse.SUPPRESS, metavar="VALUE",
+                f"--{name}", dest=_PARAMETER + name, type=parse_parameter, default=argparse.SUPPRESS, metavar="VALUE",
                 help=f"{comments.get(name, '')} (default: {default!r})",
             )  # fmt: skip
         sub.set_defaults(func=_train)
-
-
-def _parse_value(text: str) -> object:
-    from omnijet_lib.notebooks import parse_parameter
-
-    return parse_parameter(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ silently ignored value, nor a traceback halfway) and executes it with papermill.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import numbers
@@ -152,9 +153,7 @@ def parameter_comments(notebook: str | os.PathLike) -> dict[str, str]:
     import io
     import tokenize
 
-    import jupytext
-
-    source = next(c.source for c in jupytext.read(notebook).cells if "parameters" in c.metadata.get("tags", []))
+    source = _parameters_source(notebook)
     comments = {
         token.start[0]: token.string.lstrip("# ").strip()
         for token in tokenize.generate_tokens(io.StringIO(source).readline)
@@ -163,16 +162,16 @@ def parameter_comments(notebook: str | os.PathLike) -> dict[str, str]:
     names = {}
     for statement in ast.parse(source).body:
         if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
-            names[statement.targets[0].id] = comments.get(statement.end_lineno, "")
+            lines = range(statement.lineno, statement.end_lineno + 1)  # a statement formatted over several lines
+            names[statement.targets[0].id] = next((comments[n] for n in lines if n in comments), "")
     return names
 
 
 def notebook_values(namespace: dict, notebook: str | os.PathLike) -> dict[str, object]:
     """The notebook's parameters as they stand in ``namespace`` (a running notebook's ``globals()``), paths as text."""
+    names = notebook_parameters(notebook)
     return {
-        name: str(value) if isinstance(value, Path) else value
-        for name, value in namespace.items()
-        if name in notebook_parameters(notebook)
+        name: str(value) if isinstance(value, Path) else value for name, value in namespace.items() if name in names
     }
 
 
@@ -212,18 +211,28 @@ def launch_training(model: str, parameters: dict[str, object], *, n_processes: i
         raise RuntimeError(msg)
 
 
-def _parameters_cell(notebook: str | os.PathLike) -> tuple[dict[str, object], set[str]]:
-    """The defaults of a notebook's parameters, and the names of those whose default is an expression."""
+def _parameters_source(notebook: str | os.PathLike) -> str:
+    """The source of the notebook's one ``parameters`` cell, read once per version of the file."""
+    path = Path(notebook).resolve()
+    return _read_parameters_source(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_parameters_source(path: Path, mtime_ns: int) -> str:  # mtime_ns: an edited notebook is read again
     import jupytext
 
-    nb = jupytext.read(notebook)
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    cells = [c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
-        msg = f"{notebook} must have exactly one cell tagged 'parameters', found {len(cells)}"
+        msg = f"{path} must have exactly one cell tagged 'parameters', found {len(cells)}"
         raise ValueError(msg)
+    return cells[0].source
+
+
+def _parameters_cell(notebook: str | os.PathLike) -> tuple[dict[str, object], set[str]]:
+    """The defaults of a notebook's parameters, and the names of those whose default is an expression."""
     defaults: dict[str, object] = {}
     expressions: set[str] = set()
-    for statement in ast.parse(cells[0].source).body:  # parsed, never executed
+    for statement in ast.parse(_parameters_source(notebook)).body:  # parsed, never executed
         if isinstance(statement, (ast.Assign, ast.AnnAssign)):
             targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
             for target in targets:
@@ -309,6 +318,21 @@ def _check_value(name: str, value: object, default: object) -> object:
     return value
 
 
+def given_parameters(
+    notebook: str | os.PathLike,
+    *,
+    profile: str | None = None,
+    parameter_files: list[str | os.PathLike] | tuple = (),
+    parameters: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """The parameters given to ``notebook``: ``profile``'s file, then each of ``parameter_files``, then
+    ``parameters``, each overriding the one before; checked (:func:`check_parameters`)."""
+    merged: dict[str, object] = {}
+    for path in [*([profile_file(profile, notebook)] if profile else []), *parameter_files]:
+        merged |= read_parameter_file(path)
+    return check_parameters(merged | dict(parameters or {}), notebook)
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     *,
@@ -334,13 +358,9 @@ def run_notebook(
     if not notebook.exists():
         msg = f"notebook not found: {notebook}"
         raise FileNotFoundError(msg)
-    files = [profile_file(profile, notebook)] if profile else []
-    merged: dict[str, object] = {}
-    for path in [*files, *parameter_files]:
-        merged |= read_parameter_file(path)
     # Checked before anything is written or run: a bad value would otherwise fail halfway, after the notebook
     # has made folders (a half-generated data set, a run directory) that then stand in the way of the right one.
-    parameters = check_parameters(merged | dict(parameters or {}), notebook)
+    parameters = given_parameters(notebook, profile=profile, parameter_files=parameter_files, parameters=parameters)
     defaults = notebook_parameters(notebook)
     if output_dir is not None:
         parameters["output_dir"] = str(Path(output_dir).resolve())

@@ -87,3 +87,11 @@ def test_train_refuses_an_unknown_or_bad_parameter_before_it_trains(tmp_path, ca
     assert main(["train", "jet-gpt", "-f", str(parameters), "--run_dir", str(tmp_path / "run")]) == 2
     assert "embed_dimension" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_train_model_help_shows_each_parameter_with_the_comment_of_its_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "jet-tokenizer", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert "--n_processes VALUE > 1: train data-parallel under torchrun" in shown
+    assert "(default: 1)" in shown
