@@ -1,12 +1,28 @@
-"""Generation speed of the GPT: the reference method (no cache) vs ``generate_batch``, and the arithmetic floor.
+"""Generation speed: the reference method (no cache) vs ``generate_batch``, the arithmetic floor, and showers per second.
 
     .venv/bin/python benchmarks/generation.py [--device auto] [--seed 0] [--batches 1 64 512]
+    .venv/bin/python benchmarks/generation.py --threads 1 --batches 64 512 --precisions fp32 bf16  # issue's targets
     .venv/bin/python benchmarks/generation.py --quick          # smoke test, under a minute
+
+Three cases, side by side in one run: jets and VQ-token showers with the paper's GPT, and
+the direct-token shower model of notebook 07 at the notebook's size.  ``--precisions``
+times (b) in each precision given (bf16: matrix products, output layer and key/value
+cache in bfloat16; fast where the hardware has it, e.g. AVX-512 BF16 or a GPU).
 
 The model is the paper's (embedding 256, 8 heads, 3 blocks, FFN 1024) with random weights: the
 cost of a step does not depend on them.  With random weights the logits are nearly uniform, so
 STOP (probability ~1/V per draw) is almost never drawn and every sequence runs to its full
 length; the few that do stop are counted and the time is divided by the tokens actually made.
+
+Showers as they come.  The shower cases make each shower as long as one of our simulator's
+showers at a uniform 10-100 GeV (mean ~1 210 hits, 100-1 700): the VQ-token GPT draws its
+multiplicity first (``GPTConfig.multiplicity_token``, the pool of hit counts given, so the
+output layer has 1 700 more rows, which are never sampled), and the direct-token model is
+asked for each simulated shower's incident energy, number of hits and visible energy
+(energy order by layer, "bounded+energy_budget+rescale_to_visible_energy": notebook 07's
+second variant; random weights, no fitted quantities needed).  Their table gives seconds
+per shower and showers per second; attention, whose cost grows with the square of the
+length, is then weighted as in real showers.  ``--shower-tokens`` caps the lengths.
 
 Lengths.  A jet is START + 128 sampled tokens + STOP and a shower START + 1700 + STOP: the models
 and ``generate_batch`` use ``max_length`` = 130 and 1702, which count START and STOP
@@ -58,10 +74,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from omnijet_lib.devices import pick_device
+from omnijet_lib.data.shower_simulation import simulate_showers
+from omnijet_lib.devices import PRECISIONS, pick_device
 from omnijet_lib.generation import generate_batch
+from omnijet_lib.generation.hits import generate_hits
 from omnijet_lib.generation.timing import best_of, reference_integrated, reference_whole, synchronize
 from omnijet_lib.models.gpt import GPT, GPTConfig, KVCache
+from omnijet_lib.models.spatial_gpt import SpatialGPT, SpatialGPTConfig
 from omnijet_lib.tokenizers.tokens import PAD
 
 
@@ -75,6 +94,11 @@ class Case:
 
 JETS = Case("jets", 8192, 128, short=True)
 SHOWERS = Case("showers", 65536, 1700, short=False)
+# Notebook 07's defaults for its layer-ordered variant
+DIRECT_NOTEBOOK_SIZE = SpatialGPTConfig(
+    embed_dim=64, n_heads=4, n_blocks=3, ffn_dim=256, condition_on_n_hits=True, order="layer",
+    energy_strategy="bounded+energy_budget+rescale_to_visible_energy",
+)  # fmt: skip
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -154,19 +178,19 @@ def reference_flops_per_token(config: GPTConfig, n_tokens: int) -> float:
 def shape_floor(model: GPT, batch: int, context: int, device: torch.device) -> dict[str, float]:
     """Seconds per step of the model's matmuls alone at ``batch`` rows: by part, and all in a step's order.
 
-    Uses the model's own weights and a filled key/value cache of its layout, read up to ``context``
-    as the model does, so the data a step touches (and whether it fits in the processor's caches)
+    Uses the model's own weights and a filled key/value cache of its layout, read as the model
+    does at ``context`` positions, so the data a step touches (and whether it fits in the processor's caches)
     is that of generation.  "blocks" and "attention" are summed over the blocks.
     """
     config = model.config
     d, f, h = config.embed_dim, config.ffn_dim, config.n_heads
     x, wide = torch.randn(batch, d, device=device), torch.randn(batch, f, device=device)  # (B, D), (B, F)
-    cache = KVCache(config, batch, device=device)
-    cache.keys.normal_(), cache.values.normal_()  # never read uninitialised memory (denormals are slow)
-    keys = [cache.keys[i, :, :, :context] for i in range(config.n_blocks)]  # (B, H, context, D/H) each
-    values = [cache.values[i, :, :, :context] for i in range(config.n_blocks)]
+    # A filled cache as the model's: per block (B, H, capacity, D/H), the context rounded up to its growth step.
+    capacity = -(-context // KVCache.GROWTH) * KVCache.GROWTH
+    keys = [torch.randn(batch, h, capacity, d // h, device=device) for _ in range(config.n_blocks)]
+    values = [torch.randn(batch, h, capacity, d // h, device=device) for _ in range(config.n_blocks)]
     query = torch.randn(batch, h, 1, d // h, device=device)  # (B, H, 1, D/H)
-    weights = torch.randn(batch, h, 1, context, device=device)  # (B, H, 1, context)
+    weights = torch.randn(batch, h, 1, capacity, device=device)  # (B, H, 1, capacity)
     blocks = model.backbone.blocks
 
     def linears(block):
@@ -209,16 +233,20 @@ class Timing:
         return 1e3 * self.seconds / self.batch
 
 
-def time_ours(model: GPT, case: Case, batch: int, args, device: torch.device) -> tuple[Timing, int]:
+def time_ours(
+    model: GPT, case: Case, batch: int, args, device: torch.device, precision: str = "fp32"
+) -> tuple[Timing, int]:
     """Time ``generate_batch``; also returns how many sequences drew STOP before the end."""
     generator = torch.Generator(device=device).manual_seed(args.seed)
     result = {}
 
     def run():
-        result["sequences"] = generate_batch(model, batch, max_length=case.n_tokens + 2, generator=generator)
+        result["sequences"] = generate_batch(
+            model, batch, max_length=case.n_tokens + 2, generator=generator, precision=precision
+        )
 
     if not case.short:  # one timed run after a short warm-up at the same batch
-        warm_up = lambda: generate_batch(model, batch, max_length=34, generator=generator)
+        warm_up = lambda: generate_batch(model, batch, max_length=34, generator=generator, precision=precision)
         seconds = best_of(run, 1, device, warm_up=warm_up)
         note = "1 run after warm-up"
     else:
@@ -227,7 +255,8 @@ def time_ours(model: GPT, case: Case, batch: int, args, device: torch.device) ->
     generated = result["sequences"][:, 1:-1]  # sampled positions: the last one only ever gets the written STOP
     tokens = int((generated != PAD).sum())
     stopped = int((generated == model.config.stop_token).any(dim=1).sum())
-    return Timing("(b) generate_batch", batch, seconds, tokens, case.n_tokens, note), stopped
+    label = "(b) generate_batch" + ("" if precision == "fp32" else f" {precision}")
+    return Timing(label, batch, seconds, tokens, case.n_tokens, note), stopped
 
 
 # ----------------------------------------------------------------------------- report
@@ -267,8 +296,9 @@ def run_case(case: Case, batches: list[int], args, device: torch.device, rate: f
         if batch > args.max_batch_sequences_tokens / n:
             print(f"(b) batch {batch} skipped: {batch} x {n} tokens > --max-batch-sequences-tokens")
             continue
-        timing, stops[batch] = time_ours(model, case, batch, args, device)
-        timings.append(timing)
+        for precision in args.precisions:
+            timing, stops[batch] = time_ours(model, case, batch, args, device, precision)
+            timings.append(timing)
 
     header = f"{'method':<28}{'batch':>6}{'ms/step':>10}{'ms/token':>10}{'ms/sequence':>13}{'speed-up':>10}  note"
     print(header)
@@ -297,25 +327,105 @@ def run_case(case: Case, batches: list[int], args, device: torch.device, rate: f
     floors = {}
     if ours:
         print(
-            f"{'batch':>6}{'ours ms/tok':>13}{'arith. floor':>14}{'ours/floor':>12}"
+            f"{'batch':>6}{'precision':>10}{'ours ms/tok':>13}{'arith. floor':>14}{'ours/floor':>12}"
             f"{'| shapes: head':>15}{'blocks':>9}{'attn':>9}{'step':>9}{'GFLOP/s':>9}{'ours/floor':>12}"
         )
-        arithmetic = total_flops / rate
+        arithmetic = total_flops / rate  # float32 rate: the bf16 rows show what half precision buys against it
+        shape_parts = {}
         for t in ours:
-            parts = shape_floor(model, t.batch, round(context), device)
+            precision = t.label.split()[-1] if t.label.split()[-1] in args.precisions else "fp32"
+            parts = shape_parts.setdefault(t.batch, shape_floor(model, t.batch, round(context), device))
             shapes = parts["step"] / t.batch
-            floors[t.batch] = (t.ms_per_token, 1e3 * arithmetic, 1e3 * shapes)
+            floors[t.batch, precision] = (t.ms_per_token, 1e3 * arithmetic, 1e3 * shapes)
             ms = {k: 1e3 * v / t.batch for k, v in parts.items()}
             print(
-                f"{t.batch:>6}{t.ms_per_token:>13.4f}{1e3 * arithmetic:>14.4f}{t.ms_per_token / (1e3 * arithmetic):>12.2f}"
+                f"{t.batch:>6}{precision:>10}{t.ms_per_token:>13.4f}{1e3 * arithmetic:>14.4f}"
+                f"{t.ms_per_token / (1e3 * arithmetic):>12.2f}"
                 f"{ms['head']:>15.4f}{ms['blocks']:>9.4f}{ms['attention']:>9.4f}{1e3 * shapes:>9.4f}"
                 f"{total_flops / shapes / 1e9:>9.0f}{t.ms_per_token / (1e3 * shapes):>12.2f}"
             )
         print(
-            "(floors in ms per token; shapes: the model's matmuls alone at that batch -- head, blocks' linears,"
-            " attention, and all of them in a step's order = the shape floor)"
+            "(floors in ms per token, float32; shapes: the model's matmuls alone at that batch -- head, blocks'"
+            " linears, attention, and all of them in a step's order = the shape floor)"
         )
-    return {"reference": reference, "ours": {t.batch: t for t in ours}, "floors": floors}
+    return {"reference": reference, "ours": {t.batch: t for t in ours if t.label == "(b) generate_batch"}, "floors": floors}
+
+
+# ----------------------------------------------------------------------------- showers per second
+
+
+def simulated_requests(n: int, max_hits: int, seed: int) -> dict[str, np.ndarray]:
+    """Incident energy [GeV], number of hits and visible energy [MeV] of ``n`` simulated 10-100 GeV showers."""
+    showers = simulate_showers(n, energy=(10.0, 100.0), seed=seed, max_hits=max_hits, progress=False)
+    keep = showers.n_hits > 0
+    return {
+        "incident_energy": showers.incident_energy[keep],
+        "n_hits": showers.n_hits[keep],
+        "visible_energy": showers.hits[keep, :, 3].sum(axis=1),
+    }
+
+
+@dataclass
+class ShowerTiming:
+    model: str
+    precision: str
+    batch: int
+    seconds: float  # the whole batch
+    hits: int  # hits (tokens) generated in the batch
+
+    @property
+    def seconds_per_shower(self) -> float:
+        return self.seconds / self.batch
+
+
+def shower_throughput(args, device: torch.device) -> list[ShowerTiming]:
+    """Seconds per shower of both shower models at each batch and precision, on simulated shower sizes."""
+    requests = simulated_requests(max(args.shower_batches), args.shower_tokens, args.seed)
+    n_hits = requests["n_hits"]
+    print()
+    print(
+        f"== showers per second: {len(n_hits)} simulated 10-100 GeV showers, {n_hits.mean():.0f} hits on average "
+        f"({n_hits.min()}-{n_hits.max()}); each batch takes the first B of them =="
+    )
+    torch.manual_seed(args.seed)
+    vq_config = GPTConfig(codebook_size=SHOWERS.codebook_size, max_length=args.shower_tokens + 2, multiplicity_token=True)
+    models = {
+        "VQ-token GPT, paper size": GPT(vq_config).to(device).eval(),
+        "direct tokens, notebook 07": SpatialGPT(DIRECT_NOTEBOOK_SIZE).to(device).eval(),
+    }
+    timings = []
+    for name, model in models.items():
+        for batch in args.shower_batches:
+            part = {k: v[:batch] for k, v in requests.items()}
+            for precision in args.precisions:
+                generator = torch.Generator(device=device).manual_seed(args.seed)
+                if isinstance(model, GPT):
+                    run = lambda: generate_batch(
+                        model, batch, generator=generator, precision=precision, multiplicities=part["n_hits"]
+                    )
+                    warm_up = lambda: generate_batch(
+                        model, batch, generator=generator, precision=precision, multiplicities=np.minimum(part["n_hits"], 32)
+                    )
+                else:
+                    run = lambda: generate_hits(
+                        model, part["incident_energy"], n_hits=part["n_hits"], visible_energy=part["visible_energy"],
+                        generator=generator, precision=precision,
+                    )
+                    warm_up = lambda: generate_hits(
+                        model, part["incident_energy"], n_hits=np.minimum(part["n_hits"], 32),
+                        visible_energy=part["visible_energy"], generator=generator, precision=precision,
+                    )
+                seconds = best_of(run, 1, device, warm_up=warm_up)
+                timings.append(ShowerTiming(name, precision, batch, seconds, int(part["n_hits"].sum())))
+    print(f"{'model':<30}{'precision':>10}{'batch':>7}{'s/shower':>10}{'showers/s':>11}{'ms/hit':>9}")
+    for t in timings:
+        print(
+            f"{t.model:<30}{t.precision:>10}{t.batch:>7}{t.seconds_per_shower:>10.4f}{1 / t.seconds_per_shower:>11.2f}"
+            f"{1e3 * t.seconds / t.hits:>9.4f}"
+        )
+    print("(one timed run per row after a warm-up of 32 hits per shower; the multiplicity drawn by the VQ-token GPT")
+    print(" is the simulated shower's, so both models make the same numbers of hits)")
+    return timings
 
 
 def profile_step(args, device: torch.device, batch: int) -> None:
@@ -352,7 +462,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--cases", nargs="*", default=["jets", "showers"], choices=["jets", "showers"])
+    parser.add_argument(
+        "--cases", nargs="*", default=["jets", "showers", "throughput"], choices=["jets", "showers", "throughput"],
+        help="jets, showers: per token against the reference and the floors; throughput: showers per second of both"
+        " shower models",
+    )
+    parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "bf16"], choices=list(PRECISIONS), help="precisions of (b)"
+    )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512], help="batch sizes of (b)")
     parser.add_argument(
         "--shower-batches", type=int, nargs="+", default=None, help="(b) for showers (default --batches)"
@@ -370,7 +487,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small settings: a smoke test in under a minute")
     args = parser.parse_args()
     if args.quick:  # batch 64 for jets stays: the first target is stated there
-        args.batches, args.shower_batches = [1, 64], [1, 8]
+        args.batches, args.shower_batches = [1, 64], [2, 8]
         args.shower_tokens, args.reference_points, args.reference_repeats = 64, 5, 1
         args.repeats, args.matmul_size, args.profile_batch = 1, 1024, 8
     args.shower_batches = args.shower_batches or args.batches
@@ -387,9 +504,10 @@ def main() -> None:
         rate = matmul_rate(args.matmul_size, device, repeats=5)
         print(f"large matmul {args.matmul_size}^3 float32: {rate / 1e9:.0f} GFLOP/s (best of 5 after 1 s of warm-up)")
         results = {}
-        for name in args.cases:
+        for name in [c for c in args.cases if c != "throughput"]:
             case, batches = (JETS, args.batches) if name == "jets" else (showers, args.shower_batches)
             results[name] = run_case(case, batches, args, device, rate)
+        shower_timings = shower_throughput(args, device) if "throughput" in args.cases else []
         if args.profile_batch:
             profile_step(args, device, args.profile_batch)
 
@@ -411,13 +529,22 @@ def main() -> None:
     else:
         print("at least 20x faster than (a) for jets at batch 64: not measured in this run")
     for name, result in results.items():
-        for batch, (ours, arithmetic, shapes) in result["floors"].items():
+        for (batch, precision), (ours, arithmetic, shapes) in result["floors"].items():
             ratio = ours / arithmetic
             met = "met" if ratio <= 2 else "NOT met"
             print(
-                f"within 2x of the arithmetic floor, {name} batch {batch}: {ours:.4f} / {arithmetic:.4f} ms per token"
-                f" = {ratio:.2f}x -> {met}  (shape floor {shapes:.4f} ms: {ours / shapes:.2f}x)"
+                f"within 2x of the float32 arithmetic floor, {name} batch {batch}, {precision}: {ours:.4f} / "
+                f"{arithmetic:.4f} ms per token = {ratio:.2f}x -> {met}  (shape floor {shapes:.4f} ms: {ours / shapes:.2f}x)"
             )
+    targets = {"VQ-token GPT, paper size": 0.5, "direct tokens, notebook 07": 0.05}
+    if shower_timings and args.shower_tokens < SHOWERS.n_tokens:
+        print(f"(showers capped at {args.shower_tokens} hits: the shower targets below are not at their sizes)")
+    for t in shower_timings:
+        met = "met" if t.seconds_per_shower <= targets[t.model] else "NOT met"
+        print(
+            f"{t.model} <= {targets[t.model]} s per shower, batch {t.batch}, {t.precision}: "
+            f"{t.seconds_per_shower:.4f} s -> {met}"
+        )
 
 
 if __name__ == "__main__":

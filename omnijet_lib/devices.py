@@ -1,8 +1,14 @@
-"""The device a model runs on: ``"auto"`` picks CUDA, else MPS, else the CPU; any other name is checked."""
+"""The device a model runs on (``"auto"`` picks CUDA, else MPS, else the CPU) and the precision of its arithmetic."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+# Arithmetic precisions of training and generation: "fp32" everywhere, or torch's autocast to bf16 or
+# fp16, which runs matrix products in the smaller type and keeps reductions (softmax, LayerNorm) in fp32.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _available_devices() -> list[str]:
@@ -38,3 +44,19 @@ def pick_device(device: str = "auto") -> torch.device:
         msg = f"device {device!r} is not available on this machine\n    Available devices: {choices}"
         raise ValueError(msg)
     return picked
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The dtype of a precision's matrix products: ``"fp32"``, ``"bf16"`` or ``"fp16"``; anything else is refused."""
+    if precision not in PRECISIONS:
+        msg = f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}"
+        raise ValueError(msg)
+    return PRECISIONS[precision]
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """A context running forward passes in bf16 or fp16 where torch's autocast picks them; nothing for fp32."""
+    dtype = precision_dtype(precision)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from omnijet_lib.data.hit_sequences import HitSequences, showers_from_hits
 from omnijet_lib.data.shower_preprocessing import voxelise
 from omnijet_lib.data.showers import Showers, concatenate_showers
+from omnijet_lib.devices import autocast, precision_dtype
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.generation.tokens import COMPACT_FRACTION
 from omnijet_lib.models.gpt import KVCache, run_blocks
@@ -37,6 +38,7 @@ def generate_hits(
     energy_temperature: float = 1.0,
     generator: torch.Generator | None = None,
     rescale: bool = True,
+    precision: str = "fp32",
 ) -> HitSequences:
     """One shower per requested incident energy [GeV] (and number of hits, if the model takes it).
 
@@ -46,6 +48,9 @@ def generate_hits(
     one whose energy strategy uses ``energy_budget`` or ``rescale_to_visible_energy`` needs
     each shower's ``visible_energy`` [MeV] too.  ``rescale=False`` leaves the chain's own
     energy scale to a model that rescales (to see what the rescale does).
+    ``precision`` "bf16" (or "fp16") runs the blocks, the voxel heads and the key/value
+    cache in half the bits (as :func:`omnijet_lib.generation.tokens.generate_batch`);
+    the energy head stays in fp32.
     """
     config = model.config
     max_hits = config.max_hits if max_hits is None else max_hits
@@ -54,6 +59,7 @@ def generate_hits(
         raise ValueError(msg)
     model.eval()
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    dtype = dtype if precision == "fp32" else precision_dtype(precision)
     incident = np.asarray(incident_energy, dtype=np.float32).reshape(-1)
     batch = len(incident)
     condition = torch.as_tensor(condition_features(incident, n_hits, config=config), device=device)  # (B, C)
@@ -80,49 +86,50 @@ def generate_hits(
         asked_visible = visible  # per output row; `visible` follows the cache rows
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
-    hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
-    for position in range(max_hits):
-        live_rows = live.nonzero().squeeze(1)
-        hits_left = asked[rows[live_rows]] - length[rows[live_rows]] if config.condition_on_n_hits else None
-        vox, energy, stop = model.sample_hit(
-            hidden[live_rows], condition[live_rows], temperature=temperature, energy_temperature=energy_temperature,
-            generator=generator, allow_stop=not config.condition_on_n_hits,
-            previous=(previous_layer[live_rows], previous_energy[live_rows]),
-            budget=None if not config.energy.energy_budget else model.budget_features(
-                placed[live_rows], visible[live_rows], hits_left, condition[live_rows],
-            ),
-            hits_left=hits_left,
-        )  # fmt: skip
-        previous_layer[live_rows] = vox[:, 2]
-        previous_energy[live_rows] = energy - model.energy_offset(condition[live_rows])
-        placed[live_rows] += torch.where(stop, 0.0, torch.exp(energy - config.log_energy_shift))
-        kept = live_rows[~stop]
-        voxels[rows[kept], position], log_energy[rows[kept], position] = vox[~stop], energy[~stop]
-        length[rows[kept]] += 1
-        if config.condition_on_n_hits:
-            stop = length[rows[live_rows]] >= asked[rows[live_rows]]  # the asked hits are all placed
-        live[live_rows[stop]] = False
-        if not live.any() or position == max_hits - 1:
-            break
-        # Rows that stopped but still sit in the cache get a dummy hit; their output is never read.
-        step_vox = torch.zeros((cache.batch_size, 3), dtype=torch.long, device=device)
-        step_energy = torch.zeros(cache.batch_size, device=device)
-        step_vox[live_rows], step_energy[live_rows] = vox, energy
-        if (~live).sum() >= COMPACT_FRACTION * cache.batch_size:
-            keep = live.nonzero().squeeze(1)
-            cache.keep(keep)
-            rows, live, step_vox, step_energy, condition = (
-                rows[keep],
-                live[keep],
-                step_vox[keep],
-                step_energy[keep],
-                condition[keep],
-            )
-            previous_layer, previous_energy, placed = previous_layer[keep], previous_energy[keep], placed[keep]
-            if config.energy.draws_visible_energy:
-                visible = visible[keep]
-        step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
-        hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
+    with autocast(precision, device):
+        hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
+        for position in range(max_hits):
+            live_rows = live.nonzero().squeeze(1)
+            hits_left = asked[rows[live_rows]] - length[rows[live_rows]] if config.condition_on_n_hits else None
+            vox, energy, stop = model.sample_hit(
+                hidden[live_rows], condition[live_rows], temperature=temperature, energy_temperature=energy_temperature,
+                generator=generator, allow_stop=not config.condition_on_n_hits,
+                previous=(previous_layer[live_rows], previous_energy[live_rows]),
+                budget=None if not config.energy.energy_budget else model.budget_features(
+                    placed[live_rows], visible[live_rows], hits_left, condition[live_rows],
+                ),
+                hits_left=hits_left,
+            )  # fmt: skip
+            previous_layer[live_rows] = vox[:, 2]
+            previous_energy[live_rows] = energy - model.energy_offset(condition[live_rows])
+            placed[live_rows] += torch.where(stop, 0.0, torch.exp(energy - config.log_energy_shift))
+            kept = live_rows[~stop]
+            voxels[rows[kept], position], log_energy[rows[kept], position] = vox[~stop], energy[~stop]
+            length[rows[kept]] += 1
+            if config.condition_on_n_hits:
+                stop = length[rows[live_rows]] >= asked[rows[live_rows]]  # the asked hits are all placed
+            live[live_rows[stop]] = False
+            if not live.any() or position == max_hits - 1:
+                break
+            # Rows that stopped but still sit in the cache get a dummy hit; their output is never read.
+            step_vox = torch.zeros((cache.batch_size, 3), dtype=torch.long, device=device)
+            step_energy = torch.zeros(cache.batch_size, device=device)
+            step_vox[live_rows], step_energy[live_rows] = vox, energy
+            if (~live).sum() >= COMPACT_FRACTION * cache.batch_size:
+                keep = live.nonzero().squeeze(1)
+                cache.keep(keep)
+                rows, live, step_vox, step_energy, condition = (
+                    rows[keep],
+                    live[keep],
+                    step_vox[keep],
+                    step_energy[keep],
+                    condition[keep],
+                )
+                previous_layer, previous_energy, placed = previous_layer[keep], previous_energy[keep], placed[keep]
+                if config.energy.draws_visible_energy:
+                    visible = visible[keep]
+            step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
+            hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
     # One factor per shower: its hits then sum to the visible energy asked.
     if config.energy.rescale_to_visible_energy and rescale:
@@ -179,6 +186,7 @@ def generate_showers(
     seed: int = 0,
     progress: bool = True,
     rescale: bool = True,
+    precision: str = "fp32",
 ) -> tuple[Showers, np.ndarray]:
     """One shower per incident energy [GeV], in batches, put onto the grid; and which requests they answer.
 
@@ -188,7 +196,7 @@ def generate_showers(
     :class:`~omnijet_lib.models.shower_sizes.HitCountModel` unless ``n_hits`` is given,
     and one whose energy strategy uses ``energy_budget`` or ``rescale_to_visible_energy``
     the visible energy [MeV] from its fit likewise unless ``visible_energy`` is given
-    (``rescale``: see :func:`generate_hits`).
+    (``rescale``, ``precision``: see :func:`generate_hits`).
 
     The model may place two hits in one voxel; :func:`voxelise` then moves one as
     for the VQ-VAE model's showers (energy and hit count kept).  The same seed,
@@ -208,7 +216,7 @@ def generate_showers(
                 model, incident[part], n_hits=None if requested is None else requested[part],
                 visible_energy=None if visible is None else visible[part],
                 temperature=temperature, energy_temperature=energy_temperature, generator=generator,
-                rescale=rescale,
+                rescale=rescale, precision=precision,
             )  # fmt: skip
             batches.append(showers_from_hits(hits, log_energy_shift=model.config.log_energy_shift))
             bar.update(len(hits))

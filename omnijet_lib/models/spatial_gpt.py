@@ -63,7 +63,7 @@ from omnijet_lib.errors import BadDataError
 from omnijet_lib.models.energy_mixture import sample_mixture
 from omnijet_lib.models.energy_strategies import OLD_FLAGS, EnergyStrategy, strategy_from_flags
 from omnijet_lib.models.gpt import Block, GenerativeHead, GPTConfig, KVCache, run_blocks
-from omnijet_lib.models.sampling import sample_categorical
+from omnijet_lib.models.sampling import sample_categorical, sample_from_head
 from omnijet_lib.models.shower_sizes import (
     FITTED_QUANTITIES,
     LOG_NORMAL_DEGREE,
@@ -370,11 +370,12 @@ class SpatialGPT(nn.Module):
         ``budget`` (B, 2) the :meth:`budget_features`, for an ``energy_budget`` strategy;
         ``hits_left`` (B,) the hits still to place, this one included, for ``largest_of_hits_left``.
         """
-        if self.config.tokenization == "joint":
-            logits = self.voxel_head(hidden)
-            if not allow_stop:
-                logits[:, N_VOXELS] = -math.inf
-            choice = sample_categorical(logits, temperature=temperature, generator=generator)
+        if self.config.tokenization == "joint":  # straight from the output layer (27 001 classes)
+            linear = self.voxel_head.linear
+            choice = sample_from_head(
+                hidden, linear.weight, linear.bias, n_classes=N_VOXELS + allow_stop, temperature=temperature,
+                generator=generator,
+            )  # fmt: skip
             stop = choice == N_VOXELS
             voxels = unflat_voxel(choice.clamp(max=N_VOXELS - 1))
         else:
@@ -390,7 +391,8 @@ class SpatialGPT(nn.Module):
             y = sample_categorical(self.y_head(h), temperature=temperature, generator=generator)
             voxels = torch.stack([x, y, z], dim=-1)
         upper = upper_bounds(self.config, voxels[:, 2], *previous)
-        raw = self.energy_mixture(hidden, voxels, upper, budget)
+        with torch.autocast(hidden.device.type, enabled=False):  # energies in fp32 whatever the generation's precision
+            raw = self.energy_mixture(hidden.float(), voxels, upper, None if budget is None else budget.float())
         largest_of = hits_left if self.config.energy.largest_of_hits_left else None
         log_energy = sample_mixture(
             raw, temperature=energy_temperature, generator=generator, upper=upper, largest_of=largest_of

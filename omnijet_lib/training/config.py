@@ -11,10 +11,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from omnijet_lib.devices import PRECISIONS
 from omnijet_lib.errors import is_int
 
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class TrainingConfig:
             ("best_by", isinstance(self.best_by, str) and bool(self.best_by), "a validation metric's name"),
             ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
             ("warmup", 0 <= self.warmup < 1, "a fraction of the run, 0 <= warmup < 1"),
-            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            ("precision", self.precision in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
             ("compile", isinstance(self.compile, bool), "True or False"),
             ("tf32", isinstance(self.tf32, bool), "True or False"),
         ]

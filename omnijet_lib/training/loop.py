@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.atomic import exclusive, save_atomic, write_json_atomic
 from omnijet_lib.checkpoints import load_checkpoint
-from omnijet_lib.devices import pick_device
+from omnijet_lib.devices import autocast, pick_device
 from omnijet_lib.training.config import (
     LossFn,
     TrainingConfig,
@@ -178,14 +178,6 @@ def _validate(
         sums = processes.sum(sums, device)
         weights = processes.sum(weights, device)
     return {name: sums[name] / weights[name] for name in sums}
-
-
-def _autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A context factory: forward passes in bf16 or fp16 where torch's autocast picks them; nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def _set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
@@ -370,7 +362,6 @@ def _train_epochs(
     def step_loss(_model: nn.Module, batch: tuple[torch.Tensor, ...]):  # loss_fn's signature, through the module
         return loss_module(batch)
 
-    autocast = _autocast(config.precision, device)
     model.train()
     # One bar for the whole run, not one per epoch: a notebook that trains several models shows one line
     # each, named by model and folder.  Every epoch has the same number of batches (epoch_batches drops
@@ -399,7 +390,7 @@ def _train_epochs(
                     # A rank whose shard has one batch fewer steps along on a batch it has seen, with weight 0.
                     real = step < len(batches)
                     batch = tuple(take_rows(t, batches[step if real else 0], device) for t in train_data)
-                    with autocast():
+                    with autocast(config.precision, device):
                         loss, metrics, weight = _loss_and_metrics(step_loss, model, batch)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
@@ -447,7 +438,7 @@ def _train_epochs(
                     if on_step is not None:
                         on_step(state.global_step)
 
-                with autocast():
+                with autocast(config.precision, device):
                     val = _validate(model, val_data, loss_fn, config.batch_size, device, processes)
                 if not math.isfinite(val["loss"]):
                     msg = f"validation loss is {val['loss']} after epoch {epoch}; this epoch was not saved"
