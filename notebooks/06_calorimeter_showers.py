@@ -53,8 +53,7 @@ from omnijet_lib.metrics.distributions import wasserstein_distances
 from omnijet_lib.metrics.resolution import fit_gaussian
 from omnijet_lib.metrics.shower_quality import HIT_RESIDUALS, hit_residuals, shower_distributions
 from omnijet_lib.metrics.token_quality import codebook_utilisation
-from omnijet_lib.models.gpt import GPTConfig
-from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+from omnijet_lib.notebooks import launch_training, list_parameter, notebook_values, save_metrics, start_notebook
 from omnijet_lib.plotting import (
     compare_distributions,
     compare_observable,
@@ -63,14 +62,9 @@ from omnijet_lib.plotting import (
     show_and_save,
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
-from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
-from omnijet_lib.tokenizers.specs import build_tokenizer
-from omnijet_lib.tokenizers.token_files import read_token_file, tokenized
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import TrainingConfig
-from omnijet_lib.training.gpt import fit_gpt
-from omnijet_lib.training.tokenizers import fit_tokenizer
-from omnijet_lib.workflows import shower_split
+from omnijet_lib.workflows import shower_split, shower_tokenizer_file, train_shower_gpt, train_shower_tokenizer
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -98,10 +92,15 @@ lr_schedule = "constant"  # both models: "constant" or "cosine" (falls to 0 over
 warmup = 0.0  # fraction of the run over which the learning rate first rises linearly from 0
 n_generated = None  # showers to generate; None: as many as there are test showers
 generation_batch_size = 64
+generation_precision = "fp32"  # "bf16": faster sampling on GPUs and bf16 CPUs (docs/scaling.md)
 temperature = 1.0
 top_k = None  # None samples the full vocabulary, as the paper does
 reference_points = 6  # sequence lengths at which the reference method (no cache) is timed
 device = "auto"  # cpu, cuda, mps or auto
+n_processes = 1  # > 1: train data-parallel under torchrun, e.g. one process per GPU (batch sizes per process)
+precision = "fp32"  # "bf16" or "fp16": mixed-precision training, for GPUs
+torch_compile = False  # torch.compile the training step: minutes of compiling, then faster steps (GPUs)
+tf32 = False  # TF32 matrix products on CUDA GPUs that have them
 tokenizer_dir = "data/tokenizers"
 token_dir = "data/tokens"
 generated_dir = "data/generated"
@@ -120,9 +119,8 @@ output_dir.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
 simulate_showers(500, energy=energy, seed=seed + 1000, progress=False)  # timed apart from the file's writing
 simulation_rate = 500 / (time.perf_counter() - start)
-shower_file, showers, train_idx, val_idx, test_idx = shower_split(
-    n_showers=n_showers, seed=seed, energy=energy, data_dir=data_dir
-)  # the same showers and split in notebook 07
+split = shower_split(n_showers=n_showers, seed=seed, energy=energy, data_dir=data_dir)  # the same in notebook 07
+shower_file, showers, train_idx, val_idx, test_idx = split
 preprocessing = ShowerPreprocessingConfig()
 features, mask = preprocess_showers(showers, preprocessing)
 print(f"simulator: {simulation_rate:.0f} showers/s in this process; {shower_file}")
@@ -142,21 +140,20 @@ figures = [show_and_save(fig, output_dir, "simulated_showers").name]
 # Batches hold showers of similar length, cut to the longest of each.
 
 # %%
-vqvae = VQVAEConfig(
-    hidden_dim=vqvae_hidden_dim, n_layers=vqvae_layers, n_heads=vqvae_heads, alpha=10.0,
-    quantizer=QuantizerConfig(beta=0.8, replace_every=100),
-)  # fmt: skip
-tok = build_tokenizer(tokenizer, preprocessing=preprocessing, vqvae=vqvae, device=device, seed=seed)
+switches = {"seed": seed, "device": device, "precision": precision, "compile": torch_compile, "tf32": tf32}
 vqvae_training = TrainingConfig(
     epochs=vqvae_epochs, batch_size=vqvae_batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
-    warmup=warmup, seed=seed, device=device,
+    warmup=warmup, **switches,
 )  # fmt: skip
-fit_tokenizer(
-    tok, (features[train_idx], mask[train_idx]), (features[val_idx], mask[val_idx]),
-    training=vqvae_training, run_dir=run_dir / "vqvae", length_buckets=True,
+if n_processes > 1:  # `omnijet train shower-tokenizer` under torchrun; the cell then reads the finished run
+    launch_training("shower-tokenizer", notebook_values(globals(), "notebooks/06_calorimeter_showers.py"),
+                    n_processes=n_processes)  # fmt: skip
+tok = train_shower_tokenizer(
+    split, vqvae_training, tokenizer=tokenizer, vqvae_hidden_dim=vqvae_hidden_dim, vqvae_layers=vqvae_layers,
+    vqvae_heads=vqvae_heads, run_dir=run_dir,
 )  # fmt: skip
 vqvae_seconds = sum(r["seconds"] for r in tok.history)  # all epochs, also those of an earlier, resumed run
-tokenizer_file = tok.save(Path(tokenizer_dir) / f"showers_{tokenizer}_seed{seed}.pt")
+tokenizer_file = tok.save(shower_tokenizer_file(tokenizer_dir, tokenizer, seed))
 
 # %% [markdown]
 # ## Token resolution
@@ -202,17 +199,17 @@ for column, name, xlabel in ((0, "x", "hit x [cells]"), (1, "y", "hit y [cells]"
 # vocabulary of 65 538 fits in memory. An interrupted run continues where it stopped.
 
 # %%
-token_file = tokenized(shower_file, tokenizer_file, token_dir)
-sequences = read_token_file(token_file).sequences
-config = GPTConfig(
-    codebook_size=tok.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
-    max_length=sequences.shape[1],
-)  # fmt: skip
 gpt_training = TrainingConfig(
     epochs=gpt_epochs, batch_size=gpt_batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
-    warmup=warmup, seed=seed, device=device,
+    warmup=warmup, **switches,
 )  # fmt: skip
-model, result = fit_gpt(config, sequences[train_idx], sequences[val_idx], gpt_training, run_dir / "gpt")
+if n_processes > 1:  # `omnijet train shower-gpt` under torchrun
+    launch_training("shower-gpt", notebook_values(globals(), "notebooks/06_calorimeter_showers.py"),
+                    n_processes=n_processes)  # fmt: skip
+model, result = train_shower_gpt(
+    split, gpt_training, tokenizer_file=tokenizer_file, token_dir=token_dir, embed_dim=embed_dim, n_heads=n_heads,
+    n_blocks=n_blocks, ffn_dim=ffn_dim, run_dir=run_dir,
+)  # fmt: skip
 gpt_seconds = sum(r["seconds"] for r in result.history)
 print(f"{model.n_parameters():,} parameters; best epoch {result.best_epoch + 1}, val loss {result.best_val_loss:.3f}")
 
@@ -229,8 +226,9 @@ figures.append(show_and_save(fig, output_dir, "learning_curve").name)
 n_generate = len(test_idx) if n_generated is None else n_generated
 start = time.perf_counter()
 generated = generate_sequences(
-    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=seed
-)
+    model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=seed,
+    precision=generation_precision,
+)  # fmt: skip
 sampling_seconds = time.perf_counter() - start
 start = time.perf_counter()
 gen_showers, kept = decode_generated_showers(generated, tok)
@@ -291,11 +289,12 @@ for name in SHOWER_OBSERVABLES:
 metrics = {
     "shower_file": str(shower_file),
     "simulation_showers_per_second": simulation_rate,
+    "n_processes": n_processes,
     "n_showers": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx), "generated": n_generate},
     "tokenizer": {"file": str(tokenizer_file), "spec": tokenizer, **asdict(tok.config), "epochs": vqvae_epochs,
                   "batch_size": vqvae_batch_size, "seconds": vqvae_seconds, "codebook_utilisation": utilisation},
     "token_resolution": resolution,
-    "gpt": {**asdict(config), "parameters": model.n_parameters(), "epochs": gpt_epochs, "batch_size": gpt_batch_size,
+    "gpt": {**asdict(model.config), "parameters": model.n_parameters(), "epochs": gpt_epochs, "batch_size": gpt_batch_size,
             "seconds": gpt_seconds, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss},
     "generation": {**speed, "n_empty_dropped": n_generate - len(kept), "mean_hits": float(n_tokens.mean())},
     "generated_file": str(generated_file),

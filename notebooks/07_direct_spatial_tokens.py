@@ -105,6 +105,7 @@ energy_temperature = 1.0  # of the energy mixture (scales its widths); keep 1 fo
 slice_energies = [10.0, 50.0, 90.0]  # incident energies [GeV] for the conditioning check
 n_per_slice = 100  # simulated and generated showers per slice energy
 generation_batch_size = 64
+generation_precision = "fp32"  # "bf16": faster sampling on GPUs and bf16 CPUs (docs/scaling.md)
 vqvae_tokenizer = "data/tokenizers/showers_conditional-4096_seed1.pt"  # notebook 06's tokenizer
 vqvae_checkpoint = "runs/06_calorimeter_showers/gpt/best.pt"  # and its GPT
 device = "auto"
@@ -181,7 +182,7 @@ for variant, model in models.items():
     start = time.perf_counter()
     generated[variant], kept = generate_showers(
         model, test.incident_energy, batch_size=generation_batch_size, temperature=temperature,
-        energy_temperature=energy_temperature, seed=seed,
+        energy_temperature=energy_temperature, seed=seed, precision=generation_precision,
     )  # fmt: skip
     speed[variant] = (time.perf_counter() - start) / len(test)
     n_empty[variant] = len(test) - len(kept)  # showers that stopped before their first hit
@@ -189,7 +190,9 @@ for variant, model in models.items():
 vqvae_tok = load_tokenizer(vqvae_tokenizer, device=device)
 vqvae_model = load_gpt(vqvae_checkpoint, device=device)
 start = time.perf_counter()
-sequences = generate_sequences(vqvae_model, len(test), batch_size=generation_batch_size, seed=seed)
+sequences = generate_sequences(
+    vqvae_model, len(test), batch_size=generation_batch_size, seed=seed, precision=generation_precision
+)
 generated["vqvae"], kept = decode_generated_showers(sequences, vqvae_tok)
 speed["vqvae"] = (time.perf_counter() - start) / len(test)
 n_empty["vqvae"] = len(test) - len(kept)
@@ -260,7 +263,7 @@ slices = {}
 for variant, model in models.items():
     slices[variant] = energy_slices(
         model, simulated, slice_energies, batch_size=generation_batch_size, temperature=temperature,
-        energy_temperature=energy_temperature, seed=seed + 100,
+        energy_temperature=energy_temperature, seed=seed + 100, precision=generation_precision,
     )  # fmt: skip
     print(f"{variant}:\n{energy_slice_table(slices[variant])}")
 fig = plot_energy_slices(slices, reference=main)

@@ -108,6 +108,8 @@ def _run_notebook(args: argparse.Namespace) -> None:
 TRAINABLE = {
     "jet-tokenizer": "02_tokenization_quality",
     "jet-gpt": "04_generation",
+    "shower-tokenizer": "06_calorimeter_showers",
+    "shower-gpt": "06_calorimeter_showers",
     "direct-showers": "07_direct_spatial_tokens",
 }
 
@@ -171,6 +173,42 @@ def _train_jet_gpt(values: dict[str, object]) -> None:
     _report(result, processes, str(values["best_by"]))
 
 
+def _train_shower_tokenizer(values: dict[str, object]) -> None:
+    from omnijet_lib.training.distributed import join_processes
+    from omnijet_lib.workflows import shower_split, shower_tokenizer_file, train_shower_tokenizer, training_config
+
+    processes = join_processes()
+    split = _main_first(lambda: shower_split(**_arguments(shower_split, values)))
+    training = training_config(values, epochs=values["vqvae_epochs"], batch_size=values["vqvae_batch_size"])
+    options = _arguments(train_shower_tokenizer, values) | {"progress": processes.main}
+    tokenizer = train_shower_tokenizer(split, training, **options)
+    if processes.main:
+        path = tokenizer.save(shower_tokenizer_file(values["tokenizer_dir"], values["tokenizer"], values["seed"]))
+        print(f"{values['tokenizer']}: {tokenizer.codebook_size} tokens, saved to {path}")
+    processes.wait_for_main()
+
+
+def _train_shower_gpt(values: dict[str, object]) -> None:
+    from omnijet_lib.tokenizers.token_files import tokenized
+    from omnijet_lib.training.distributed import join_processes
+    from omnijet_lib.workflows import shower_split, shower_tokenizer_file, train_shower_gpt, training_config
+
+    processes = join_processes()
+    tokenizer_file = shower_tokenizer_file(values["tokenizer_dir"], values["tokenizer"], values["seed"])
+
+    def data():  # the showers, tokenized once (by rank 0) if the tokenizer is there
+        split = shower_split(**_arguments(shower_split, values))
+        if tokenizer_file.exists():
+            tokenized(split.file, tokenizer_file, values["token_dir"])
+        return split
+
+    split = _main_first(data)
+    training = training_config(values, epochs=values["gpt_epochs"], batch_size=values["gpt_batch_size"])
+    options = _arguments(train_shower_gpt, values) | {"tokenizer_file": tokenizer_file, "progress": processes.main}
+    _, result = train_shower_gpt(split, training, **options)
+    _report(result, processes)
+
+
 def _train_direct_showers(values: dict[str, object]) -> None:
     from omnijet_lib.notebooks import list_parameter
     from omnijet_lib.training.distributed import join_processes
@@ -197,6 +235,8 @@ def _train(args: argparse.Namespace) -> None:
     commands = {
         "jet-tokenizer": _train_jet_tokenizers,
         "jet-gpt": _train_jet_gpt,
+        "shower-tokenizer": _train_shower_tokenizer,
+        "shower-gpt": _train_shower_gpt,
         "direct-showers": _train_direct_showers,
     }
     commands[args.model](values)

@@ -9,7 +9,8 @@ decoded to constituents -- tokenize (``tokenized``) -> train -> generate -> deco
 
 :func:`jet_features` and :func:`train_jet_tokenizer` are notebook 02's data and
 training, :func:`jet_token_data` and :func:`train_jet_gpt` notebook 04's,
-:func:`shower_split` and :func:`train_direct_shower_model` notebook 07's,
+:func:`shower_split`, :func:`train_shower_tokenizer` and :func:`train_shower_gpt`
+notebook 06's, :func:`train_direct_shower_model` notebook 07's, all
 taking their parameters by name: the notebooks call them, and so does ``omnijet
 train`` (alone, or as one of torchrun's processes), so that a run trained by either
 is the same run, which the other continues or returns.
@@ -30,6 +31,7 @@ from omnijet_lib.data.jets import Jets, concatenate
 from omnijet_lib.data.preprocessing import PreprocessedJets, preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.shower_files import read_showers
+from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig, preprocess_showers
 from omnijet_lib.data.shower_simulation import shower_dataset
 from omnijet_lib.data.showers import Showers
 from omnijet_lib.data.splits import split_indices
@@ -43,7 +45,7 @@ from omnijet_lib.tokenizers.base import Tokenizer
 from omnijet_lib.tokenizers.registry import load_tokenizer
 from omnijet_lib.tokenizers.specs import build_tokenizer
 from omnijet_lib.tokenizers.token_dataset import TokenDataset
-from omnijet_lib.tokenizers.token_files import tokenized
+from omnijet_lib.tokenizers.token_files import read_token_file, tokenized
 from omnijet_lib.training import TrainingConfig, TrainingResult
 from omnijet_lib.training.gpt import fit_gpt
 from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
@@ -67,12 +69,12 @@ class JetGenerator:
 
     def sequences(
         self, n: int, *, batch_size: int = 256, temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-        progress: bool = True,
+        progress: bool = True, precision: str = "fp32",
     ) -> np.ndarray:  # fmt: skip
         """``n`` generated token sequences (a token file's layout: START .. STOP, PAD)."""
         return generate_sequences(
             self.model, n, batch_size=batch_size, temperature=temperature, top_k=top_k, seed=seed, progress=progress,
-            multiplicities=self.multiplicities, jet_pt=self.jet_pt,
+            multiplicities=self.multiplicities, jet_pt=self.jet_pt, precision=precision,
         )  # fmt: skip
 
     def generate(self, n: int, **options) -> tuple[Jets, np.ndarray]:
@@ -293,6 +295,69 @@ def shower_split(
     file = shower_dataset(n_showers, seed=seed, energy=energy, data_dir=data_dir)
     showers = read_showers(file)
     return ShowerSplit(file, showers, *split_indices(len(showers), seed=seed))
+
+
+def shower_tokenizer_file(tokenizer_dir: str | os.PathLike, tokenizer: str, seed: int) -> Path:
+    """Where notebook 06 saves its shower tokenizer ``tokenizer`` (e.g. "conditional-4096") of ``seed``."""
+    return Path(tokenizer_dir) / f"showers_{tokenizer}_seed{seed}.pt"
+
+
+def train_shower_tokenizer(
+    data: ShowerSplit,
+    training: TrainingConfig,
+    *,
+    tokenizer: str,
+    vqvae_hidden_dim: int,
+    vqvae_layers: int,
+    vqvae_heads: int,
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+) -> Tokenizer:
+    """Notebook 06's shower VQ-VAE ``tokenizer`` (the paper's: beta = 0.8, alpha = 10, dead codes replaced every
+    100 batches), fitted in ``run_dir/vqvae`` on batches of showers of similar length; its parameters by name.
+
+    The caller saves it (at :func:`shower_tokenizer_file`), under torchrun from one process.
+    """
+    preprocessing = ShowerPreprocessingConfig()
+    features, mask = preprocess_showers(data.showers, preprocessing)
+    vqvae = VQVAEConfig(
+        hidden_dim=vqvae_hidden_dim, n_layers=vqvae_layers, n_heads=vqvae_heads, alpha=10.0,
+        quantizer=QuantizerConfig(beta=0.8, replace_every=100),
+    )  # fmt: skip
+    tok = build_tokenizer(
+        tokenizer, preprocessing=preprocessing, vqvae=vqvae, device=training.device, seed=training.seed
+    )
+    train, val = (features[data.train_idx], mask[data.train_idx]), (features[data.val_idx], mask[data.val_idx])
+    return fit_tokenizer(
+        tok, train, val, training=training, run_dir=Path(run_dir) / "vqvae", length_buckets=True, progress=progress
+    )
+
+
+def train_shower_gpt(
+    data: ShowerSplit,
+    training: TrainingConfig,
+    *,
+    tokenizer_file: str | os.PathLike,
+    token_dir: str | os.PathLike,
+    embed_dim: int,
+    n_heads: int,
+    n_blocks: int,
+    ffn_dim: int,
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+) -> tuple[GPT, TrainingResult]:
+    """Notebook 06's GPT on the showers tokenized once with ``tokenizer_file``, trained in ``run_dir/gpt``."""
+    if not Path(tokenizer_file).exists():
+        msg = f"shower tokenizer not found: {tokenizer_file}; train it first (notebook 06, or omnijet train shower-tokenizer)"
+        raise FileNotFoundError(msg)
+    token_file = tokenized(data.file, tokenizer_file, token_dir)
+    tokens = read_token_file(token_file)
+    config = GPTConfig(
+        codebook_size=tokens.codebook_size, embed_dim=embed_dim, n_heads=n_heads, n_blocks=n_blocks, ffn_dim=ffn_dim,
+        max_length=tokens.sequences.shape[1],
+    )  # fmt: skip
+    train, val = tokens.sequences[data.train_idx], tokens.sequences[data.val_idx]
+    return fit_gpt(config, train, val, training, Path(run_dir) / "gpt", progress=progress)
 
 
 def parse_variant(variant: str) -> tuple[str, str]:

@@ -140,17 +140,20 @@ def test_token_file_memory():
 @pytest.mark.slow
 def test_generation():
     output = run_quick("generation.py")
-    sections = dict(re.findall(r"^== (jets|showers|profile)(.*?)(?=^== |\Z)", output, re.MULTILINE | re.DOTALL))
-    assert set(sections) == {"jets", "showers", "profile"}, output
+    sections = dict(
+        re.findall(r"^== (jets|showers per second|showers|profile)(.*?)(?=^== |\Z)", output, re.MULTILINE | re.DOTALL)
+    )
+    assert set(sections) == {"jets", "showers", "showers per second", "profile"}, output
     for case, references in (("jets", ["whole", "integrated"]), ("showers", ["integrated"])):
         text = sections[case]
         assert re.search(r"^method\s+batch\s+ms/step\s+ms/token\s+ms/sequence\s+speed-up\s+note$", text, re.MULTILINE)
         for reference in references:
             (row,) = re.findall(rf"^\(a\) reference, {reference}\s+2((?:\s+{NUMBER}){{4}})x", text, re.MULTILINE)
             assert all(value > 0 for value in numbers(row)), (case, row)
-        found = re.findall(rf"^\(b\) generate_batch\s+(\d+)((?:\s+{NUMBER}){{4}})x", text, re.MULTILINE)
-        ours = {int(batch): numbers(rest) for batch, rest in found}
-        assert ours and all(value > 0 for row in ours.values() for value in row), (case, ours)
+        for precision in ("", " bf16"):  # --precisions fp32 bf16 by default
+            found = re.findall(rf"^\(b\) generate_batch{precision}\s+(\d+)((?:\s+{NUMBER}){{4}})x", text, re.MULTILINE)
+            ours = {int(batch): numbers(rest) for batch, rest in found}
+            assert ours and all(value > 0 for row in ours.values() for value in row), (case, precision, ours)
         assert re.search(r"^speed-up = \(a\) ms/token / \(b\) ms/token", text, re.MULTILINE), text
         assert re.search(rf"arithmetic floor ({NUMBER}) ms/token at \d+ GFLOP/s", text), text
         if case == "jets":
@@ -160,10 +163,24 @@ def test_generation():
     speed_up = re.search(target, output, re.MULTILINE)
     assert speed_up, output
     assert float(speed_up[1]) > 1, "the key/value cache is not faster than recomputing everything"
-    floor = rf"^within 2x of the arithmetic floor, (jets|showers) batch (\d+): ({NUMBER}) / ({NUMBER}) ms per token"
+    floor = (
+        rf"^within 2x of the float32 arithmetic floor, (jets|showers) batch (\d+), (fp32|bf16): ({NUMBER}) / "
+        rf"({NUMBER}) ms per token"
+    )
     floors = re.findall(floor, output, re.MULTILINE)
-    assert {case for case, *_ in floors} == {"jets", "showers"}, output
+    assert {(case, precision) for case, _, precision, *_ in floors} == {
+        (case, precision) for case in ("jets", "showers") for precision in ("fp32", "bf16")
+    }, output
     assert all(float(ours) > 0 and float(arithmetic) > 0 for *_, ours, arithmetic in floors), floors
+    # showers per second: both shower models at each batch and precision, and their targets
+    rows = re.findall(
+        rf"^(VQ-token GPT, paper size|direct tokens, notebook 07)\s+(fp32|bf16)\s+(\d+)\s+({NUMBER})\s+({NUMBER})",
+        sections["showers per second"], re.MULTILINE,
+    )  # fmt: skip
+    assert len(rows) == 2 * 2 * 2, sections["showers per second"]  # models x batches (2, 8) x precisions
+    assert all(abs(float(per_shower) * float(rate) - 1) < 0.01 for *_, per_shower, rate in rows), rows
+    assert len(re.findall(r"s per shower, batch \d+, (fp32|bf16): .* -> (met|NOT met)$", output, re.MULTILINE)) == 8
+    assert "not at their sizes" in output  # --quick caps the showers
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from omnijet_lib.data.jets import UNLABELLED
 from omnijet_lib.generation import decode_generated_jets, generate_batch, generate_sequences
 from omnijet_lib.generation import tokens as generation
 from omnijet_lib.models.gpt import GPT, GPTConfig
-from omnijet_lib.models.sampling import sample_tokens
+from omnijet_lib.models.sampling import sample_from_head, sample_tokens
 from omnijet_lib.tokenizers.binned import BinnedConfig, BinnedTokenizer
 from omnijet_lib.tokenizers.tokens import PAD, START
 
@@ -46,6 +46,38 @@ def test_sampling_follows_the_softmax_and_never_draws_start():
     assert observed[0] == 0
     assert torch.allclose(observed[1:], expected, atol=0.005)
     assert torch.equal(logits, torch.tensor([[5.0, 0.3, 1.2, -0.5, 0.8, 0.0]])), "the caller's logits are untouched"
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampling_from_the_output_layer_in_blocks_follows_the_softmax(temperature):
+    # 300 classes in blocks of 64 (the last one short), the last 20 left out and three banned, one at a
+    # block's edge: each class is drawn as often as the softmax of the whole layer says.
+    torch.manual_seed(0)
+    weight, bias, hidden = torch.randn(320, 8), torch.randn(320), torch.randn(1, 8)
+    banned = (0, 63, 64)
+    draws = sample_from_head(
+        hidden.repeat(400_000, 1), weight, bias, n_classes=300, banned=banned, temperature=temperature,
+        generator=torch.Generator().manual_seed(0), chunk=64,
+    )  # fmt: skip
+    logits = (hidden @ weight.T + bias)[0, :300] / temperature
+    logits[list(banned)] = -torch.inf
+    expected = torch.softmax(logits, dim=0)
+    observed = torch.bincount(draws, minlength=300).float() / len(draws)
+    assert len(observed) == 300 and observed[list(banned)].sum() == 0
+    sigma = (expected * (1 - expected) / len(draws)).sqrt()
+    assert ((observed - expected).abs() <= 5 * sigma + 1e-6).all()
+
+
+def test_sampling_from_the_output_layer_in_bfloat16_is_close_to_float32():
+    torch.manual_seed(1)
+    weight, hidden = torch.randn(300, 16), torch.randn(1, 16)
+    n = 200_000
+    draws = {
+        dtype: sample_from_head(hidden.repeat(n, 1), weight.to(dtype), None, generator=torch.Generator().manual_seed(0))
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+    p32, p16 = (torch.bincount(d, minlength=300).float() / n for d in draws.values())
+    assert 0.5 * (p32 - p16).abs().sum() < 0.05  # total variation: a rounding of the logits, not another law
 
 
 def test_top_k_and_temperature():
@@ -119,6 +151,14 @@ def test_cached_generation_equals_recomputation():
             assert (row[len(expected) :] == PAD).all()
         lengths.append(len(expected))
     assert len(set(lengths)) > 2
+
+
+def test_generation_in_bfloat16_makes_valid_sequences_and_refuses_an_unknown_precision():
+    model = model_with_stop_bias(1.0)
+    sequences = generate_batch(model, 16, generator=torch.Generator().manual_seed(0), precision="bf16").numpy()
+    assert len(set(check_structure(sequences, CONFIG.stop_token).tolist())) > 2
+    with pytest.raises(ValueError, match="precision must be one of"):
+        generate_batch(model, 2, precision="fp8")
 
 
 @pytest.mark.parametrize("fraction", [1e-9, 2.0])  # compact at every stop / never

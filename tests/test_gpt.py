@@ -361,3 +361,23 @@ def test_count_down_indices_and_cached_generation_equal_full_recomputation():
             hidden = model.backbone(full[:, t : t + 1], cache, to_come=constituents_to_come(full[:, : t + 1], config)[:, -1:])
         whole = model.backbone(full[:, :6])
     assert torch.allclose(hidden[:, -1], whole[:, -1], atol=1e-5)
+
+
+def test_cached_logits_equal_full_recomputation_across_the_cache_growing():
+    # A sequence of 100 positions fills the cache's storage and has it grow (32 positions at a time)
+    # three times, once within a prefix given at once, and the compaction happens after a growth.
+    config = GPTConfig(codebook_size=40, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=100)
+    model = small_gpt(1, config)
+    sequences = random_sequences(4, 100, config, seed=1)
+    keep = torch.tensor([1, 3])
+    with torch.no_grad():
+        full = model(sequences)
+        cache = KVCache(config, 4, device="cpu")
+        steps = [model(sequences[:, :40], cache)]  # grows to 64 at once
+        steps += [model(sequences[:, t : t + 1], cache) for t in range(40, 70)]
+        assert cache.capacity == 96 and cache.length == 70
+        cache.keep(keep)
+        rest = [model(sequences[keep, t : t + 1], cache) for t in range(70, 100)]
+    assert cache.capacity == 100  # the last growth stops at max_length
+    assert torch.allclose(torch.cat(steps, dim=1), full[:, :70], atol=1e-5, rtol=0)
+    assert torch.allclose(torch.cat(rest, dim=1), full[keep, 70:], atol=1e-5, rtol=0)

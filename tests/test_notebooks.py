@@ -66,7 +66,9 @@ TINY = {
         "gpt_batch_size": 8,
         "n_generated": 8,
         "generation_batch_size": 4,
+        "generation_precision": "bf16",  # sampled with bf16 products and cache: valid showers all the same
         "reference_points": 2,
+        "n_processes": 2,  # VQ-VAE and GPT trained under torchrun (2 gloo processes), then read by the notebook
     },
     "07_direct_spatial_tokens": {
         "n_showers": 40,  # notebook 06's showers and models
@@ -310,6 +312,7 @@ def _check_06_calorimeter_showers(metrics):
     from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
 
     assert metrics["n_showers"] == {"train": 24, "val": 8, "test": 8, "generated": 8}
+    assert metrics["n_processes"] == 2
     assert metrics["simulation_showers_per_second"] > 0
     assert metrics["tokenizer"]["n_features"] == 4 and metrics["tokenizer"]["quantizer"]["codebook_size"] == 32
     assert set(metrics["token_resolution"]) == {"x", "y", "z", "energy"}

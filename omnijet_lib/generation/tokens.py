@@ -17,9 +17,10 @@ softmax until it draws STOP or reaches ``max_length``.  What makes it fast
   logits are never normalised as a whole;
 * ``precision="bf16"`` (or ``"fp16"``): the matrix products, the output layer
   and the key/value cache in half the bits, where the hardware has them (GPUs;
-  CPUs with AVX-512 BF16 or AMX).  The logits are rounded to ~3 significant
-  digits before the softmax, which moves each probability by ~1 %: a choice
-  for throughput, off by default.
+  CPUs with AVX-512 BF16 or AMX).  The logits come out of a bf16 product
+  (8 significant bits; a 256-wide layer of random weights moved them by 0.3 %
+  of their rms), so each probability moves by a few per cent: a choice for
+  throughput, off by default.
 
 START is never sampled (its probability is set to 0).  A seed fixes the draws:
 the same seed, model and batch size give the same sequences on a device.

@@ -32,6 +32,7 @@ def energy_slices(
     temperature: float = 1.0,
     energy_temperature: float = 1.0,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> list[dict[str, float]]:
     """One row per incident energy: simulated and generated mean and std of each observable, and their mean ratio.
 
@@ -45,7 +46,7 @@ def energy_slices(
     for i, (energy, reference) in enumerate(zip(energies, simulated)):
         options = {
             "batch_size": batch_size, "temperature": temperature, "energy_temperature": energy_temperature,
-            "seed": seed + i, "progress": False,
+            "seed": seed + i, "progress": False, "precision": precision,
         }  # fmt: skip
         asked, _ = generate_showers(model, np.full(len(reference), energy), **options)
         row = {"incident_energy": float(energy)}

@@ -187,8 +187,9 @@ class KVCache:
 
 def _grown(storage: Tensor, capacity: int) -> Tensor:
     """``storage`` (B, H, L, d) copied into zeros of length ``capacity`` (one block at a time: peak memory low)."""
-    grown = storage.new_zeros(storage.shape[:2] + (capacity,) + storage.shape[3:])
-    grown[:, :, : storage.shape[2]] = storage
+    grown = storage.new_empty(storage.shape[:2] + (capacity,) + storage.shape[3:])
+    grown[:, :, : storage.shape[2]] = storage  # every new page is written once: copied or zeroed
+    grown[:, :, storage.shape[2] :] = 0
     return grown
 
 

@@ -78,7 +78,7 @@ def sample_from_head(
     holding or normalising the whole (B, V) softmax at once: the logits are made ``chunk``
     classes at a time, and each chunk's log-sum-exp is taken while it is in the caches.  One
     uniform number per row then picks a chunk in proportion to its share and a class inside
-    it by inverse transform: only the chosen chunk is exponentiated a second time.  The
+    it by inverse transform: only the chosen chunk is read a second time.  The
     logits are float32 whatever ``weight``'s dtype (a bfloat16 layer runs its product in
     bfloat16).
     """
@@ -86,32 +86,46 @@ def sample_from_head(
         msg = f"temperature must be > 0, got {temperature}"
         raise ValueError(msg)
     n_classes = weight.shape[0] if n_classes is None else n_classes
-    rows = len(hidden)
+    chunk = min(chunk, n_classes)
+    rows, n_chunks, device = len(hidden), -(-n_classes // chunk), hidden.device
     hidden = hidden.to(weight.dtype)
-    logits = torch.empty(rows, n_classes, device=hidden.device, dtype=torch.float32)
-    starts = range(0, n_classes, chunk)
-    chunk_lse = torch.empty(rows, len(starts), device=hidden.device, dtype=torch.float32)
-    for i, start in enumerate(starts):
-        end = min(start + chunk, n_classes)
-        block = logits[:, start:end]
-        block.copy_(F.linear(hidden, weight[start:end], None if bias is None else bias[start:end]))
+    # The logits chunk by chunk, (n_chunks, B, chunk): each chunk one contiguous block, which a float32
+    # product writes in place; the columns past n_classes in the last chunk are -inf.
+    logits = torch.empty(n_chunks, rows, chunk, device=device, dtype=torch.float32)
+    in_place = weight.dtype == torch.float32 and not torch.is_autocast_enabled(device.type)
+    chunk_lse = torch.empty(rows, n_chunks, device=device, dtype=torch.float32)
+    row_max = torch.empty(rows, n_chunks, device=device, dtype=torch.float32)
+    for i in range(n_chunks):
+        start, end = i * chunk, min((i + 1) * chunk, n_classes)
+        part = None if bias is None else bias[start:end]
+        block = logits[i]
+        if in_place and end - start == chunk:
+            if part is None:
+                torch.mm(hidden, weight[start:end].T, out=block)
+            else:
+                torch.addmm(part, hidden, weight[start:end].T, out=block)
+        else:
+            block[:, : end - start] = F.linear(hidden, weight[start:end], part)
+            block[:, end - start :] = -torch.inf
         if temperature != 1.0:
             block.div_(temperature)
         for c in banned:
             if start <= c < end:
                 block[:, c - start] = -torch.inf
-        chunk_lse[:, i] = torch.logsumexp(block, dim=1)
+        # log-sum-exp in place (block becomes exp(logit - its row's max)): no temporary of the chunk's size
+        high = block.amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).min)  # finite if all banned
+        row_max[:, i] = high.squeeze(1)
+        chunk_lse[:, i] = block.sub_(high).exp_().sum(dim=1).log_()
+    chunk_lse += row_max
     top = chunk_lse.amax(dim=1, keepdim=True)  # (B, 1): every weight below is exp(logit - top) <= ~chunk
     cumulative = (chunk_lse - top).exp_().cumsum_(dim=1)  # (B, n_chunks)
-    target = torch.rand(rows, 1, generator=generator, device=hidden.device) * cumulative[:, -1:]
-    which = torch.searchsorted(cumulative, target, right=True).clamp_(max=len(starts) - 1)  # (B, 1)
+    target = torch.rand(rows, 1, generator=generator, device=device) * cumulative[:, -1:]
+    which = torch.searchsorted(cumulative, target, right=True).clamp_(max=n_chunks - 1)  # (B, 1)
     below = torch.where(which > 0, cumulative.gather(1, (which - 1).clamp(min=0)), 0.0)
-    # The chosen chunk's logits, (B, chunk); a last, shorter chunk is padded with -inf.
-    columns = which * chunk + torch.arange(chunk, device=hidden.device)
-    inside = columns < n_classes
-    chosen = torch.where(inside, logits.gather(1, columns.clamp(max=n_classes - 1)), -torch.inf)
-    weights = (chosen - top).exp_()
+    # Each row's chosen chunk, (B, chunk), held as exp(logit - the row's max there): rescaled to exp(logit - top).
+    weights = logits[which.squeeze(1), torch.arange(rows, device=device)]
+    weights *= (row_max.gather(1, which) - top).exp_()
     position = torch.searchsorted(weights.cumsum(dim=1), target - below, right=True)
     # Rounding can put the target past the chunk's last class of non-zero probability: that one is meant.
-    last = (torch.arange(chunk, device=hidden.device) * (weights > 0)).amax(dim=1, keepdim=True)
+    last = (torch.arange(chunk, device=device) * (weights > 0)).amax(dim=1, keepdim=True)
     return (which * chunk + torch.minimum(position, last)).squeeze(1)
