@@ -38,18 +38,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from omnijet_lib.data.jets import label_index
-from omnijet_lib.data.pythia_jets import jet_dataset
-from omnijet_lib.data.splits import split_indices
 from omnijet_lib.devices import pick_device
-from omnijet_lib.models.gpt import read_gpt_checkpoint
 from omnijet_lib.models.token_classifier import TokenClassifierConfig
-from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
+from omnijet_lib.notebooks import launch_training, list_parameter, notebook_values, save_metrics, start_notebook
 from omnijet_lib.plotting import show_and_save
-from omnijet_lib.tokenizers.token_dataset import TokenDataset
-from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.training import TrainingConfig
-from omnijet_lib.transfer import TaggingData, patience_for, run_scan
+from omnijet_lib.transfer import patience_for, run_scan
+from omnijet_lib.workflows import tagging_data
 
 start_notebook()  # working directory: the project root, as in a headless run; mplhep style
 
@@ -75,6 +70,10 @@ weight_decay = 0.01  # (paper: 0.01)
 n_val = 500  # fixed validation jets from the validation split, shared by every run
 n_test = 4000  # fixed test jets from the test split (at most the split's size)
 device = "auto"  # cpu, cuda, mps or auto
+n_processes = 1  # > 1: every run of the scan trains data-parallel under torchrun (batch_size per process)
+precision = "fp32"  # "bf16" or "fp16": mixed-precision training, for GPUs
+torch_compile = False  # torch.compile the training step: minutes of compiling, then faster steps (GPUs)
+tf32 = False  # TF32 matrix products on CUDA GPUs that have them
 scan_dir = "runs/05_transfer_learning"  # results.csv and each run's checkpoints: a rerun continues the scan
 output_dir = "figures/05_transfer_learning"
 
@@ -85,30 +84,12 @@ strategies = list_parameter(strategies, "strategies")
 seeds = list_parameter(seeds, "seeds")
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
-if not Path(pretrained).exists():
-    msg = f"generative checkpoint not found: {pretrained}; run notebook 04_generation first (or point 'pretrained' at one)"
-    raise FileNotFoundError(msg)
-gpt_config, _ = read_gpt_checkpoint(pretrained)
-tokenizer_file = Path(tokenizer_dir) / f"{tokenizer}_seed{seed}.pt"
-if not tokenizer_file.exists():
-    msg = f"tokenizer file not found: {tokenizer_file}; run notebook 02_tokenization_quality with seed={seed} first"
-    raise FileNotFoundError(msg)
-paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
-# The training pool stays on disk (TokenDataset): each run reads only the jets of its size.
-dataset = TokenDataset([tokenized(paths[name], tokenizer_file, token_dir) for name in ("top", "qcd")])
-if dataset.codebook_size != gpt_config.codebook_size:
-    msg = f"{tokenizer_file} has {dataset.codebook_size} codes but the backbone in {pretrained} {gpt_config.codebook_size}"
-    raise ValueError(msg)
-is_top = (dataset.column("label") == label_index("Tbqq")).astype(np.int64)  # signal = 1
-train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02/04's split
-val_idx, test_idx = (np.random.default_rng(seed).permutation(i)[:n] for i, n in ((val_idx, n_val), (test_idx, n_test)))
-jet_pt = dataset.column("jet_pt")  # read by a backbone conditioned on the jet pT (notebook 04's jet_pt_token)
-data = TaggingData(
-    dataset.rows(train_idx), is_top[train_idx],
-    dataset.sequences(val_idx), is_top[val_idx], dataset.sequences(test_idx), is_top[test_idx],
-    train_jet_pt=jet_pt[train_idx], val_jet_pt=jet_pt[val_idx], test_jet_pt=jet_pt[test_idx],
+data, gpt_config = tagging_data(
+    n_jets=n_jets, seed=seed, data_dir=data_dir, tokenizer=tokenizer, tokenizer_dir=tokenizer_dir, token_dir=token_dir,
+    pretrained=pretrained, n_val=n_val, n_test=n_test, n_workers=n_workers,
 )  # fmt: skip
-print(f"training pool {len(train_idx)} jets, validation {len(val_idx)}, test {len(test_idx)}; backbone {gpt_config}")
+print(f"training pool {len(data.train_labels)} jets, validation {len(data.val_labels)}, "
+      f"test {len(data.test_labels)}; backbone {gpt_config}")  # fmt: skip
 print("patience by size:", {n: patience_for(n) for n in sizes})
 
 # %% [markdown]
@@ -119,8 +100,11 @@ print("patience by size:", {n: patience_for(n) for n in sizes})
 # %%
 training = TrainingConfig(
     epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
-    lr_schedule=lr_schedule, warmup=warmup, device=device,
+    lr_schedule=lr_schedule, warmup=warmup, device=device, precision=precision, compile=torch_compile, tf32=tf32,
 )  # fmt: skip
+if n_processes > 1:  # `omnijet train fine-tuning` under torchrun; run_scan then finds every cell done
+    launch_training("fine-tuning", notebook_values(globals(), "notebooks/05_transfer_learning.py"),
+                    n_processes=n_processes)  # fmt: skip
 rows = run_scan(
     data, TokenClassifierConfig(gpt=gpt_config, head=head),
     sizes=sizes, strategies=strategies, seeds=seeds, pretrained=pretrained, training=training, scan_dir=scan_dir,
@@ -170,7 +154,8 @@ metrics = {
     "pretrained": pretrained,
     "backbone": asdict(gpt_config),
     "head": head,
-    "n_jets": {"train_pool": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+    "n_jets": {"train_pool": len(data.train_labels), "val": len(data.val_labels), "test": len(data.test_labels)},
+    "n_processes": n_processes,
     "training": {**asdict(training), "device": str(pick_device(device))},
     "patience": {str(n): patience_for(n) for n in sizes},
     "results": rows,

@@ -111,6 +111,7 @@ TRAINABLE = {
     "shower-tokenizer": "06_calorimeter_showers",
     "shower-gpt": "06_calorimeter_showers",
     "direct-showers": "07_direct_spatial_tokens",
+    "fine-tuning": "05_transfer_learning",
 }
 
 
@@ -223,6 +224,22 @@ def _train_direct_showers(values: dict[str, object]) -> None:
         _report(result, processes)
 
 
+def _train_fine_tuning(values: dict[str, object]) -> None:
+    from omnijet_lib.models.token_classifier import TokenClassifierConfig
+    from omnijet_lib.notebooks import list_parameter
+    from omnijet_lib.transfer import run_scan
+    from omnijet_lib.workflows import tagging_data, training_config
+
+    data, gpt_config = _main_first(lambda: tagging_data(**_arguments(tagging_data, values)))
+    rows = run_scan(
+        data, TokenClassifierConfig(gpt=gpt_config, head=str(values["head"])),
+        **{name: list_parameter(values[name], name) for name in ("sizes", "strategies", "seeds")},
+        pretrained=values["pretrained"], training=training_config(values, epochs=values["max_epochs"]),
+        scan_dir=values["scan_dir"],
+    )  # fmt: skip
+    print(f"{values['scan_dir']}: {len(rows)} cells in results.csv")
+
+
 def _train(args: argparse.Namespace) -> None:
     from omnijet_lib.notebooks import given_parameters, notebook_parameters
 
@@ -238,6 +255,7 @@ def _train(args: argparse.Namespace) -> None:
         "shower-tokenizer": _train_shower_tokenizer,
         "shower-gpt": _train_shower_gpt,
         "direct-showers": _train_direct_showers,
+        "fine-tuning": _train_fine_tuning,
     }
     commands[args.model](values)
 

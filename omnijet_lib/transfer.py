@@ -39,6 +39,7 @@ from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifier
 from omnijet_lib.tokenizers.token_dataset import TokenRows
 from omnijet_lib.tokenizers.tokens import PAD
 from omnijet_lib.training import StepOutput, TrainingConfig, train
+from omnijet_lib.training.distributed import join_processes
 
 STRATEGIES = ("scratch", "finetune", "frozen")
 RESULT_FIELDS = (
@@ -271,6 +272,8 @@ def run_scan(
     if unknown:
         msg = f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}"
         raise ValueError(msg)
+    # Under torchrun every cell trains data-parallel over all processes; rank 0 alone writes the scan's files.
+    processes = join_processes()
     scan_dir = Path(scan_dir)
     scan_dir.mkdir(parents=True, exist_ok=True)
     settings = {
@@ -287,15 +290,17 @@ def run_scan(
             differ = sorted(k for k in settings if stored.get(k) != json.loads(json.dumps(settings[k])))
             msg = f"{scan_dir} holds a scan with other settings ({', '.join(differ)}); choose another scan_dir"
             raise ValueError(msg)
-    else:
+    elif processes.main:
         with atomic_path(settings_path) as tmp:
             Path(tmp).write_text(json.dumps(settings, indent=2))
+    processes.wait_for_main()  # every process has read the results before rank 0 writes them again
 
     results_path = scan_dir / "results.csv"
     rows = _read_results(results_path) if results_path.exists() else []
     done = {(r["size"], r["strategy"], r["seed"]) for r in rows}
     cells = [(n, s, seed) for n in sizes for s in strategies for seed in seeds]
     todo = [cell for cell in cells if cell not in done]
+    progress = progress and processes.main
     if progress and len(todo) < len(cells):
         print(f"{scan_dir}: {len(cells) - len(todo)} of {len(cells)} cells done; continuing")
     for size, strategy, seed in tqdm(todo, desc="scan", unit="cell", disable=not progress):
@@ -304,5 +309,7 @@ def run_scan(
             run_dir=scan_dir / f"{strategy}_n{size}_seed{seed}", progress=False,
         )  # fmt: skip
         rows.append(row)
-        _write_results(rows, results_path)
+        if processes.main:
+            _write_results(rows, results_path)
+    processes.wait_for_main()
     return rows

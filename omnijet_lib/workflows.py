@@ -10,7 +10,8 @@ decoded to constituents -- tokenize (``tokenized``) -> train -> generate -> deco
 :func:`jet_features` and :func:`train_jet_tokenizer` are notebook 02's data and
 training, :func:`jet_token_data` and :func:`train_jet_gpt` notebook 04's,
 :func:`shower_split`, :func:`train_shower_tokenizer` and :func:`train_shower_gpt`
-notebook 06's, :func:`train_direct_shower_model` notebook 07's, all
+notebook 06's, :func:`train_direct_shower_model` notebook 07's, :func:`tagging_data`
+notebook 05's (whose scan is :func:`omnijet_lib.transfer.run_scan`), all
 taking their parameters by name: the notebooks call them, and so does ``omnijet
 train`` (alone, or as one of torchrun's processes), so that a run trained by either
 is the same run, which the other continues or returns.
@@ -27,7 +28,7 @@ import numpy as np
 
 from omnijet_lib.data.hit_sequences import ORDERS, hit_sequences
 from omnijet_lib.data.jet_files import read_jets
-from omnijet_lib.data.jets import Jets, concatenate
+from omnijet_lib.data.jets import Jets, concatenate, label_index
 from omnijet_lib.data.preprocessing import PreprocessedJets, preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.shower_files import read_showers
@@ -38,7 +39,7 @@ from omnijet_lib.data.splits import split_indices
 from omnijet_lib.generation import decode_generated_jets, generate_sequences
 from omnijet_lib.metrics.generation_quality import generation_monitor
 from omnijet_lib.models.energy_strategies import EnergyStrategy
-from omnijet_lib.models.gpt import GPT, GPTConfig
+from omnijet_lib.models.gpt import GPT, GPTConfig, read_gpt_checkpoint
 from omnijet_lib.models.spatial_gpt import TOKENIZATIONS, SpatialGPT, SpatialGPTConfig
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
 from omnijet_lib.tokenizers.base import Tokenizer
@@ -50,6 +51,7 @@ from omnijet_lib.training import TrainingConfig, TrainingResult
 from omnijet_lib.training.gpt import fit_gpt
 from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
 from omnijet_lib.training.tokenizers import fit_tokenizer
+from omnijet_lib.transfer import TaggingData
 
 CONDITIONS_FROM = ("training", "model")
 
@@ -273,6 +275,51 @@ def train_jet_gpt(
         data.dataset, data.train_idx, data.val_idx, data.tokenizer, architecture, training, Path(run_dir) / "gpt",
         jet_pt_bins=jet_pt_bins, conditions_from=multiplicity_from, monitor_jets=monitor_jets, progress=progress,
     )  # fmt: skip
+
+
+def tagging_data(
+    *,
+    n_jets: int,
+    seed: int,
+    data_dir: str | os.PathLike,
+    tokenizer: str,
+    tokenizer_dir: str | os.PathLike,
+    token_dir: str | os.PathLike,
+    pretrained: str | os.PathLike,
+    n_val: int,
+    n_test: int,
+    n_workers: int | None = None,
+) -> tuple[TaggingData, GPTConfig]:
+    """Notebook 05's labelled jets (top = 1, QCD = 0) and the backbone config of ``pretrained``.
+
+    Notebook 02/04's jets, split and tokenizer; the training pool stays on disk, and
+    ``n_val`` validation and ``n_test`` test jets are drawn once from their splits by ``seed``.
+    """
+    if not Path(pretrained).exists():
+        msg = f"generative checkpoint not found: {pretrained}; run notebook 04_generation first (or point 'pretrained' at one)"
+        raise FileNotFoundError(msg)
+    gpt_config, _ = read_gpt_checkpoint(pretrained)
+    tokenizer_file = Path(tokenizer_dir) / f"{tokenizer}_seed{seed}.pt"
+    if not tokenizer_file.exists():
+        msg = f"tokenizer file not found: {tokenizer_file}; run notebook 02_tokenization_quality with seed={seed} first"
+        raise FileNotFoundError(msg)
+    paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
+    # The training pool stays on disk (TokenDataset): each run reads only the jets of its size.
+    dataset = TokenDataset([tokenized(paths[name], tokenizer_file, token_dir) for name in ("top", "qcd")])
+    if dataset.codebook_size != gpt_config.codebook_size:
+        msg = f"{tokenizer_file} has {dataset.codebook_size} codes but the backbone in {pretrained} {gpt_config.codebook_size}"
+        raise ValueError(msg)
+    is_top = (dataset.column("label") == label_index("Tbqq")).astype(np.int64)  # signal = 1
+    train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02/04's split
+    rng = np.random.default_rng(seed)
+    val_idx, test_idx = (rng.permutation(i)[:n] for i, n in ((val_idx, n_val), (test_idx, n_test)))
+    jet_pt = dataset.column("jet_pt")  # read by a backbone conditioned on the jet pT (notebook 04's jet_pt_token)
+    data = TaggingData(
+        dataset.rows(train_idx), is_top[train_idx],
+        dataset.sequences(val_idx), is_top[val_idx], dataset.sequences(test_idx), is_top[test_idx],
+        train_jet_pt=jet_pt[train_idx], val_jet_pt=jet_pt[val_idx], test_jet_pt=jet_pt[test_idx],
+    )  # fmt: skip
+    return data, gpt_config
 
 
 class ShowerSplit(NamedTuple):

@@ -72,7 +72,9 @@ def test_train_help_lists_every_parameter_of_the_notebooks_with_their_defaults(c
         main(["train", "--help"])
     assert exit_.value.code == 0
     shown = capsys.readouterr().out
-    assert set(TRAINABLE) == {"jet-tokenizer", "jet-gpt", "shower-tokenizer", "shower-gpt", "direct-showers"}
+    assert set(TRAINABLE) == {
+        "jet-tokenizer", "jet-gpt", "shower-tokenizer", "shower-gpt", "direct-showers", "fine-tuning"
+    }  # fmt: skip
     for model, notebook in TRAINABLE.items():
         section = shown[shown.index(f"{model} (notebook {notebook})") :]
         for name, default in notebook_parameters(project_root() / "notebooks" / f"{notebook}.py").items():

@@ -49,6 +49,7 @@ TINY = {
         "max_epochs": 2,
         "n_val": 20,
         "n_test": 24,
+        "n_processes": 2,  # every cell trained by 2 gloo processes under torchrun, the table then read
     },
     "06_calorimeter_showers": {
         "n_showers": 40,
@@ -304,6 +305,7 @@ def _check_05_transfer_learning(metrics):
     assert all(r["accuracy"] * 24 == pytest.approx(round(r["accuracy"] * 24)) for r in metrics["results"])
     assert all(np.isfinite(r["auc"]) for r in metrics["results"])
     assert metrics["n_jets"] == {"train_pool": 72, "val": 20, "test": 24}
+    assert metrics["n_processes"] == 2
     assert set(metrics["figures"]) == {"accuracy_vs_size.png", "rejection_50_vs_size.png", "rejection_30_vs_size.png"}
 
 
