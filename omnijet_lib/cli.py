@@ -231,10 +231,12 @@ def _train_fine_tuning(values: dict[str, object]) -> None:
     from omnijet_lib.workflows import tagging_data, training_config
 
     data, gpt_config = _main_first(lambda: tagging_data(**_arguments(tagging_data, values)))
+    # The notebook's `seed` is its data's; each cell of the scan sets its own training seed.
+    training = training_config({k: v for k, v in values.items() if k != "seed"}, epochs=values["max_epochs"])
     rows = run_scan(
         data, TokenClassifierConfig(gpt=gpt_config, head=str(values["head"])),
         **{name: list_parameter(values[name], name) for name in ("sizes", "strategies", "seeds")},
-        pretrained=values["pretrained"], training=training_config(values, epochs=values["max_epochs"]),
+        pretrained=values["pretrained"], training=training,
         scan_dir=values["scan_dir"],
     )  # fmt: skip
     print(f"{values['scan_dir']}: {len(rows)} cells in results.csv")
