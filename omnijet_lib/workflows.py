@@ -299,20 +299,23 @@ def tagging_data(
         msg = f"generative checkpoint not found: {pretrained}; run notebook 04_generation first (or point 'pretrained' at one)"
         raise FileNotFoundError(msg)
     gpt_config, _ = read_gpt_checkpoint(pretrained)
-    tokenizer_file = Path(tokenizer_dir) / f"{tokenizer}_seed{seed}.pt"
-    if not tokenizer_file.exists():
-        msg = f"tokenizer file not found: {tokenizer_file}; run notebook 02_tokenization_quality with seed={seed} first"
-        raise FileNotFoundError(msg)
-    paths = jet_dataset(n_jets, seed=seed, data_dir=data_dir, n_workers=n_workers)
-    # The training pool stays on disk (TokenDataset): each run reads only the jets of its size.
-    dataset = TokenDataset([tokenized(paths[name], tokenizer_file, token_dir) for name in ("top", "qcd")])
+    jets = jet_token_data(
+        n_jets=n_jets, seed=seed, data_dir=data_dir, tokenizer=tokenizer, tokenizer_dir=tokenizer_dir,
+        token_dir=token_dir, n_workers=n_workers, device="cpu",
+    )  # fmt: skip
+    dataset = jets.dataset  # the training pool stays on disk: each run reads only the jets of its size
     if dataset.codebook_size != gpt_config.codebook_size:
-        msg = f"{tokenizer_file} has {dataset.codebook_size} codes but the backbone in {pretrained} {gpt_config.codebook_size}"
+        msg = (
+            f"{jets.tokenizer_file} has {dataset.codebook_size} codes but the backbone in {pretrained} "
+            f"{gpt_config.codebook_size}"
+        )
         raise ValueError(msg)
     is_top = (dataset.column("label") == label_index("Tbqq")).astype(np.int64)  # signal = 1
-    train_idx, val_idx, test_idx = split_indices(len(dataset), seed=seed)  # notebook 02/04's split
-    rng = np.random.default_rng(seed)
-    val_idx, test_idx = (rng.permutation(i)[:n] for i, n in ((val_idx, n_val), (test_idx, n_test)))
+    train_idx = jets.train_idx
+    # each drawn with a generator of its own, as notebook 05 always drew them
+    val_idx, test_idx = (
+        np.random.default_rng(seed).permutation(i)[:n] for i, n in ((jets.val_idx, n_val), (jets.test_idx, n_test))
+    )
     jet_pt = dataset.column("jet_pt")  # read by a backbone conditioned on the jet pT (notebook 04's jet_pt_token)
     data = TaggingData(
         dataset.rows(train_idx), is_top[train_idx],

@@ -144,9 +144,9 @@ class KVCache:
         self, config: GPTConfig, batch_size: int, *, device, dtype=torch.float32, max_length: int | None = None
     ):
         self.max_length = config.positions if max_length is None else max_length
-        self.shape = (batch_size, config.n_heads, 0, config.embed_dim // config.n_heads)
-        self.keys = [torch.zeros(self.shape, device=device, dtype=dtype) for _ in range(config.n_blocks)]
-        self.values = [torch.zeros(self.shape, device=device, dtype=dtype) for _ in range(config.n_blocks)]
+        empty = (batch_size, config.n_heads, 0, config.embed_dim // config.n_heads)  # grown at the first update
+        self.keys = [torch.zeros(empty, device=device, dtype=dtype) for _ in range(config.n_blocks)]
+        self.values = [torch.zeros(empty, device=device, dtype=dtype) for _ in range(config.n_blocks)]
         self.length = 0  # positions filled
 
     @property
