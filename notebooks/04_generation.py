@@ -103,6 +103,7 @@ best_by = "loss"  # the epoch kept: "loss" (validation), or the monitor's "sampl
 n_generated = None  # jets to generate; None: as many as there are test jets
 generation_batch_size = 256
 generation_precision = "fp32"  # "bf16": faster sampling on GPUs and bf16 CPUs (docs/scaling.md)
+generation_compile = False  # True: torch.compile each generation step (pays on GPUs; docs/scaling.md)
 temperature = 1.0
 top_k = None  # None samples the full vocabulary, as the paper does
 classifier_epochs = 30  # generated-vs-real DeepSets (paper: 100)
@@ -207,7 +208,7 @@ n_generate = len(test_idx) if n_generated is None else n_generated
 start = time.perf_counter()
 generated = generator.sequences(
     n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=train_seed,
-    precision=generation_precision,
+    precision=generation_precision, compile=generation_compile,
 )  # fmt: skip
 generation_seconds = time.perf_counter() - start
 n_tokens_generated = int((generated != PAD).sum() - len(generated))  # drawn tokens: all but START

@@ -93,6 +93,7 @@ warmup = 0.0  # fraction of the run over which the learning rate first rises lin
 n_generated = None  # showers to generate; None: as many as there are test showers
 generation_batch_size = 64
 generation_precision = "fp32"  # "bf16": faster sampling on GPUs and bf16 CPUs (docs/scaling.md)
+generation_compile = False  # True: torch.compile each generation step (pays on GPUs; docs/scaling.md)
 temperature = 1.0
 top_k = None  # None samples the full vocabulary, as the paper does
 reference_points = 6  # sequence lengths at which the reference method (no cache) is timed
@@ -227,7 +228,7 @@ n_generate = len(test_idx) if n_generated is None else n_generated
 start = time.perf_counter()
 generated = generate_sequences(
     model, n_generate, batch_size=generation_batch_size, temperature=temperature, top_k=top_k, seed=seed,
-    precision=generation_precision,
+    precision=generation_precision, compile=generation_compile,
 )  # fmt: skip
 sampling_seconds = time.perf_counter() - start
 start = time.perf_counter()

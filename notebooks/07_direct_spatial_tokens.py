@@ -106,6 +106,7 @@ slice_energies = [10.0, 50.0, 90.0]  # incident energies [GeV] for the condition
 n_per_slice = 100  # simulated and generated showers per slice energy
 generation_batch_size = 64
 generation_precision = "fp32"  # "bf16": faster sampling on GPUs and bf16 CPUs (docs/scaling.md)
+generation_compile = False  # True: torch.compile each generation step (pays on GPUs; docs/scaling.md)
 vqvae_tokenizer = "data/tokenizers/showers_conditional-4096_seed1.pt"  # notebook 06's tokenizer
 vqvae_checkpoint = "runs/06_calorimeter_showers/gpt/best.pt"  # and its GPT
 device = "auto"
@@ -183,6 +184,7 @@ for variant, model in models.items():
     generated[variant], kept = generate_showers(
         model, test.incident_energy, batch_size=generation_batch_size, temperature=temperature,
         energy_temperature=energy_temperature, seed=seed, precision=generation_precision,
+        compile=generation_compile,
     )  # fmt: skip
     speed[variant] = (time.perf_counter() - start) / len(test)
     n_empty[variant] = len(test) - len(kept)  # showers that stopped before their first hit
@@ -191,8 +193,9 @@ vqvae_tok = load_tokenizer(vqvae_tokenizer, device=device)
 vqvae_model = load_gpt(vqvae_checkpoint, device=device)
 start = time.perf_counter()
 sequences = generate_sequences(
-    vqvae_model, len(test), batch_size=generation_batch_size, seed=seed, precision=generation_precision
-)
+    vqvae_model, len(test), batch_size=generation_batch_size, seed=seed, precision=generation_precision,
+    compile=generation_compile,
+)  # fmt: skip
 generated["vqvae"], kept = decode_generated_showers(sequences, vqvae_tok)
 speed["vqvae"] = (time.perf_counter() - start) / len(test)
 n_empty["vqvae"] = len(test) - len(kept)
@@ -264,6 +267,7 @@ for variant, model in models.items():
     slices[variant] = energy_slices(
         model, simulated, slice_energies, batch_size=generation_batch_size, temperature=temperature,
         energy_temperature=energy_temperature, seed=seed + 100, precision=generation_precision,
+        compile=generation_compile,
     )  # fmt: skip
     print(f"{variant}:\n{energy_slice_table(slices[variant])}")
 fig = plot_energy_slices(slices, reference=main)

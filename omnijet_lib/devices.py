@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import torch
 
@@ -60,3 +61,25 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+# Compiled once per module or function and process: torch.compile's own cache is keyed by the code, and a
+# fresh wrapper per generate call would look its guards up again at every call.
+_COMPILED_FOR_DECODING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def for_decoding(step, compile: bool = False):
+    """``step`` (a module or function a generation loop calls once per token), or ``torch.compile(step)``.
+
+    Compiled with dynamic shapes: the batch shrinks as sequences stop and the key/value
+    cache grows, and a static-shape compile would compile again at each new shape.  The
+    first call compiles (tens of seconds); later ones fuse the step's small kernels, which
+    pays where launching them costs more than running them (GPUs at small batch).  On the
+    CPU of docs/scaling.md it was slower than eager at the paper GPT's size.  The fused
+    kernels round differently, so a seed gives the same draws as eager only up to that.
+    """
+    if not compile:
+        return step
+    if step not in _COMPILED_FOR_DECODING:
+        _COMPILED_FOR_DECODING[step] = torch.compile(step, dynamic=True)
+    return _COMPILED_FOR_DECODING[step]

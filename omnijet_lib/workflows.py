@@ -71,12 +71,13 @@ class JetGenerator:
 
     def sequences(
         self, n: int, *, batch_size: int = 256, temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-        progress: bool = True, precision: str = "fp32",
+        progress: bool = True, precision: str = "fp32", compile: bool = False,
     ) -> np.ndarray:  # fmt: skip
         """``n`` generated token sequences (a token file's layout: START .. STOP, PAD)."""
         return generate_sequences(
             self.model, n, batch_size=batch_size, temperature=temperature, top_k=top_k, seed=seed, progress=progress,
             multiplicities=self.multiplicities, jet_pt=self.jet_pt, precision=precision,
+            compile=compile,
         )  # fmt: skip
 
     def generate(self, n: int, **options) -> tuple[Jets, np.ndarray]:

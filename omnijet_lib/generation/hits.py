@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from omnijet_lib.data.hit_sequences import HitSequences, showers_from_hits
 from omnijet_lib.data.shower_preprocessing import voxelise
 from omnijet_lib.data.showers import Showers, concatenate_showers
-from omnijet_lib.devices import autocast, precision_dtype
+from omnijet_lib.devices import autocast, for_decoding, precision_dtype
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.generation.tokens import COMPACT_FRACTION
 from omnijet_lib.models.gpt import KVCache, run_blocks
@@ -39,6 +39,7 @@ def generate_hits(
     generator: torch.Generator | None = None,
     rescale: bool = True,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> HitSequences:
     """One shower per requested incident energy [GeV] (and number of hits, if the model takes it).
 
@@ -50,7 +51,8 @@ def generate_hits(
     energy scale to a model that rescales (to see what the rescale does).
     ``precision`` "bf16" (or "fp16") runs the blocks, the voxel heads and the key/value
     cache in half the bits (as :func:`omnijet_lib.generation.tokens.generate_batch`);
-    the energy head stays in fp32.
+    the energy head stays in fp32.  ``compile=True`` runs each step's blocks through
+    ``torch.compile`` (:func:`~omnijet_lib.devices.for_decoding`).
     """
     config = model.config
     max_hits = config.max_hits if max_hits is None else max_hits
@@ -86,6 +88,7 @@ def generate_hits(
         asked_visible = visible  # per output row; `visible` follows the cache rows
     rows = torch.arange(batch, device=device)  # output row of each cache row
     live = torch.ones(batch, dtype=torch.bool, device=device)
+    blocks = for_decoding(run_blocks, compile)
     with autocast(precision, device):
         hidden = run_blocks(model.blocks, model.start_input(condition), cache, max_length=max_hits + 1)[:, -1]
         for position in range(max_hits):
@@ -129,7 +132,7 @@ def generate_hits(
                 if config.energy.draws_visible_energy:
                     visible = visible[keep]
             step = model.hit_inputs(step_vox[:, None], step_energy[:, None], condition, first=position + 1)
-            hidden = run_blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
+            hidden = blocks(model.blocks, step, cache, max_length=max_hits + 1)[:, -1]
     mask = torch.arange(max_hits, device=device) < length[:, None]
     # One factor per shower: its hits then sum to the visible energy asked.
     if config.energy.rescale_to_visible_energy and rescale:
@@ -187,6 +190,7 @@ def generate_showers(
     progress: bool = True,
     rescale: bool = True,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> tuple[Showers, np.ndarray]:
     """One shower per incident energy [GeV], in batches, put onto the grid; and which requests they answer.
 
@@ -196,7 +200,7 @@ def generate_showers(
     :class:`~omnijet_lib.models.shower_sizes.HitCountModel` unless ``n_hits`` is given,
     and one whose energy strategy uses ``energy_budget`` or ``rescale_to_visible_energy``
     the visible energy [MeV] from its fit likewise unless ``visible_energy`` is given
-    (``rescale``, ``precision``: see :func:`generate_hits`).
+    (``rescale``, ``precision``, ``compile``: see :func:`generate_hits`).
 
     The model may place two hits in one voxel; :func:`voxelise` then moves one as
     for the VQ-VAE model's showers (energy and hit count kept).  The same seed,
@@ -216,7 +220,7 @@ def generate_showers(
                 model, incident[part], n_hits=None if requested is None else requested[part],
                 visible_energy=None if visible is None else visible[part],
                 temperature=temperature, energy_temperature=energy_temperature, generator=generator,
-                rescale=rescale, precision=precision,
+                rescale=rescale, precision=precision, compile=compile,
             )  # fmt: skip
             batches.append(showers_from_hits(hits, log_energy_shift=model.config.log_energy_shift))
             bar.update(len(hits))

@@ -39,8 +39,8 @@ from omnijet_lib.data.jets import UNLABELLED, Jets
 from omnijet_lib.data.preprocessing import constituents_from_features
 from omnijet_lib.data.shower_preprocessing import showers_from_features, voxelise
 from omnijet_lib.data.showers import UNKNOWN_ENERGY, Showers
+from omnijet_lib.devices import autocast, for_decoding, precision_dtype
 from omnijet_lib.models.gpt import GPT, KVCache
-from omnijet_lib.devices import autocast, precision_dtype
 from omnijet_lib.models.sampling import sample_categorical, sample_from_head, sample_tokens
 from omnijet_lib.observables import jet_kinematics
 from omnijet_lib.tokenizers.base import Tokenizer
@@ -63,6 +63,7 @@ def generate_batch(
     multiplicities: Tensor | None = None,
     jet_pt: Tensor | None = None,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> Tensor:
     """``batch_size`` sequences ``(B, max_length)``: START, tokens, STOP, then PAD.
 
@@ -88,7 +89,8 @@ def generate_batch(
     have a token file's layout.
 
     ``precision``: "fp32", or "bf16"/"fp16" for the matrix products, the output layer
-    and the key/value cache (see the module's docstring).
+    and the key/value cache (see the module's docstring).  ``compile=True`` runs each step's
+    backbone through ``torch.compile`` (:func:`~omnijet_lib.devices.for_decoding`).
     """
     config = model.config
     max_length = config.max_length if max_length is None else max_length
@@ -100,11 +102,17 @@ def generate_batch(
     dtype = next(model.parameters()).dtype if precision == "fp32" else precision_dtype(precision)
     multiplicities, jet_pt = _checked_pools(config, multiplicities, jet_pt, max_length, device)
     with autocast(precision, device):
-        return _generate(model, batch_size, max_length, temperature, top_k, generator, multiplicities, jet_pt, dtype)
+        backbone = for_decoding(model.backbone, compile)
+        return _generate(
+            model, backbone, batch_size, max_length, temperature, top_k, generator, multiplicities, jet_pt, dtype
+        )
 
 
-def _generate(model, batch_size, max_length, temperature, top_k, generator, multiplicities, jet_pt, dtype) -> Tensor:
-    """:func:`generate_batch` once its arguments are checked, with the model's matrix products in ``dtype``."""
+def _generate(
+    model, backbone, batch_size, max_length, temperature, top_k, generator, multiplicities, jet_pt, dtype
+) -> Tensor:
+    """:func:`generate_batch` once its arguments are checked, with the model's matrix products in ``dtype``
+    and its backbone (perhaps compiled) as ``backbone``."""
     config = model.config
     device = next(model.parameters()).device
     head = model.head.linear
@@ -115,7 +123,7 @@ def _generate(model, batch_size, max_length, temperature, top_k, generator, mult
     cache = KVCache(config, batch_size, device=device, dtype=dtype, max_length=cache_length)
     rows = torch.arange(batch_size, device=device)  # output row of each cache row
     live = torch.ones(batch_size, dtype=torch.bool, device=device)  # cache rows still generating
-    hidden = model.backbone(sequences[:, :1], cache)[:, -1]  # (B, D)
+    hidden = backbone(sequences[:, :1], cache)[:, -1]  # (B, D)
     pool = multiplicities if multiplicities is not None else jet_pt
     pick = None if pool is None else torch.randint(len(pool), (batch_size,), generator=generator, device=device)
     multiplicity = None  # constituents each cache row will have, if the model draws it first
@@ -126,7 +134,7 @@ def _generate(model, batch_size, max_length, temperature, top_k, generator, mult
             multiplicity = sample_categorical(logits, generator=generator)
         else:
             multiplicity = multiplicities[pick]
-        hidden = model.backbone((first + multiplicity)[:, None], cache, **_to_come(config, multiplicity, 0))[:, -1]
+        hidden = backbone((first + multiplicity)[:, None], cache, **_to_come(config, multiplicity, 0))[:, -1]
     if config.jet_pt_edges:
         first = config.first_jet_pt_token
         if jet_pt is None:
@@ -135,7 +143,7 @@ def _generate(model, batch_size, max_length, temperature, top_k, generator, mult
             )
         else:
             pt_bin = config.jet_pt_bin(jet_pt[pick])
-        hidden = model.backbone((first + pt_bin)[:, None], cache, **_to_come(config, multiplicity, 0))[:, -1]
+        hidden = backbone((first + pt_bin)[:, None], cache, **_to_come(config, multiplicity, 0))[:, -1]
     for position in range(1, max_length):
         live_rows = live.nonzero().squeeze(1)
         if position == max_length - 1:  # full: nothing but STOP fits
@@ -166,7 +174,7 @@ def _generate(model, batch_size, max_length, temperature, top_k, generator, mult
             cache.keep(keep)
             rows, live, step = rows[keep], live[keep], step[keep]
             multiplicity = None if multiplicity is None else multiplicity[keep]
-        hidden = model.backbone(step[:, None], cache, **_to_come(config, multiplicity, position))[:, -1]
+        hidden = backbone(step[:, None], cache, **_to_come(config, multiplicity, position))[:, -1]
     return sequences
 
 
@@ -224,12 +232,13 @@ def generate_sequences(
     multiplicities: np.ndarray | None = None,
     jet_pt: np.ndarray | None = None,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> np.ndarray:
     """``n`` sequences ``(n, max_length)`` (int64, PAD after the end), in batches, on the model's device.
 
     The same seed, model, device and ``batch_size`` give the same sequences.
     ``multiplicities`` and ``jet_pt``: for a model that draws the multiplicity
-    (the jet pT) first, the pool it is drawn from; ``precision``: see :func:`generate_batch`.
+    (the jet pT) first, the pool it is drawn from; ``precision``, ``compile``: see :func:`generate_batch`.
     """
     if n < 1 or batch_size < 1:
         msg = f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}"
@@ -246,7 +255,7 @@ def generate_sequences(
             size = min(batch_size, n - start)
             batch = generate_batch(
                 model, size, max_length=max_length, temperature=temperature, top_k=top_k, generator=generator,
-                multiplicities=multiplicities, jet_pt=jet_pt, precision=precision,
+                multiplicities=multiplicities, jet_pt=jet_pt, precision=precision, compile=compile,
             )  # fmt: skip
             batches.append(batch.cpu())
             bar.update(size)

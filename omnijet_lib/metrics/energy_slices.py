@@ -33,11 +33,12 @@ def energy_slices(
     energy_temperature: float = 1.0,
     seed: int = 0,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> list[dict[str, float]]:
     """One row per incident energy: simulated and generated mean and std of each observable, and their mean ratio.
 
     ``simulated[i]`` are simulated showers of energy ``energies[i]``; as many are
-    generated, with seed ``seed + i``.
+    generated, with seed ``seed + i`` (the other options: see :func:`generate_showers`).
     """
     if len(simulated) != len(energies):
         msg = f"one simulated sample per energy: got {len(simulated)} samples for {len(energies)} energies"
@@ -47,6 +48,7 @@ def energy_slices(
         options = {
             "batch_size": batch_size, "temperature": temperature, "energy_temperature": energy_temperature,
             "seed": seed + i, "progress": False, "precision": precision,
+            "compile": compile,
         }  # fmt: skip
         asked, _ = generate_showers(model, np.full(len(reference), energy), **options)
         row = {"incident_energy": float(energy)}
