@@ -118,7 +118,7 @@ def test_wrong_shapes_name_the_dataset_and_shape(tmp_path, datasets, match):
 
 @pytest.mark.parametrize(
     ("value", "match"),
-    [(np.nan, r"non-finite.*shower 1.*s\.h5"), (30.2, r"outside the 30\^3 grid.*s\.h5"), (-1.0, "outside")],
+    [(np.nan, r"non-finite.*shower 1.*s\.h5"), (30.2, r"outside the 30 × 30 × 30 grid.*s\.h5"), (-1.0, "outside")],
 )
 def test_bad_values_are_reported_with_the_file(tmp_path, value, match):
     path = write_showers(tmp_path / "s.h5", make_showers([3, 4]))

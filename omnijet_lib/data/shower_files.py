@@ -9,7 +9,11 @@ Layouts (documented for users in ``data/README.md``)::
         /events    float32 (N, 4, max_hits)   the same four features, hits on the last axis
         /energy    float32 (N, 1)
     attrs (files this module writes): schema, schema_version, layout, hit_features, units,
-           created, n_showers, max_hits, and provenance (generator, settings, seed, ...)
+           geometry (the calorimeter, JSON: omnijet_lib.data.geometry), created, n_showers,
+           max_hits, and provenance (generator, settings, seed, ...)
+
+A file without a ``geometry`` attribute (OmniJet-α_C's and CaloClouds' own files) holds
+showers of the ILD-like ECAL.
 
 A reader recognises the layout by its dataset (``showers`` or ``events``), so files
 written elsewhere read alike.  Files are written to ``<name>.<pid>.tmp`` and
@@ -26,7 +30,8 @@ import h5py
 import numpy as np
 
 from omnijet_lib.data.hdf5 import HDF5Writer, decode_attr, open_hdf5
-from omnijet_lib.data.showers import GRID_SIZE, HIT_FEATURES, Showers, check_showers
+from omnijet_lib.data.geometry import ILD_ECAL, CalorimeterGeometry
+from omnijet_lib.data.showers import HIT_FEATURES, Showers, check_showers
 from omnijet_lib.errors import BadDataError, SchemaError
 
 SCHEMA = "omnijet-showers"
@@ -47,14 +52,21 @@ class ShowerFileWriter(HDF5Writer):
     an exception removes the temporary file.
     """
 
-    reserved = (*HDF5Writer.reserved, "layout", "hit_features", "units", "n_showers", "max_hits")
+    reserved = (*HDF5Writer.reserved, "layout", "hit_features", "units", "geometry", "n_showers", "max_hits")
 
-    def __init__(self, path: str | os.PathLike, *, layout: str = "reference", provenance: dict | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        layout: str = "reference",
+        provenance: dict | None = None,
+        geometry: CalorimeterGeometry = ILD_ECAL,
+    ):
         if layout not in LAYOUTS:
             msg = f"unknown shower file layout {layout!r}; choose one of {sorted(LAYOUTS)}"
             raise ValueError(msg)
-        self.layout, self.n_showers, self.max_hits = layout, 0, 0
-        attrs = {"layout": layout, "hit_features": list(HIT_FEATURES), "units": UNITS}
+        self.layout, self.n_showers, self.max_hits, self.geometry = layout, 0, 0, geometry
+        attrs = {"layout": layout, "hit_features": list(HIT_FEATURES), "units": UNITS, "geometry": geometry.to_dict()}
         super().__init__(path, schema=SCHEMA, schema_version=SCHEMA_VERSION, attrs=attrs, provenance=provenance)
 
     def _create(self, file: h5py.File) -> None:
@@ -75,6 +87,12 @@ class ShowerFileWriter(HDF5Writer):
         )
 
     def append(self, showers: Showers) -> None:
+        if showers.geometry != self.geometry:
+            msg = (
+                f"showers of geometry {showers.geometry.name!r} appended to {self.path}, "
+                f"a file of geometry {self.geometry.name!r}"
+            )
+            raise ValueError(msg)
         check_showers(showers, source=f"showers written to {self.path}")
         check_cells(showers, source=f"showers written to {self.path}")
         start, stop = self.n_showers, self.n_showers + len(showers)
@@ -99,15 +117,20 @@ class ShowerFileWriter(HDF5Writer):
 def write_showers(
     path: str | os.PathLike, showers: Showers, *, layout: str = "reference", provenance: dict | None = None
 ) -> Path:
-    """Write showers to a new HDF5 file in ``layout`` ("reference" or "caloclouds")."""
-    return write_shower_chunks(path, [showers], layout=layout, provenance=provenance)
+    """Write showers to a new HDF5 file in ``layout`` ("reference" or "caloclouds"), with their geometry."""
+    return write_shower_chunks(path, [showers], layout=layout, provenance=provenance, geometry=showers.geometry)
 
 
 def write_shower_chunks(
-    path: str | os.PathLike, chunks: Iterable[Showers], *, layout: str = "reference", provenance: dict | None = None
+    path: str | os.PathLike,
+    chunks: Iterable[Showers],
+    *,
+    layout: str = "reference",
+    provenance: dict | None = None,
+    geometry: CalorimeterGeometry = ILD_ECAL,
 ) -> Path:
-    """Write batches of showers one after another (e.g. from a simulator's generator) to a new file."""
-    with ShowerFileWriter(path, layout=layout, provenance=provenance) as writer:
+    """Write batches of showers of ``geometry`` one after another (e.g. from a simulator's generator) to a new file."""
+    with ShowerFileWriter(path, layout=layout, provenance=provenance, geometry=geometry) as writer:
         for showers in chunks:
             writer.append(showers)
     return Path(path)
@@ -212,13 +235,25 @@ def _read_range(file: h5py.File, layout: str, path, start: int, stop: int) -> Sh
     if layout == "caloclouds":
         hits = hits.transpose(0, 2, 1)  # (n, 4, max_hits) -> (n, max_hits, 4)
     incident = file[INCIDENT_ENERGY][start:stop].reshape(-1)
-    showers = Showers(np.ascontiguousarray(hits, dtype=np.float32), incident.astype(np.float32))
+    geometry = file_geometry(file, path)
+    showers = Showers(np.ascontiguousarray(hits, dtype=np.float32), incident.astype(np.float32), geometry)
     where = (
         f"{path} (showers {start}:{stop})" if start == 0 else f"{path} (showers {start}:{stop}, numbered from {start})"
     )
     check_showers(showers, source=where)
     check_cells(showers, source=where)
     return showers
+
+
+def file_geometry(file: h5py.File, path) -> CalorimeterGeometry:
+    """The geometry a shower file stores (its ``geometry`` attribute); the ILD-like ECAL if it stores none."""
+    if "geometry" not in file.attrs:
+        return ILD_ECAL
+    try:
+        return CalorimeterGeometry.from_dict(decode_attr(file.attrs["geometry"]))
+    except (ValueError, TypeError) as err:
+        msg = f"the geometry attribute of {path} is not a calorimeter geometry: {err}"
+        raise BadDataError(msg) from None
 
 
 def check_cells(showers: Showers, *, source: str, chunk_size: int = 1024) -> None:
@@ -244,13 +279,14 @@ def check_cells(showers: Showers, *, source: str, chunk_size: int = 1024) -> Non
                 f"(first: {tuple(cells[between[0]].tolist())}), in {source}; {hint}"
             )
             raise BadDataError(msg)
-        voxel = rows.astype(np.int64) * GRID_SIZE**3 + np.ravel_multi_index(cells.T.astype(np.int64), (GRID_SIZE,) * 3)
+        shape, n_cells = showers.geometry.shape, showers.geometry.n_cells
+        voxel = rows.astype(np.int64) * n_cells + np.ravel_multi_index(cells.T.astype(np.int64), shape)
         voxel.sort()
         shared = voxel[1:][voxel[1:] == voxel[:-1]]  # a cell's second, third... hit
         if shared.size:
-            shower = shared[0] // GRID_SIZE**3
-            cell = np.unravel_index(shared[0] % GRID_SIZE**3, (GRID_SIZE,) * 3)
-            count = np.sum(shared // GRID_SIZE**3 == shower)
+            shower = shared[0] // n_cells
+            cell = np.unravel_index(shared[0] % n_cells, shape)
+            count = np.sum(shared // n_cells == shower)
             msg = (
                 f"shower {start + shower} has {count} hit(s) in a cell that already holds one "
                 f"(first: cell {tuple(int(c) for c in cell)}), in {source}; a cell holds one energy: {hint}"
