@@ -9,6 +9,8 @@ from omnijet_lib.data.shower_preprocessing import (
     showers_from_features,
     voxelise,
 )
+from omnijet_lib.data.geometry import cylindrical_geometry
+from omnijet_lib.data.shower_files import check_cells
 from omnijet_lib.data.showers import Showers
 from omnijet_lib.errors import BadDataError
 
@@ -95,11 +97,19 @@ def _check_voxelised(before: Showers, after: Showers):
 
 def _reference_voxelise(showers: Showers) -> np.ndarray:
     """voxelise's documented rule, hit by hit in plain Python (slow; small showers only)."""
-    along_z, anywhere = _offsets()
+    shape = showers.geometry.shape
+    along_z, anywhere = _offsets(shape)
+    wrap = showers.geometry.grid == "cylindrical"  # the angular bin (x) wraps around
+
+    def cell(c, axis):
+        index = int(np.floor(float(c) + 0.5))
+        index = index % shape[0] if wrap and axis == 0 else index
+        return min(max(index, 0), shape[axis] - 1)
+
     out = np.zeros_like(showers.hits)
     for i, hits in enumerate(showers.hits):
         slots = np.flatnonzero(hits[:, 3] > 0)
-        cells = {s: tuple(min(max(int(np.floor(float(c) + 0.5)), 0), 29) for c in hits[s, :3]) for s in slots}
+        cells = {s: tuple(cell(c, axis) for axis, c in enumerate(hits[s, :3])) for s in slots}
         by_priority = sorted(slots, key=lambda s: (-hits[s, 3], s))
         occupied, pending = set(), []
         for s in by_priority:
@@ -114,7 +124,7 @@ def _reference_voxelise(showers: Showers) -> np.ndarray:
                 still = []
                 for s in pending:
                     target = tuple(int(c + d) for c, d in zip(cells[s], offset))
-                    if all(0 <= t < 30 for t in target) and target not in occupied:
+                    if all(0 <= t < n for t, n in zip(target, shape)) and target not in occupied:
                         occupied.add(target)
                         cells[s] = target
                     else:
@@ -184,6 +194,30 @@ def test_random_continuous_showers_match_the_documented_rule():
     np.testing.assert_array_equal(after.energy, before.energy)
     np.testing.assert_array_equal(after.hits, voxelise(before).hits)  # chunking changes nothing
     np.testing.assert_array_equal(after.hits, _reference_voxelise(before))
+
+
+def test_voxelising_onto_a_cylindrical_grid_keeps_energy_and_hits():
+    """A small non-cubic cylindrical grid (8 angular bins that wrap, 5 radial, 6 layers), crowded enough
+    that columns fill up and hits move across the grid."""
+    geometry = cylindrical_geometry("small", n_alpha=8, radial_edges_mm=[0, 2, 5, 10, 20, 40], n_layers=6)
+    rng = np.random.default_rng(7)
+    hits = np.zeros((6, 150, 4), dtype=np.float32)
+    for i, k in enumerate(rng.integers(20, 150, 6)):
+        hits[i, :k, 0] = rng.uniform(-1.0, 8.5, k)  # angle: below 0 and at 7.6 wrap onto bins 7 and 0
+        hits[i, :k, 1] = np.abs(rng.normal(0.0, 1.5, k))  # a dense core at small radius
+        hits[i, :k, 2] = rng.normal(2.5, 1.5, k)
+        hits[i, :k, 3] = rng.exponential(1.0, k) + 1e-3
+    before = Showers(hits, np.full(6, 50.0, dtype=np.float32), geometry)
+    after, clipped = voxelise(before, return_clipped=True)
+    assert after.geometry == geometry
+    np.testing.assert_array_equal(after.n_hits, before.n_hits)
+    np.testing.assert_allclose(after.energy.sum(axis=1), before.energy.sum(axis=1), rtol=1e-6)
+    check_cells(after, source="voxelised")  # whole cells, one hit per cell, inside the 8 x 5 x 6 grid
+    np.testing.assert_array_equal(after.hits, _reference_voxelise(before))
+    outside = (hits[..., 1] >= 4.5) | (hits[..., 2] < -0.5) | (hits[..., 2] >= 5.5)  # never for the angle
+    np.testing.assert_array_equal(clipped, (outside & before.mask).sum(axis=1))
+    lone = Showers(np.array([[[-0.7, 0.0, 0.0, 1.0], [7.6, 1.0, 0.0, 1.0]]], dtype=np.float32), np.ones(1), geometry)
+    np.testing.assert_array_equal(voxelise(lone).x, [[7.0, 0.0]])  # the angle wraps, it is not clipped
 
 
 def test_showers_without_shared_voxels_are_untouched():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from omnijet_lib.data.geometry import ILD_ECAL, CalorimeterGeometry
 from omnijet_lib.data.showers import Showers, check_showers
 from omnijet_lib.errors import BadDataError
 
@@ -27,6 +28,7 @@ class HitSequences:
     log_energy: np.ndarray  # (N, L) float32: log(E / MeV) + shift; 0 where padded
     mask: np.ndarray  # (N, L) bool
     incident_energy: np.ndarray  # (N,) float32 [GeV]
+    geometry: CalorimeterGeometry = ILD_ECAL  # the grid of the voxels
 
     def __len__(self) -> int:
         return len(self.voxels)
@@ -66,7 +68,7 @@ def hit_sequences(
     mask = hits[..., 3] > 0
     voxels = np.where(mask[..., None], hits[..., :3], 0).astype(np.int64)
     log_energy = np.where(mask, np.log(np.where(mask, hits[..., 3], 1.0)) + log_energy_shift, 0.0).astype(np.float32)
-    return HitSequences(voxels, log_energy, mask, showers.incident_energy.astype(np.float32))
+    return HitSequences(voxels, log_energy, mask, showers.incident_energy.astype(np.float32), showers.geometry)
 
 
 def visible_energy(hits: HitSequences, *, log_energy_shift: float = 1.0) -> np.ndarray:
@@ -95,4 +97,4 @@ def showers_from_hits(hits: HitSequences, *, log_energy_shift: float = 1.0) -> S
     energy = np.where(hits.mask, np.maximum(energy, np.finfo(np.float32).tiny), 0.0)
     values = np.concatenate([hits.voxels.astype(np.float64), energy[..., None]], axis=-1)
     values[~hits.mask] = 0.0
-    return Showers(values.astype(np.float32), hits.incident_energy.astype(np.float32))
+    return Showers(values.astype(np.float32), hits.incident_energy.astype(np.float32), hits.geometry)

@@ -2,12 +2,14 @@
 
 Pre-processing, per hit: ``(x - 14.5) * 0.3``, ``(y - 14.5) * 0.3``,
 ``(z - 15.5) * 0.2`` and ``log(E / MeV) + 1``; hits sorted by energy (most
-energetic first) and padded to 1700 with a mask.
+energetic first) and padded to 1700 with a mask.  Those are the numbers of the
+30 × 30 × 30 ECAL grid; on another geometry the coordinates are centred and scaled
+alike (x, y to about ±4.5, z to about ±3: :class:`ShowerPreprocessingConfig`).
 
 Post-processing (:func:`voxelise`): what a tokenizer or a generative model gives
 back has continuous coordinates, and two hits may land in the same cell.  A
-calorimeter reads one energy per cell, so each hit is put onto a voxel of the
-30 × 30 × 30 grid and every cell is left with at most one hit; energies and the
+calorimeter reads one energy per cell, so each hit is put onto a voxel of its
+geometry's grid and every cell is left with at most one hit; energies and the
 number of hits are kept exactly.
 """
 
@@ -19,26 +21,42 @@ from typing import ClassVar
 
 import numpy as np
 
-from omnijet_lib.data.showers import GRID_SIZE, Showers, check_showers
+from omnijet_lib.data.geometry import ILD_ECAL, CalorimeterGeometry
+from omnijet_lib.data.showers import Showers, check_showers
 from omnijet_lib.errors import BadDataError
 
 FEATURES = ("x", "y", "z", "log_energy")  # the columns of a pre-processed array, scaled
-N_VOXELS = GRID_SIZE**3
 
 
 @dataclass(frozen=True)
 class ShowerPreprocessingConfig:
+    """How hits become a network's features.  Shifts and scales left at None follow the geometry:
+    x, y centred on the grid and scaled by 9 / cells (ECAL: 14.5 and 0.3, cells 0..29 -> -4.35..4.35),
+    z shifted by (layers + 1) / 2 and scaled by 6 / layers (ECAL: 15.5 and 0.2, layers 0..29 -> -3.1..2.7),
+    the paper's numbers on its grid."""
+
     content: ClassVar[str] = "showers"  # what a tokenizer with this pre-processing tokenizes
     max_hits: int = 1700  # sequence length of the tokenizer and the GPT: the most hits a shower has
-    x_shift: float = 14.5  # (x - shift) * scale: cells 0..29 -> -4.35..4.35
-    x_scale: float = 0.3
-    y_shift: float = 14.5  # as x
-    y_scale: float = 0.3
-    z_shift: float = 15.5  # (z - shift) * scale: layers 0..29 -> -3.1..2.7
-    z_scale: float = 0.2
+    x_shift: float | None = None
+    x_scale: float | None = None
+    y_shift: float | None = None
+    y_scale: float | None = None
+    z_shift: float | None = None
+    z_scale: float | None = None
     log_energy_shift: float = 1.0  # log(E / MeV) + shift: the 0.1 MeV threshold -> -1.3, 13 MeV -> 3.6
+    geometry: CalorimeterGeometry = ILD_ECAL
 
     def __post_init__(self) -> None:
+        if isinstance(self.geometry, dict):  # read back from a tokenizer file
+            object.__setattr__(self, "geometry", CalorimeterGeometry.from_dict(self.geometry))
+        g = self.geometry
+        derived = {
+            "x_shift": (g.n_x - 1) / 2, "x_scale": 9 / g.n_x, "y_shift": (g.n_y - 1) / 2, "y_scale": 9 / g.n_y,
+            "z_shift": (g.n_layers + 1) / 2, "z_scale": 6 / g.n_layers,
+        }  # fmt: skip
+        for name, value in derived.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if self.max_hits < 1 or 0.0 in (self.x_scale, self.y_scale, self.z_scale):
             msg = f"max_hits must be >= 1 and every scale non-zero; got {self}"
             raise ValueError(msg)
@@ -146,25 +164,25 @@ def showers_from_features(
         raise BadDataError(msg)
     values[:, 3] = np.maximum(values[:, 3], np.finfo(np.float32).tiny)
     hits[mask] = values
-    return Showers(hits, incident_energy)
+    return Showers(hits, incident_energy, config.geometry)
 
 
 # --- post-processing ----------------------------------------------------------------------------------------------
 
 
 @cache
-def _offsets() -> tuple[np.ndarray, np.ndarray]:
-    """Moves tried in turn by :func:`voxelise`.
+def _offsets(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Moves tried in turn by :func:`voxelise` on a grid of ``shape`` (x, y, z cells).
 
-    Along the column, (58,) dz = -1, +1, -2, +2, ... (at equal distance the
+    Along the column, (2 (n_z - 1),) dz = -1, +1, -2, +2, ... (at equal distance the
     smaller z first).  Anywhere in the grid, (K, 3) (dx, dy, dz) without the
     pure-z moves (those failed already), by 3-D distance, ties in order of dz,
     then dy, then dx.
     """
-    steps = np.arange(1, GRID_SIZE)
+    steps = np.arange(1, shape[2])
     along_z = np.stack([-steps, steps], axis=1).reshape(-1)
-    span = np.arange(-(GRID_SIZE - 1), GRID_SIZE)
-    dx, dy, dz = (a.reshape(-1) for a in np.meshgrid(span, span, span, indexing="ij"))
+    spans = [np.arange(-(n - 1), n) for n in shape]
+    dx, dy, dz = (a.reshape(-1) for a in np.meshgrid(*spans, indexing="ij"))
     keep = (dx != 0) | (dy != 0)
     dx, dy, dz = dx[keep], dy[keep], dz[keep]
     order = np.lexsort((dx, dy, dz, dx**2 + dy**2 + dz**2))
@@ -177,7 +195,8 @@ def voxelise(
     """Put every hit onto a voxel of the grid, at most one hit per voxel; energies and hit counts are kept.
 
     1. x, y, z are rounded to the nearest cell index (halves round up) and
-       clipped into 0..29.  ``return_clipped=True`` returns, with the showers,
+       clipped into the grid of the showers' geometry (0..29 on the ECAL; on a
+       cylindrical grid the angular bin wraps around instead).  ``return_clipped=True`` returns, with the showers,
        the (N,) number of hits of each shower that lay outside the grid and were
        clipped onto its edge: a decoder or model that places many hits outside
        has a problem that voxelising hides.
@@ -188,15 +207,15 @@ def voxelise(
        tried first, and a free voxel claimed by several hits at once goes to the
        most energetic.  So each hit lands on the nearest voxel of its column
        that is free when it moves.
-    4. A hit whose column is full (all 30 layers taken) goes, in the same way,
+    4. A hit whose column is full (all its layers taken) goes, in the same way,
        to the nearest free voxel of the whole grid by 3-D distance in cell
        indices (ties: in order of Δz, then Δy, then Δx, signed, smaller first).
 
     Equivalently: the moves are tried one after another in that order, and at
     each move the pending hits take their target voxel if free, most energetic
     first.  Hits keep their slot; padded slots come back all zero; energies are
-    not touched.  A shower with more than 30³ hits cannot be placed and is an
-    error.  Showers are handled ``chunk_size`` at a time to bound memory.
+    not touched.  A shower with more hits than the grid has cells cannot be placed and
+    is an error.  Showers are handled ``chunk_size`` at a time to bound memory.
     """
     if chunk_size < 1:
         msg = f"chunk_size must be >= 1; got {chunk_size}"
@@ -205,10 +224,11 @@ def voxelise(
     if not np.isfinite(energy).all() or (energy < 0).any():
         msg = "hit energies must be finite and >= 0 (0 marks padding) to voxelise"
         raise BadDataError(msg)
-    n_hits = showers.n_hits
-    if len(n_hits) and n_hits.max() > N_VOXELS:
+    n_hits, geometry = showers.n_hits, showers.geometry
+    if len(n_hits) and n_hits.max() > geometry.n_cells:
         worst = int(np.argmax(n_hits))
-        msg = f"shower {worst} has {n_hits[worst]} hits, more than the {N_VOXELS} voxels of the {GRID_SIZE}^3 grid"
+        grid = " × ".join(map(str, geometry.shape))
+        msg = f"shower {worst} has {n_hits[worst]} hits, more than the {geometry.n_cells} voxels of the {grid} grid"
         raise BadDataError(msg)
     coordinates = showers.hits[..., :3][showers.mask]
     if not np.isfinite(coordinates).all():
@@ -216,26 +236,34 @@ def voxelise(
         raise BadDataError(msg)
     out = np.zeros(showers.hits.shape, dtype=np.float32)
     for start in range(0, len(showers), chunk_size):
-        out[start : start + chunk_size] = _voxelise_chunk(showers.hits[start : start + chunk_size])
-    voxelised = Showers(out, showers.incident_energy)
+        out[start : start + chunk_size] = _voxelise_chunk(
+            showers.hits[start : start + chunk_size], geometry.shape, periodic_x=geometry.grid == "cylindrical"
+        )
+    voxelised = Showers(out, showers.incident_energy, geometry)
     if not return_clipped:
         return voxelised
-    outside = ((showers.hits[..., :3] < -0.5) | (showers.hits[..., :3] >= GRID_SIZE - 0.5)).any(axis=-1)
+    low, high = np.full(3, -0.5), np.array(geometry.shape) - 0.5
+    if geometry.grid == "cylindrical":  # the angle wraps around: never outside
+        low[0], high[0] = -np.inf, np.inf
+    outside = ((showers.hits[..., :3] < low) | (showers.hits[..., :3] >= high)).any(axis=-1)
     return voxelised, (outside & showers.mask).sum(axis=1)
 
 
-def _voxelise_chunk(hits: np.ndarray) -> np.ndarray:
-    """:func:`voxelise` for one (n, max_hits, 4) block of showers, all in memory."""
+def _voxelise_chunk(hits: np.ndarray, shape: tuple[int, int, int], *, periodic_x: bool = False) -> np.ndarray:
+    """:func:`voxelise` for one (n, max_hits, 4) block of showers, all in memory, on a grid of ``shape``."""
+    n_x, n_y, n_z = shape
     index = np.flatnonzero(hits[..., 3].reshape(-1) > 0)  # (M,) hits of all showers, shower-major
     rows = (index // hits.shape[1]).astype(np.int32)  # (M,) shower of each hit
     values = hits.reshape(-1, 4)[index]  # (M, 4)
     energy = values[:, 3]
     cells = np.add(values[:, :3], 0.5, dtype=np.float64)  # (M, 3): nearest cell, halves up
     np.floor(cells, out=cells)
-    np.clip(cells, 0, GRID_SIZE - 1, out=cells)
+    if periodic_x:  # an angular bin: -1 is the last one
+        np.mod(cells[:, 0], n_x, out=cells[:, 0])
+    np.clip(cells, 0, np.array(shape) - 1, out=cells)
     x, y, z = cells.astype(np.int32).T.copy()
-    column = (rows * GRID_SIZE + x) * GRID_SIZE + y  # (M,) (shower, x, y) column within the chunk
-    voxel = column * GRID_SIZE + z  # (M,) (shower, x, y, z) voxel within the chunk
+    column = (rows.astype(np.int64) * n_x + x) * n_y + y  # (M,) (shower, x, y) column within the chunk
+    voxel = column * n_z + z  # (M,) (shower, x, y, z) voxel within the chunk
 
     # Hits sharing a voxel: the most energetic keeps it (a stable sort keeps stored order among equals).
     order = np.argsort(voxel, kind="stable")
@@ -249,14 +277,14 @@ def _voxelise_chunk(hits: np.ndarray) -> np.ndarray:
         keeper[1:] = voxel[group[1:]] != voxel[group[:-1]]
         displaced = group[~keeper]
         displaced = displaced[np.lexsort((displaced, -energy[displaced]))]  # most energetic first
-        occupied = np.zeros(len(hits) * N_VOXELS, dtype=bool)
+        occupied = np.zeros(len(hits) * n_x * n_y * n_z, dtype=bool)
         occupied[voxel] = True  # every voxel reached by rounding stays taken by its keeper
         placed = np.zeros(len(voxel), dtype=bool)
-        along_z, anywhere = _offsets()
-        _move_along_z(displaced, z, column, occupied, placed, along_z)
+        along_z, anywhere = _offsets(shape)
+        _move_along_z(displaced, z, column, occupied, placed, along_z, n_z)
         overflow = displaced[~placed[displaced]]  # their columns are full; still most energetic first
         if overflow.size:
-            _move_anywhere(overflow, rows, x, y, z, occupied, placed, anywhere)
+            _move_anywhere(overflow, rows, x, y, z, occupied, placed, anywhere, shape)
         if not placed[displaced].all():  # cannot happen: the hit count was checked against the grid
             msg = f"internal error: {(~placed[displaced]).sum()} hits found no free voxel"
             raise RuntimeError(msg)
@@ -273,20 +301,19 @@ def _claim(targets: np.ndarray, free: np.ndarray) -> np.ndarray:
     return claimants[first]
 
 
-def _move_along_z(pending, z, column, occupied, placed, steps) -> None:
-    """Move the ``pending`` hits (priority order) along their columns by ``steps`` in turn; update in place.
-
-    A hit whose column has filled up leaves ``pending`` unplaced.
+def _move_along_z(pending, z, column, occupied, placed, steps, n_z: int) -> None:
+    """Move the ``pending`` hits (priority order) along their columns of ``n_z`` layers by ``steps`` in turn;
+    update in place.  A hit whose column has filled up leaves ``pending`` unplaced.
     """
-    n_columns = len(occupied) // GRID_SIZE
-    free = GRID_SIZE - np.bincount(column[~_is(pending, len(column))], minlength=n_columns)  # free voxels per column
+    n_columns = len(occupied) // n_z
+    free = n_z - np.bincount(column[~_is(pending, len(column))], minlength=n_columns)  # free voxels per column
     pending = pending[free[column[pending]] > 0]
     for dz in steps:
         if pending.size == 0:
             break
         target = z[pending] + dz
-        inside = (target >= 0) & (target < GRID_SIZE)
-        voxel = column[pending] * GRID_SIZE + np.where(inside, target, 0)
+        inside = (target >= 0) & (target < n_z)
+        voxel = column[pending] * n_z + np.where(inside, target, 0)
         won = _claim(voxel, inside & ~occupied[voxel])
         if won.size == 0:
             continue
@@ -298,20 +325,21 @@ def _move_along_z(pending, z, column, occupied, placed, steps) -> None:
         pending = pending[~placed[pending] & (free[column[pending]] > 0)]
 
 
-def _move_anywhere(pending, rows, x, y, z, occupied, placed, offsets) -> None:
+def _move_anywhere(pending, rows, x, y, z, occupied, placed, offsets, shape: tuple[int, int, int]) -> None:
     """Move the ``pending`` hits (priority order) by ``offsets`` (K, 3) in turn until each is placed; in place.
 
     Offsets at which no pending hit finds a free voxel change nothing, so after
     each such offset the next test takes twice as many at once (up to ~64k
     voxels per test): a few hits that must travel far do not cost one step per offset.
     """
+    n_x, n_y, n_z = shape
     k, width = 0, 1
     while pending.size and k < len(offsets):
         width = min(width, max(1, 65536 // pending.size))
         block = offsets[k : k + width]  # (B, 3)
         tx, ty, tz = (c[pending][:, None] + block[:, i] for i, c in enumerate((x, y, z)))  # (P, B) each
-        inside = (tx >= 0) & (tx < GRID_SIZE) & (ty >= 0) & (ty < GRID_SIZE) & (tz >= 0) & (tz < GRID_SIZE)
-        voxel = np.where(inside, ((rows[pending][:, None] * GRID_SIZE + tx) * GRID_SIZE + ty) * GRID_SIZE + tz, 0)
+        inside = (tx >= 0) & (tx < n_x) & (ty >= 0) & (ty < n_y) & (tz >= 0) & (tz < n_z)
+        voxel = np.where(inside, ((rows[pending][:, None].astype(np.int64) * n_x + tx) * n_y + ty) * n_z + tz, 0)
         free = inside & ~occupied[voxel]  # (P, B)
         useful = np.flatnonzero(free.any(axis=0))
         if useful.size == 0:

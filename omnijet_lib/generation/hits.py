@@ -141,8 +141,9 @@ def generate_hits(
         log_energy = torch.where(mask, log_energy + scale[:, None], 0.0)
     width = max(1, int(length.max()))
     return HitSequences(
-        voxels[:, :width].cpu().numpy(), log_energy[:, :width].cpu().numpy(), mask[:, :width].cpu().numpy(), incident
-    )
+        voxels[:, :width].cpu().numpy(), log_energy[:, :width].cpu().numpy(), mask[:, :width].cpu().numpy(), incident,
+        config.geometry,
+    )  # fmt: skip
 
 
 def draw_shower_sizes(

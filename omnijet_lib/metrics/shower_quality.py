@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig, unscale_hits
-from omnijet_lib.data.showers import GRID_SIZE, HIT_THRESHOLD_MEV, Showers
+from omnijet_lib.data.showers import Showers
 from omnijet_lib.metrics.distributions import Distribution
 from omnijet_lib.shower_observables import (
     SHOWER_OBSERVABLES,
@@ -30,7 +30,6 @@ from omnijet_lib.shower_observables import (
     shower_observables,
 )
 
-LAYER_BINS = np.arange(GRID_SIZE + 1) - 0.5  # one bin per layer, centred on its index
 HIT_RESIDUALS = {
     "x": r"$x_\mathrm{rec} - x$ [cells]",
     "y": r"$y_\mathrm{rec} - y$ [cells]",
@@ -55,9 +54,10 @@ def shower_distributions(showers: Showers) -> dict[str, Distribution]:
     distributions = {"cell_energy": Distribution(cell_energies(showers))}
     for name, values in per_shower.items():
         distributions[name] = Distribution(values[np.isfinite(values)])
-    above = showers.energy > HIT_THRESHOLD_MEV
+    above = showers.energy > showers.threshold
     weights = showers.energy[above].astype(np.float64) / len(showers)
-    distributions["longitudinal_profile"] = Distribution(nearest_cell(showers.z)[above].astype(np.float64), weights)
+    layer = nearest_cell(showers.z, showers.geometry.n_layers)[above].astype(np.float64)
+    distributions["longitudinal_profile"] = Distribution(layer, weights)
     distributions["radial_profile"] = Distribution(hit_radius(showers)[above], weights)
     return {name: distributions[name] for name in SHOWER_OBSERVABLES}
 

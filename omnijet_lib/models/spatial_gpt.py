@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from omnijet_lib.checkpoints import load_checkpoint
 from omnijet_lib.data.hit_sequences import ORDERS
-from omnijet_lib.data.showers import GRID_SIZE
+from omnijet_lib.data.geometry import ILD_ECAL, CalorimeterGeometry
 from omnijet_lib.devices import pick_device
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.models.energy_mixture import sample_mixture
@@ -72,14 +72,13 @@ from omnijet_lib.models.shower_sizes import (
 )
 
 TOKENIZATIONS = ("joint", "per_axis")
-N_VOXELS = GRID_SIZE**3
 REFERENCE_N_HITS = 500.0  # the condition's log(n_hits / 500), beside log(E / REFERENCE_INCIDENT_GEV)
 MIN_ENERGY_LEFT_MEV = 1e-3  # a budget overspent while generating counts as this much left
 
 
 @dataclass(frozen=True)
 class SpatialGPTConfig:
-    tokenization: str = "per_axis"  # "joint" (27 000 voxel classes) or "per_axis" (z, then x, then y)
+    tokenization: str = "per_axis"  # "joint" (one class per voxel: 27 000 on the ECAL) or "per_axis" (z, x, y)
     n_components: int = 4  # Gaussians in the energy head
     embed_dim: int = 256  # as the jet GPT of the paper
     n_heads: int = 8
@@ -101,8 +100,12 @@ class SpatialGPTConfig:
     # inside the range of the training hits in the model's units (see SpatialGPT.trained_energy_range): a
     # Gaussian's tail would otherwise, now and then, put a GeV into one cell of a 10 GeV shower.
     log_energy_range: tuple[float, float] = (-5.9, 7.9)
+    # The grid the hits lie on: the vocabularies (voxels, or cells per axis) are its sizes.
+    geometry: CalorimeterGeometry = ILD_ECAL
 
     def __post_init__(self):
+        if isinstance(self.geometry, dict):  # read back from a checkpoint
+            object.__setattr__(self, "geometry", CalorimeterGeometry.from_dict(self.geometry))
         if self.tokenization not in TOKENIZATIONS:
             msg = f"tokenization must be one of {TOKENIZATIONS}, got {self.tokenization!r}"
             raise ValueError(msg)
@@ -199,17 +202,19 @@ class SpatialGPT(nn.Module):
         super().__init__()
         self.config = config
         dim = config.embed_dim
+        n_x, n_y, n_z = config.geometry.shape
         if config.tokenization == "joint":
-            self.voxel_in = nn.Embedding(N_VOXELS, dim)
-            self.voxel_head = GenerativeHead(dim, N_VOXELS + 1)  # the last class is STOP
-            self.voxel_out = nn.Embedding(N_VOXELS, dim)  # the chosen voxel, for the energy head
+            n_voxels = config.geometry.n_cells
+            self.voxel_in = nn.Embedding(n_voxels, dim)
+            self.voxel_head = GenerativeHead(dim, n_voxels + 1)  # the last class is STOP
+            self.voxel_out = nn.Embedding(n_voxels, dim)  # the chosen voxel, for the energy head
         else:
-            self.axis_in = nn.ModuleList(nn.Embedding(GRID_SIZE, dim) for _ in range(3))  # x, y, z
+            self.axis_in = nn.ModuleList(nn.Embedding(n, dim) for n in (n_x, n_y, n_z))
             self.axis_project = nn.Linear(3 * dim, dim)
-            self.z_head = GenerativeHead(dim, GRID_SIZE + 1)  # layers and STOP
-            self.x_head = GenerativeHead(dim, GRID_SIZE)
-            self.y_head = GenerativeHead(dim, GRID_SIZE)
-            self.axis_out = nn.ModuleList(nn.Embedding(GRID_SIZE, dim) for _ in range(3))  # z, x, y as predicted
+            self.z_head = GenerativeHead(dim, n_z + 1)  # layers and STOP
+            self.x_head = GenerativeHead(dim, n_x)
+            self.y_head = GenerativeHead(dim, n_y)
+            self.axis_out = nn.ModuleList(nn.Embedding(n, dim) for n in (n_z, n_x, n_y))  # z, x, y as predicted
         self.energy_in = nn.Linear(1, dim)
         self.start = nn.Parameter(0.02 * torch.randn(dim))
         self.condition_in = nn.Linear(config.n_conditions, dim)
@@ -232,7 +237,8 @@ class SpatialGPT(nn.Module):
 
     @property
     def stop_class(self) -> int:
-        return N_VOXELS if self.config.tokenization == "joint" else GRID_SIZE
+        geometry = self.config.geometry
+        return geometry.n_cells if self.config.tokenization == "joint" else geometry.n_layers
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -240,7 +246,7 @@ class SpatialGPT(nn.Module):
     def embed_hits(self, voxels: Tensor, log_energy: Tensor) -> Tensor:
         """(..., 3) voxels and (...) log energies -> (..., D)."""
         if self.config.tokenization == "joint":
-            position = self.voxel_in(flat_voxel(voxels))
+            position = self.voxel_in(flat_voxel(voxels, self.config.geometry.shape))
         else:
             position = self.axis_project(torch.cat([emb(voxels[..., i]) for i, emb in enumerate(self.axis_in)], -1))
         return position + self.energy_in(log_energy.unsqueeze(-1))
@@ -299,7 +305,7 @@ class SpatialGPT(nn.Module):
     def voxel_condition(self, hidden: Tensor, voxels: Tensor) -> Tensor:
         """The energy head's input: the hidden state plus the (chosen or true) voxel's embedding."""
         if self.config.tokenization == "joint":
-            return hidden + self.voxel_out(flat_voxel(voxels))
+            return hidden + self.voxel_out(flat_voxel(voxels, self.config.geometry.shape))
         z, x, y = (self.axis_out[i](voxels[..., axis]) for i, axis in enumerate((2, 0, 1)))
         return hidden + z + x + y
 
@@ -370,21 +376,23 @@ class SpatialGPT(nn.Module):
         ``budget`` (B, 2) the :meth:`budget_features`, for an ``energy_budget`` strategy;
         ``hits_left`` (B,) the hits still to place, this one included, for ``largest_of_hits_left``.
         """
-        if self.config.tokenization == "joint":  # straight from the output layer (27 001 classes)
-            linear = self.voxel_head.linear
+        shape = self.config.geometry.shape
+        if self.config.tokenization == "joint":  # straight from the output layer (27 001 classes on the ECAL)
+            linear, n_voxels = self.voxel_head.linear, self.config.geometry.n_cells
             choice = sample_from_head(
-                hidden, linear.weight, linear.bias, n_classes=N_VOXELS + allow_stop, temperature=temperature,
+                hidden, linear.weight, linear.bias, n_classes=n_voxels + allow_stop, temperature=temperature,
                 generator=generator,
             )  # fmt: skip
-            stop = choice == N_VOXELS
-            voxels = unflat_voxel(choice.clamp(max=N_VOXELS - 1))
+            stop = choice == n_voxels
+            voxels = unflat_voxel(choice.clamp(max=n_voxels - 1), shape)
         else:
+            n_layers = shape[2]
             logits = self.z_head(hidden)
             if not allow_stop:
-                logits[:, GRID_SIZE] = -math.inf
+                logits[:, n_layers] = -math.inf
             z = sample_categorical(logits, temperature=temperature, generator=generator)
-            stop = z == GRID_SIZE
-            z = z.clamp(max=GRID_SIZE - 1)
+            stop = z == n_layers
+            z = z.clamp(max=n_layers - 1)
             h = hidden + self.axis_out[0](z)
             x = sample_categorical(self.x_head(h), temperature=temperature, generator=generator)
             h = h + self.axis_out[1](x)
@@ -405,13 +413,16 @@ class SpatialGPT(nn.Module):
         return voxels, log_energy.clamp(*self.config.log_energy_range), stop
 
 
-def flat_voxel(voxels: Tensor) -> Tensor:
-    """(..., 3) x, y, z -> (...) index (x * 30 + y) * 30 + z."""
-    return (voxels[..., 0] * GRID_SIZE + voxels[..., 1]) * GRID_SIZE + voxels[..., 2]
+def flat_voxel(voxels: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """(..., 3) x, y, z -> (...) index (x * n_y + y) * n_z + z on a grid of ``shape`` (n_x, n_y, n_z)."""
+    _, n_y, n_z = shape
+    return (voxels[..., 0] * n_y + voxels[..., 1]) * n_z + voxels[..., 2]
 
 
-def unflat_voxel(index: Tensor) -> Tensor:
-    return torch.stack([index // GRID_SIZE**2, index // GRID_SIZE % GRID_SIZE, index % GRID_SIZE], dim=-1)
+def unflat_voxel(index: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """The inverse of :func:`flat_voxel`."""
+    _, n_y, n_z = shape
+    return torch.stack([index // (n_y * n_z), index // n_z % n_y, index % n_z], dim=-1)
 
 
 def upper_bounds(config: SpatialGPTConfig, layer: Tensor, previous_layer: Tensor, previous_energy: Tensor) -> Tensor:

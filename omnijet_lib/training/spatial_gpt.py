@@ -43,7 +43,7 @@ def spatial_loss(model: SpatialGPT, batch: tuple[Tensor, ...]) -> StepOutput:
     target = voxels[mask]  # (n, 3)
     stop = torch.full((len(stop_hidden),), model.stop_class, dtype=torch.long, device=hidden.device)
     if model.config.tokenization == "joint":
-        classes = torch.cat([flat_voxel(target), stop])
+        classes = torch.cat([flat_voxel(target, model.config.geometry.shape), stop])
         ce, correct = chunked_cross_entropy(model.voxel_head, torch.cat([hit_hidden, stop_hidden]), classes)
         n_class = len(classes)
     else:
@@ -105,6 +105,12 @@ def fit_spatial_gpt(
             msg = f"{name} showers: need at least one, each of at most max_hits = {config.max_hits} hits"
             raise ValueError(msg)
         check_order(hits, config.order, source=f"{name} showers")
+        if hits.geometry != config.geometry:
+            msg = (
+                f"{name} showers lie on the geometry {hits.geometry.name!r}, the model's is "
+                f"{config.geometry.name!r}: set SpatialGPTConfig(geometry=...) to the showers' geometry"
+            )
+            raise ValueError(msg)
     torch.manual_seed(training.seed)
     model = SpatialGPT(config)
     quantities = per_shower_quantities(train_hits, config.fitted_quantities, log_energy_shift=config.log_energy_shift)
