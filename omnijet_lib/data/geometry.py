@@ -85,7 +85,9 @@ class CalorimeterGeometry:
         if self.grid == "cylindrical":
             edges = np.asarray(self.radial_edges_mm)
             if len(edges) != self.n_y + 1 or edges[0] != 0 or np.any(np.diff(edges) <= 0):
-                msg = f"a cylindrical geometry needs n_y + 1 = {self.n_y + 1} increasing radial edges from 0, got {edges}"
+                msg = (
+                    f"a cylindrical geometry needs n_y + 1 = {self.n_y + 1} increasing radial edges from 0, got {edges}"
+                )
                 raise ValueError(msg)
 
     @property

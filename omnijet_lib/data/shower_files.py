@@ -29,8 +29,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from omnijet_lib.data.hdf5 import HDF5Writer, decode_attr, open_hdf5
 from omnijet_lib.data.geometry import ILD_ECAL, CalorimeterGeometry
+from omnijet_lib.data.hdf5 import HDF5Writer, decode_attr, open_hdf5
 from omnijet_lib.data.showers import HIT_FEATURES, Showers, check_showers
 from omnijet_lib.errors import BadDataError, SchemaError
 

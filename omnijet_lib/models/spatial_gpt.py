@@ -56,8 +56,8 @@ import torch
 from torch import Tensor, nn
 
 from omnijet_lib.checkpoints import load_checkpoint
-from omnijet_lib.data.hit_sequences import ORDERS
 from omnijet_lib.data.geometry import ILD_ECAL, CalorimeterGeometry
+from omnijet_lib.data.hit_sequences import ORDERS
 from omnijet_lib.devices import pick_device
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.models.energy_mixture import sample_mixture
