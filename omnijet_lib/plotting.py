@@ -168,19 +168,23 @@ def plot_energy_slices(slices: dict[str, list[dict]], *, reference: str | None =
     return fig
 
 
-def draw_shower(showers, index: int, *, ax=None, title: str = "", threshold: float = 0.1):
-    """Shower ``index`` in 3-D: one marker per hit above ``threshold`` [MeV], colour and size by log energy."""
+def draw_shower(showers, index: int, *, ax=None, title: str = "", threshold: float | None = None):
+    """Shower ``index`` in 3-D on its grid: one marker per hit above ``threshold`` [MeV] (None: the geometry's),
+    colour and size by log energy.  Axes in cell indices (angular and radial bins on a cylindrical grid)."""
     if ax is None:
         ax = plt.figure(figsize=(6, 6)).add_subplot(projection="3d")
+    threshold = showers.threshold if threshold is None else threshold
     hits = showers.hits[index]
     hits = hits[hits[:, 3] > threshold]
     log_e = np.log10(hits[:, 3])
     sizes = 4 + 30 * (log_e - log_e.min()) / max(np.ptp(log_e), 1e-9) if len(hits) else 1.0
     points = ax.scatter(hits[:, 0], hits[:, 2], hits[:, 1], c=log_e, s=sizes, cmap="viridis", alpha=0.7)
-    ax.set_xlim(0, 29)
-    ax.set_ylim(0, 29)
-    ax.set_zlim(0, 29)
-    for axis, label in ((ax.xaxis, "x [cells]"), (ax.yaxis, "layer z"), (ax.zaxis, "y [cells]")):
+    n_x, n_y, n_layers = showers.geometry.shape
+    ax.set_xlim(0, n_x - 1)
+    ax.set_ylim(0, n_layers - 1)
+    ax.set_zlim(0, n_y - 1)
+    x, y = ("x [cells]", "y [cells]") if showers.geometry.grid == "cartesian" else ("angular bin", "radial bin")
+    for axis, label in ((ax.xaxis, x), (ax.yaxis, "layer z"), (ax.zaxis, y)):
         axis.set_label_text(label, fontsize="x-small")
     ax.tick_params(labelsize="x-small")
     ax.set_title(title or f"{len(hits)} hits", fontsize="small")

@@ -448,6 +448,7 @@ def train_direct_shower_model(
         tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
         n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
         energy_strategy=strategy, anchor_noise=anchor_noise if parsed.energy_budget and parsed.bounded else 0.0,
+        geometry=showers.geometry,
     )  # fmt: skip
     return fit_spatial_gpt(
         config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),
