@@ -99,6 +99,12 @@ def test_shower_simulation():
 
 
 @pytest.mark.slow
+def test_pion_simulation():
+    output = run_quick("pion_simulation.py")
+    assert re.search(rf"^  ({NUMBER}) showers/s wall", output, re.MULTILINE)
+    assert "early-start resolution fit" in output
+
+
 def test_tokenization():
     output = run_quick("tokenization.py")
     assert re.search(r"tokenization throughput: 50 top jets, [\d.]+ constituents each", output), output
