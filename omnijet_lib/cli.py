@@ -111,6 +111,7 @@ TRAINABLE = {
     "shower-tokenizer": "06_calorimeter_showers",
     "shower-gpt": "06_calorimeter_showers",
     "direct-showers": "07_direct_spatial_tokens",
+    "hcal-showers": "08_hcal_pions",
     "fine-tuning": "05_transfer_learning",
 }
 
@@ -257,6 +258,7 @@ def _train(args: argparse.Namespace) -> None:
         "shower-tokenizer": _train_shower_tokenizer,
         "shower-gpt": _train_shower_gpt,
         "direct-showers": _train_direct_showers,
+        "hcal-showers": _train_direct_showers,  # notebook 08's direct models: its parameters pick the AHCAL pions
         "fine-tuning": _train_fine_tuning,
     }
     commands[args.model](values)

@@ -10,6 +10,9 @@ import matplotlib.pyplot as plt
 import mplhep as hep
 import numpy as np
 
+from omnijet_lib.data.geometry import ILD_ECAL, CalorimeterGeometry
+from omnijet_lib.data.showers import Showers
+
 STYLE = hep.style.CMS  # a clean HEP style; no experiment label is drawn
 
 
@@ -111,19 +114,22 @@ def draw_jet(eta_rel, phi_rel, pt, *, ax=None, title: str = "", charge=None, rad
 _OBSERVABLE_PLOTS = {
     "pt": {"logy": True},
     "cell_energy": {"bins": np.geomspace(1e-2, 1e3, 51), "logx": True, "logy": True},
-    "longitudinal_profile": {"bins": np.arange(31) - 0.5, "density": False, "ylabel": "mean energy [MeV]"},
-    "radial_profile": {"bins": np.arange(0.0, 31.0), "density": False, "logy": True, "ylabel": "mean energy [MeV]"},
+    "longitudinal_profile": {"density": False, "ylabel": "mean energy [MeV]"},  # bins: the geometry's layers
+    "radial_profile": {"density": False, "logy": True, "ylabel": "mean energy [MeV]"},
 }
 
 
-def compare_observable(distributions: dict[str, dict], name: str, *, reference: str | None = None):
+def compare_observable(
+    distributions: dict[str, dict], name: str, *, reference: str | None = None, geometry: CalorimeterGeometry = ILD_ECAL
+):
     """One named observable of several samples, e.g. {"simulated": ..., "generated": ...}, with a ratio panel.
 
     ``distributions`` maps a sample's label to its observables by name, each a
     :class:`~omnijet_lib.metrics.distributions.Distribution`: a jet sample's
     :func:`~omnijet_lib.metrics.generation_quality.jet_distributions` or a shower
     sample's :func:`~omnijet_lib.metrics.shower_quality.shower_distributions`.
-    The axis label and binning come with the observable's name.
+    The axis label and binning come with the observable's name; the profiles' bins
+    with the showers' ``geometry`` (its layers; its radial bins on a cylindrical grid).
     """
     from omnijet_lib.metrics.generation_quality import OBSERVABLES
     from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
@@ -134,13 +140,49 @@ def compare_observable(distributions: dict[str, dict], name: str, *, reference: 
         raise ValueError(msg)
     samples = {label: d[name].values for label, d in distributions.items()}
     weights = {label: d[name].weights for label, d in distributions.items() if d[name].weights is not None}
-    return compare_distributions(
-        samples, xlabel=labels[name], reference=reference, weights=weights or None, **_OBSERVABLE_PLOTS.get(name, {})
-    )
+    options = dict(_OBSERVABLE_PLOTS.get(name, {}))
+    if name == "longitudinal_profile":
+        options["bins"] = np.arange(geometry.n_layers + 1) - 0.5
+    elif name == "radial_profile":
+        options["bins"] = _radial_plot_bins(geometry)
+        if geometry.grid == "cylindrical":
+            labels[name] = "distance $r$ from the shower axis [mm]"
+    return compare_distributions(samples, xlabel=labels[name], reference=reference, weights=weights or None, **options)
+
+
+def _radial_plot_bins(geometry: CalorimeterGeometry) -> np.ndarray:
+    """1-cell bins as far as the grid is wide (a shower in its middle: past its corners), a cylindrical grid's own."""
+    if geometry.grid == "cylindrical":
+        return np.asarray(geometry.radial_edges_mm, dtype=np.float64)
+    return np.arange(0.0, max(geometry.n_x, geometry.n_y) + 1.0)
+
+
+def compare_depth_profiles(
+    showers: dict[str, Showers], *, unit: str = "interaction_length", reference: str | None = None
+):
+    """Mean visible energy against depth in interaction (``"interaction_length"``) or radiation (``"radiation_length"``)
+    lengths, one sample per label, with a ratio panel: the longitudinal profile read in the detector's physics units.
+
+    Each hit above threshold counts at the depth of its layer's active material; the bins are the layers'
+    boundaries, so a layer is a bin (:meth:`~omnijet_lib.data.geometry.CalorimeterGeometry.layer_depth_lambda`).
+    """
+    from omnijet_lib.metrics.shower_quality import depth_profile
+
+    profiles = {label: depth_profile(s, unit=unit) for label, s in showers.items()}
+    geometry = next(iter(showers.values())).geometry
+    thickness = geometry.layer_lambda if unit == "interaction_length" else geometry.layer_x0
+    edges = np.concatenate([[0.0], np.cumsum(thickness)])
+    symbol = r"\lambda_I" if unit == "interaction_length" else "X_0"
+    fig = compare_distributions(
+        {label: p.values for label, p in profiles.items()}, weights={label: p.weights for label, p in profiles.items()},
+        bins=edges, density=False, reference=reference, xlabel=f"depth [${symbol}$]", ylabel="mean energy per layer [MeV]",
+    )  # fmt: skip
+    return fig
 
 
 def plot_energy_slices(slices: dict[str, list[dict]], *, reference: str | None = None):
-    """Visible energy sum and hits against the incident energy, simulated and per model: mean ± standard deviation.
+    """Visible energy sum and hits against the incident energy, simulated and per model: mean ± standard deviation,
+    and the energy sum's relative width (the resolution).
 
     ``slices`` maps a model's name to its :func:`~omnijet_lib.metrics.energy_slices.energy_slices`
     rows; the simulated points are taken from ``reference`` (default: the first
@@ -148,10 +190,10 @@ def plot_energy_slices(slices: dict[str, list[dict]], *, reference: str | None =
     """
     reference = reference or next(iter(slices))
     energies = np.array([r["incident_energy"] for r in slices[reference]])
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")  # the labels clear of each other
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.5), layout="constrained")  # the labels clear of each other
     for ax, observable, label in (
         (axes[0], "energy_sum", "visible energy sum [MeV]"),
-        (axes[1], "n_hits", "hits above 0.1 MeV"),
+        (axes[1], "n_hits", "hits above threshold"),
     ):
         rows = slices[reference]
         ax.errorbar(energies, [r[f"{observable}_simulated_mean"] for r in rows],
@@ -165,6 +207,18 @@ def plot_energy_slices(slices: dict[str, list[dict]], *, reference: str | None =
         ax.set_ylabel(label)
         ax.set_title("mean ± standard deviation", fontsize="small")
         ax.legend()
+    ax = axes[2]  # the resolution: relative width of the visible energy sum
+    rows = slices[reference]
+    ax.plot(energies, [r["energy_sum_simulated_std"] / r["energy_sum_simulated_mean"] for r in rows], "o",
+            label="simulated")  # fmt: skip
+    for name, rows in slices.items():
+        ax.plot(energies, [r["energy_sum_generated_std"] / r["energy_sum_generated_mean"] for r in rows], "s",
+                label=name)  # fmt: skip
+    ax.set_xlabel("incident energy [GeV]")
+    ax.set_ylabel(r"$\sigma(E_\mathrm{sum}) / \langle E_\mathrm{sum} \rangle$")
+    ax.set_ylim(bottom=0)
+    ax.set_title("energy-sum resolution", fontsize="small")
+    ax.legend()
     return fig
 
 

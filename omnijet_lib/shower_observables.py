@@ -22,7 +22,7 @@ from omnijet_lib.data.showers import Showers
 SHOWER_OBSERVABLES = {
     "cell_energy": "visible cell energy [MeV]",
     "energy_sum": "visible energy sum [MeV]",
-    "n_hits": r"number of hits ($E > 0.1$ MeV)",
+    "n_hits": "number of hits above threshold",
     "cog_x": "centre of gravity $x$ [cells]",
     "cog_y": "centre of gravity $y$ [cells]",
     "cog_z": "centre of gravity $z$ [layers]",

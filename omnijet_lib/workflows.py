@@ -29,6 +29,7 @@ import numpy as np
 from omnijet_lib.data.hit_sequences import ORDERS, hit_sequences
 from omnijet_lib.data.jet_files import read_jets
 from omnijet_lib.data.jets import Jets, concatenate, label_index
+from omnijet_lib.data.pion_simulation import pion_dataset
 from omnijet_lib.data.preprocessing import PreprocessedJets, preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.shower_files import read_showers
@@ -335,15 +336,27 @@ class ShowerSplit(NamedTuple):
 
 
 def shower_split(
-    *, n_showers: int, seed: int, energy: float | list[float] | tuple[float, float], data_dir: str | os.PathLike
+    *,
+    n_showers: int,
+    seed: int,
+    energy: float | list[float] | tuple[float, float],
+    data_dir: str | os.PathLike,
+    particle: str = "photon",
 ) -> ShowerSplit:
-    """Notebooks 06 and 07's showers (simulated once) and their 60/20/20 split by ``seed``.
+    """Notebooks 06, 07 and 08's showers (simulated once) and their 60/20/20 split by ``seed``.
 
-    ``energy``: one incident energy, or a range (low, high) [GeV] drawn uniformly.
+    ``energy``: one incident energy, or a range (low, high) [GeV] drawn uniformly.  ``particle``:
+    "photon" (the ILD ECAL, notebooks 06 and 07), "pion" or "electron" (the AHCAL, notebook 08).
     """
     energy = tuple(energy) if isinstance(energy, (list, tuple)) else energy
     energy = energy[0] if isinstance(energy, tuple) and len(energy) == 1 else energy
-    file = shower_dataset(n_showers, seed=seed, energy=energy, data_dir=data_dir)
+    if particle == "photon":
+        file = shower_dataset(n_showers, seed=seed, energy=energy, data_dir=data_dir)
+    elif particle in ("pion", "electron"):
+        file = pion_dataset(n_showers, seed=seed, energy=energy, particle=particle, data_dir=data_dir)
+    else:
+        msg = f"particle must be 'photon' (ECAL), 'pion' or 'electron' (AHCAL); got {particle!r}"
+        raise ValueError(msg)
     showers = read_showers(file)
     return ShowerSplit(file, showers, *split_indices(len(showers), seed=seed))
 
@@ -369,7 +382,7 @@ def train_shower_tokenizer(
 
     The caller saves it (at :func:`shower_tokenizer_file`), under torchrun from one process.
     """
-    preprocessing = ShowerPreprocessingConfig()
+    preprocessing = ShowerPreprocessingConfig(geometry=data.showers.geometry)
     features, mask = preprocess_showers(data.showers, preprocessing)
     vqvae = VQVAEConfig(
         hidden_dim=vqvae_hidden_dim, n_layers=vqvae_layers, n_heads=vqvae_heads, alpha=10.0,

@@ -73,12 +73,25 @@ def test_train_help_lists_every_parameter_of_the_notebooks_with_their_defaults(c
     assert exit_.value.code == 0
     shown = capsys.readouterr().out
     assert set(TRAINABLE) == {
-        "jet-tokenizer", "jet-gpt", "shower-tokenizer", "shower-gpt", "direct-showers", "fine-tuning"
+        "jet-tokenizer", "jet-gpt", "shower-tokenizer", "shower-gpt", "direct-showers", "hcal-showers", "fine-tuning"
     }  # fmt: skip
     for model, notebook in TRAINABLE.items():
         section = shown[shown.index(f"{model} (notebook {notebook})") :]
         for name, default in notebook_parameters(project_root() / "notebooks" / f"{notebook}.py").items():
             assert f"--{name} {default!r}" in section, (model, name)
+
+
+def test_train_hcal_showers_trains_notebook_08_s_model_on_pions(tmp_path, capsys):
+    from omnijet_lib.data.geometry import AHCAL
+    from omnijet_lib.models.spatial_gpt import load_spatial_gpt
+
+    tiny = ["--n_showers", "20", "--embed_dim", "8", "--n_heads", "2", "--n_blocks", "1", "--ffn_dim", "16",
+            "--epochs", "1", "--batch_size", "8"]  # fmt: skip
+    folders = ["--data_dir", str(tmp_path / "pions"), "--run_dir", str(tmp_path / "run")]
+    assert main(["train", "hcal-showers", *tiny, *folders]) in (None, 0)
+    assert list((tmp_path / "pions").glob("pions_10-100GeV_20_seed1.h5"))
+    assert load_spatial_gpt(tmp_path / "run" / "per_axis_energy" / "best.pt").config.geometry == AHCAL
+    assert "best epoch 1 of 1" in capsys.readouterr().out
 
 
 def test_train_refuses_an_unknown_or_bad_parameter_before_it_trains(tmp_path, capsys):

@@ -19,13 +19,17 @@ from omnijet_lib.data.shower_preprocessing import ShowerPreprocessingConfig, pre
 from omnijet_lib.data.showers import Showers, concatenate_showers
 from omnijet_lib.errors import BadDataError
 from omnijet_lib.generation.hits import generate_hits
+from omnijet_lib.metrics.shower_quality import depth_profile
 from omnijet_lib.models.spatial_gpt import SpatialGPT, SpatialGPTConfig
 from omnijet_lib.shower_observables import centre_of_gravity, energy_sum, longitudinal_profile, radial_profile
 from omnijet_lib.training import TrainingConfig
 from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
 
 CALO_CHALLENGE_2 = cylindrical_geometry(
-    "calochallenge_2", n_alpha=16, radial_edges_mm=[0, 4.65, 9.3, 13.95, 18.6, 27.9, 37.2, 46.5, 55.8, 65.1], n_layers=45
+    "calochallenge_2",
+    n_alpha=16,
+    radial_edges_mm=[0, 4.65, 9.3, 13.95, 18.6, 27.9, 37.2, 46.5, 55.8, 65.1],
+    n_layers=45,
 )
 
 
@@ -91,6 +95,46 @@ def test_preprocessing_scales_any_grid_and_keeps_the_ecal_numbers():
     back = showers_from_features(features, mask, showers.incident_energy, config)
     assert back.geometry == AHCAL
     np.testing.assert_allclose(np.sort(back.energy, axis=1), np.sort(showers.energy, axis=1), rtol=1e-5)
+
+
+def test_showers_are_preprocessed_only_for_their_own_geometry():
+    with pytest.raises(ValueError, match="showers of geometry 'ahcal' given to a pre-processing made for 'ild_ecal'"):
+        preprocess_showers(random_showers(AHCAL), ShowerPreprocessingConfig(max_hits=40))
+
+
+def test_depth_profile_in_interaction_and_radiation_lengths():
+    hcal = random_showers(AHCAL, n=4)
+    profile = depth_profile(hcal)  # λ_I
+    np.testing.assert_allclose(profile.weights.sum(), energy_sum(hcal).mean())  # mean energy, every hit above threshold
+    layers = hcal.z[hcal.energy > hcal.threshold].astype(int)
+    np.testing.assert_allclose(profile.values, AHCAL.layer_depth_lambda[layers])
+    assert 0 < profile.values.min() and profile.values.max() < AHCAL.layer_lambda.sum() < 6.0  # 48 layers: ~5.9 λ_I
+    in_x0 = depth_profile(hcal, unit="radiation_length")
+    np.testing.assert_allclose(in_x0.values, AHCAL.layer_depth_x0[layers])
+    assert in_x0.values.max() > 5 * profile.values.max()  # steel: X0 ≈ λ_I / 9.6
+    with pytest.raises(ValueError, match="unit must be one of"):
+        depth_profile(hcal, unit="layers")
+
+
+def test_profile_plots_bin_the_geometry_s_layers():
+    import matplotlib.pyplot as plt
+
+    from omnijet_lib.metrics.shower_quality import shower_distributions
+    from omnijet_lib.plotting import compare_depth_profiles, compare_observable
+
+    hcal = random_showers(AHCAL, n=4)
+    hcal.hits[0, 0, 2] = 47.0  # a hit in the last layer, beyond the ECAL's 30
+    samples = {"a": shower_distributions(hcal), "b": shower_distributions(hcal)}
+    fig = compare_observable(samples, "longitudinal_profile", geometry=AHCAL)
+    assert fig.axes[0].get_xlim()[1] >= 47.5  # every layer binned
+    plt.close(fig)
+    ecal = random_showers(ILD_ECAL, n=4)
+    fig = compare_observable({"a": shower_distributions(ecal)}, "longitudinal_profile")  # the default: the ECAL
+    assert fig.axes[0].get_xlim()[1] < 35  # 30 layers and a margin
+    plt.close(fig)
+    fig = compare_depth_profiles({"a": hcal, "b": hcal})
+    assert fig.axes[0].get_xlim()[1] >= AHCAL.layer_depth_lambda[-1]
+    plt.close(fig)
 
 
 def test_observables_on_the_geometry_s_grid():

@@ -61,6 +61,7 @@ def test_a_profile_is_one_consistent_main_job(profile):
     assert p["07_direct_spatial_tokens"]["vqvae_checkpoint"] == f"{showers['run_dir']}/gpt/best.pt"
     tokenizer_file = f"{showers['tokenizer_dir']}/showers_{showers['tokenizer']}_seed1.pt"
     assert p["07_direct_spatial_tokens"]["vqvae_tokenizer"] == tokenizer_file
+    assert p["08_hcal_pions"]["ecal_metrics"] == f"{p['07_direct_spatial_tokens']['output_dir']}/metrics.json"
     # its own folders: a profile's small or large models never overwrite the defaults' files
     for stem, values in p.items():
         for name in ("output_dir", "run_dir", "scan_dir", "tokenizer_dir", "token_dir", "generated_dir"):

@@ -84,6 +84,25 @@ TINY = {
         "generation_batch_size": 4,
         "n_processes": 2,  # trained under torchrun (2 gloo processes), then read by the notebook
     },
+    "08_hcal_pions": {
+        "n_showers": 40,
+        "embed_dim": 16,
+        "n_heads": 2,
+        "n_blocks": 1,
+        "ffn_dim": 32,
+        "epochs": 1,
+        "batch_size": 8,
+        "slice_energies": [10.0, 90.0],
+        "n_per_slice": 4,
+        "generation_batch_size": 4,
+        "vqvae_model": True,  # notebook 06's VQ-VAE and GPT on the AHCAL grid too
+        "tokenizer": "conditional-32",
+        "vqvae_hidden_dim": 8,
+        "vqvae_layers": 1,
+        "vqvae_heads": 2,
+        "vqvae_epochs": 1,
+        "vqvae_batch_size": 8,
+    },
 }
 # Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
 REQUIRES = {
@@ -130,6 +149,8 @@ def in_shared_folders(stem: str, parameters: dict, shared: Path) -> dict:
     for name in ("run_dir", "scan_dir"):
         if name in names:
             parameters[name] = str(shared / "runs" / stem)
+    if "ecal_metrics" in names:  # notebook 07's results, there when it ran before in this chain
+        parameters["ecal_metrics"] = str(shared / "out" / "07_direct_spatial_tokens" / "metrics.json")
     parameters["output_dir"] = str(shared / "out" / stem)
     return parameters
 
@@ -369,6 +390,36 @@ def _check_07_direct_spatial_tokens(metrics):
     assert 0 < below["simulated"] < 0.2  # the simulator's soft tail: a few per cent of its hits lie below 10 keV
 
 
+def _check_08_hcal_pions(metrics):
+    from omnijet_lib.data.geometry import AHCAL
+    from omnijet_lib.data.shower_files import read_showers
+    from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
+
+    assert metrics["particle"] == "pion" and metrics["geometry"] == "ahcal"
+    assert read_showers(metrics["shower_file"]).geometry == AHCAL
+    model = metrics["models"]["per_axis/energy"]
+    assert model["geometry"]["name"] == "ahcal"  # vocabularies sized from the AHCAL: 48 layers, 30 x 30 tiles
+    assert set(metrics["wasserstein"]) == {"per_axis/energy", "vqvae"}
+    assert all(set(w) == {*SHOWER_OBSERVABLES, "depth_profile_lambda"} for w in metrics["wasserstein"].values())
+    # the ECAL column: notebook 07's main model's distances when it ran before in this chain, else none
+    if Path(metrics["ecal_metrics"]).exists():
+        assert set(metrics["wasserstein_ecal"]) == set(SHOWER_OBSERVABLES)
+    else:
+        assert metrics["wasserstein_ecal"] == {}
+    rows = metrics["energy_slices"]["per_axis/energy"]
+    assert [r["incident_energy"] for r in rows] == [10.0, 90.0]
+    assert rows[1]["energy_sum_simulated_mean"] > 4 * rows[0]["energy_sum_simulated_mean"]  # pions: E_vis ~ E
+    assert all(r["energy_sum_chain_mean_ratio"] > 0 for r in rows)
+    assert 0.02 < metrics["calibration_gev_per_mev"] < 0.1
+    generated = read_showers(metrics["generated_file"])
+    assert generated.geometry == AHCAL and len(generated) == 8 - metrics["n_empty_dropped"]["per_axis/energy"]
+    assert np.all(generated.z[generated.mask] <= AHCAL.n_layers - 1) and generated.z.max() > 29  # past the ECAL's 30
+    assert {"depth_profile_lambda.png", "energy_slices.png", "distribution_longitudinal_profile.png"} <= set(
+        metrics["figures"]
+    )
+    assert Path(metrics["vqvae_model"]["tokenizer"]).exists()
+
+
 CHECKS = {
     "01_data": _check_01_data,
     "02_tokenization_quality": _check_02_tokenization_quality,
@@ -377,4 +428,5 @@ CHECKS = {
     "05_transfer_learning": _check_05_transfer_learning,
     "06_calorimeter_showers": _check_06_calorimeter_showers,
     "07_direct_spatial_tokens": _check_07_direct_spatial_tokens,
+    "08_hcal_pions": _check_08_hcal_pions,
 }

@@ -12,6 +12,7 @@ from omnijet_lib.data.pion_simulation import (
     calibration_factor,
     em_fraction,
     iter_pion_batches,
+    pion_dataset,
     shower_start_layer,
     simulate_pion_file,
     simulate_pions,
@@ -19,6 +20,8 @@ from omnijet_lib.data.pion_simulation import (
 )
 from omnijet_lib.data.shower_files import check_cells, read_showers, shower_file_info
 from omnijet_lib.data.showers import Showers, check_showers, concatenate_showers
+from omnijet_lib.errors import BadDataError
+from omnijet_lib.workflows import shower_split
 
 ENERGIES = (10.0, 30.0, 50.0, 70.0, 90.0)  # GeV
 N_PER_ENERGY = 1000
@@ -216,3 +219,23 @@ def test_geometry_without_material_constants_is_refused():
         simulate_pions(4, geometry=dataclasses.replace(AHCAL, absorber=lead), progress=False)
     with pytest.raises(ValueError, match="Cartesian"):
         calibration_factor(cylindrical_geometry("cyl", n_alpha=16, radial_edges_mm=[0, 5, 10], n_layers=5))
+
+
+def test_pion_dataset_is_simulated_once_and_split_like_the_photons(tmp_path):
+    path = pion_dataset(30, seed=2, energy=(10, 20), data_dir=tmp_path, progress=False)
+    assert path.name == "pions_10-20GeV_30_seed2.h5"
+    stamp = path.stat().st_mtime_ns
+    assert pion_dataset(30, seed=2, energy=(10, 20), data_dir=tmp_path, progress=False) == path
+    assert path.stat().st_mtime_ns == stamp  # reused, not simulated again
+    copy = tmp_path / "copy" / "pions_10-20GeV_31_seed2.h5"  # a file under a name that promises another count
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    with pytest.raises(BadDataError, match="holds 30 showers, not 31"):
+        pion_dataset(31, seed=2, energy=(10, 20), data_dir=copy.parent, progress=False)
+    electrons = pion_dataset(10, seed=2, energy=50.0, particle="electron", data_dir=tmp_path, progress=False)
+    assert electrons.name == "electrons_50GeV_10_seed2.h5"
+    split = shower_split(n_showers=30, seed=2, energy=[10, 20], data_dir=tmp_path, particle="pion")
+    assert split.file == path and split.showers.geometry == AHCAL
+    assert sorted(np.concatenate([split.train_idx, split.val_idx, split.test_idx])) == list(range(30))
+    with pytest.raises(ValueError, match="particle must be 'photon'"):
+        shower_split(n_showers=30, seed=2, energy=[10, 20], data_dir=tmp_path, particle="kaon")

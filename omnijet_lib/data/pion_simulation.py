@@ -79,7 +79,7 @@ from scipy.special import erfcinv, gammainc
 from tqdm.auto import tqdm
 
 from omnijet_lib.data.geometry import AHCAL, CalorimeterGeometry
-from omnijet_lib.data.shower_files import write_shower_chunks
+from omnijet_lib.data.shower_files import reusable_shower_file, write_shower_chunks
 from omnijet_lib.data.shower_simulation import _COS, _RADIUS, _SIN, _TABLE_BITS, SimulationConfig, _inverse_width
 from omnijet_lib.data.showers import Showers, concatenate_showers
 
@@ -628,6 +628,30 @@ def simulate_pion_file(
         max_hits=max_hits, progress=progress,
     )  # fmt: skip
     return write_shower_chunks(path, batches, provenance=provenance, geometry=geometry)
+
+
+def pion_dataset(
+    n_showers: int,
+    *,
+    seed: int,
+    energy: float | tuple[float, float] = (10.0, 100.0),
+    particle: str = "pion",
+    data_dir: str | os.PathLike = "data/pions",
+    progress: bool = True,
+) -> Path:
+    """The file of ``n_showers`` simulated showers in the AHCAL, simulated once and then reused.
+
+    Kept as ``data_dir/<particle>s_<energy>GeV_<n>_seed<seed>.h5`` (``particle``: "pion" or
+    "electron"), written batch by batch and atomically by :func:`simulate_pion_file`.  A file of
+    that name holding another number of showers is an error rather than silently reused.
+    """
+    config = PionSimulationConfig(particle=particle)
+    _, low, high = _check_request(n_showers, energy, 256, AHCAL, config, None)
+    label = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+    path = Path(data_dir) / f"{particle}s_{label}GeV_{n_showers}_seed{seed}.h5"
+    if reusable_shower_file(path, n_showers):
+        return path
+    return simulate_pion_file(path, n_showers, energy=(low, high), seed=seed, config=config, progress=progress)
 
 
 def visible_sum_mev(showers: Showers) -> np.ndarray:

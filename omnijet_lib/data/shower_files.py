@@ -136,6 +136,19 @@ def write_shower_chunks(
     return Path(path)
 
 
+def reusable_shower_file(path: str | os.PathLike, n_showers: int) -> bool:
+    """Whether a cached shower file at ``path`` can be reused: False if there is none, True if it holds
+    ``n_showers`` showers; a file holding another number is an error rather than silently reused."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    found = shower_file_info(path)["n_showers"]
+    if found != n_showers:
+        msg = f"{path} holds {found} showers, not {n_showers}; remove it to simulate again"
+        raise BadDataError(msg)
+    return True
+
+
 def open_shower_file(path: str | os.PathLike) -> tuple[h5py.File, str]:
     """Open a shower file and recognise its layout; shapes are checked, with errors naming the file.
 

@@ -117,6 +117,12 @@ def preprocess_showers(
     asks to keep only its ``max_hits`` most energetic hits.
     """
     check_showers(showers, source="showers to pre-process")
+    if showers.geometry != config.geometry:
+        msg = (
+            f"showers of geometry {showers.geometry.name!r} given to a pre-processing made for "
+            f"{config.geometry.name!r}: use ShowerPreprocessingConfig(geometry=showers.geometry)"
+        )
+        raise ValueError(msg)
     n_hits = showers.n_hits
     too_many = np.flatnonzero(n_hits > config.max_hits)
     if too_many.size and not truncate:

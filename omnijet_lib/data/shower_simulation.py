@@ -65,9 +65,8 @@ import numpy as np
 from scipy.special import erfcinv, gammainc
 from tqdm.auto import tqdm
 
-from omnijet_lib.data.shower_files import shower_file_info, write_shower_chunks
+from omnijet_lib.data.shower_files import reusable_shower_file, write_shower_chunks
 from omnijet_lib.data.showers import ABSORBER_MM, CELL_SIZE_MM, GRID_SIZE, MIP_MEV, N_LAYERS, SILICON_MM, Showers
-from omnijet_lib.errors import BadDataError
 
 _CELLS_PER_SHOWER = GRID_SIZE * GRID_SIZE * N_LAYERS  # flat cell index: x · 900 + y · 30 + layer
 _TABLE_BITS = 16  # spot energies, radii and azimuths come from 2^16-entry tables indexed by random bits
@@ -486,11 +485,7 @@ def shower_dataset(
     low, high = _check_request(n_showers, energy, max_hits, 128)
     label = f"{low:g}" if low == high else f"{low:g}-{high:g}"
     path = Path(data_dir) / f"photons_{label}GeV_{n_showers}_seed{seed}.h5"
-    if path.exists():
-        found = shower_file_info(path)["n_showers"]
-        if found != n_showers:
-            msg = f"{path} holds {found} showers, not {n_showers}; remove it to simulate again"
-            raise BadDataError(msg)
+    if reusable_shower_file(path, n_showers):
         return path
     provenance = {
         "generator": "omnijet GFlash photon-shower simulator", "seed": seed, "incident_energy_gev": [low, high],

@@ -62,6 +62,30 @@ def shower_distributions(showers: Showers) -> dict[str, Distribution]:
     return {name: distributions[name] for name in SHOWER_OBSERVABLES}
 
 
+DEPTH_UNITS = ("interaction_length", "radiation_length")
+
+
+def depth_profile(showers: Showers, *, unit: str = "interaction_length") -> Distribution:
+    """The longitudinal profile against depth in interaction lengths λ_I (or radiation lengths X0).
+
+    Every hit above threshold counts at the depth of the middle of its layer's active material
+    (``geometry.layer_depth_lambda`` / ``layer_depth_x0``), weighted by its energy over the number of
+    showers: histogrammed with the layers' boundaries as bins, the mean energy per layer.  Two
+    detectors' profiles then share an axis: a hadron shower's length scales with λ_I, an em one's with X0.
+    """
+    if unit not in DEPTH_UNITS:
+        msg = f"unit must be one of {DEPTH_UNITS}; got {unit!r}"
+        raise ValueError(msg)
+    if len(showers) == 0:
+        msg = "no showers to measure"
+        raise ValueError(msg)
+    geometry = showers.geometry
+    depth = geometry.layer_depth_lambda if unit == "interaction_length" else geometry.layer_depth_x0
+    above = showers.energy > showers.threshold
+    layer = nearest_cell(showers.z, geometry.n_layers)[above].astype(np.int64)
+    return Distribution(depth[layer], showers.energy[above].astype(np.float64) / len(showers))
+
+
 def hit_residuals(
     features: np.ndarray,
     reconstructed: np.ndarray,
