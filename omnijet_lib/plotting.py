@@ -175,7 +175,7 @@ def compare_depth_profiles(
     symbol = r"\lambda_I" if unit == "interaction_length" else "X_0"
     fig = compare_distributions(
         {label: p.values for label, p in profiles.items()}, weights={label: p.weights for label, p in profiles.items()},
-        bins=edges, density=False, reference=reference, xlabel=f"depth [${symbol}$]", ylabel="mean energy per layer [MeV]",
+        bins=edges, density=False, reference=reference, xlabel=f"depth [${symbol}$]", ylabel="mean energy [MeV]",
     )  # fmt: skip
     return fig
 

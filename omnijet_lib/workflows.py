@@ -450,10 +450,11 @@ def train_direct_shower_model(
     n_blocks: int,
     ffn_dim: int,
     run_dir: str | os.PathLike,
+    size_residuals: str = "normal",
     progress: bool = True,
 ) -> tuple[SpatialGPT, TrainingResult]:
-    """Notebook 07's direct-token model ``variant`` ("<tokenization>/<order>"), trained in
-    ``run_dir/<tokenization>_<order>``; its parameters by name."""
+    """Notebook 07's (and 08's) direct-token model ``variant`` ("<tokenization>/<order>"), trained in
+    ``run_dir/<tokenization>_<order>``; its parameters by name (notebook 08 also sets ``size_residuals``)."""
     tokenization, order = parse_variant(variant)
     strategy = {"energy": energy_strategy_in_energy_order, "layer": energy_strategy_in_layer_order}[order]
     parsed = EnergyStrategy.parse(strategy)
@@ -461,7 +462,7 @@ def train_direct_shower_model(
         tokenization=tokenization, n_components=n_components, embed_dim=embed_dim, n_heads=n_heads,
         n_blocks=n_blocks, ffn_dim=ffn_dim, condition_on_n_hits=condition_on_n_hits, order=order,
         energy_strategy=strategy, anchor_noise=anchor_noise if parsed.energy_budget and parsed.bounded else 0.0,
-        geometry=showers.geometry,
+        geometry=showers.geometry, size_residuals=size_residuals,
     )  # fmt: skip
     return fit_spatial_gpt(
         config, hit_sequences(showers[train_idx], order=order), hit_sequences(showers[val_idx], order=order),

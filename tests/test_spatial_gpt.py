@@ -399,3 +399,26 @@ def test_a_saved_model_conditioned_on_hits_draws_them_for_an_asked_energy(shower
     # voxelising keeps the hit count; a hit-count draw lies in the simulated range
     np.testing.assert_array_equal(generated.n_hits, asked)
     assert hits.n_hits.min() * 0.7 < asked.min() and asked.max() < hits.n_hits.max() * 1.3
+
+
+def test_a_model_with_empirical_size_residuals_saves_and_draws_from_them(showers, tmp_path):
+    config = SpatialGPTConfig(
+        condition_on_n_hits=True, energy_strategy="largest_of_hits_left+fitted_hottest_cell+rescale_to_visible_energy",
+        size_residuals="empirical", **TINY,
+    )  # fmt: skip
+    hits = hit_sequences(showers, order="energy")
+    _, result = fit_spatial_gpt(
+        config, hits, hits, TrainingConfig(epochs=1, batch_size=8), tmp_path / "run", progress=False
+    )
+    loaded = load_spatial_gpt(result.best_checkpoint)
+    expected = HitCountModel.fit(hits.incident_energy, hits.n_hits, residuals="empirical")
+    assert loaded.fitted("hit_count") == expected and len(expected.residual_quantiles) == 101
+    assert all(len(loaded.fitted(q).residual_quantiles) == 101 for q in ("visible_energy", "hottest_cell"))
+    drawn, _ = draw_shower_sizes(loaded, np.full(2000, 15.0), rng=np.random.default_rng(0))
+    # draws stay within the training's residuals: never fewer hits than the fit allows at the lowest quantile
+    lowest = expected.at(15.0, -10.0)  # beyond the first level: the smallest training residual
+    assert drawn.min() >= np.floor(lowest)
+    showers_out, _ = generate_showers(loaded, [15.0, 15.0], batch_size=2, seed=0, progress=False)
+    assert len(showers_out) == 2
+    with pytest.raises(ValueError, match="size_residuals must be one of"):
+        SpatialGPTConfig(size_residuals="kde", **TINY)

@@ -73,12 +73,12 @@ def energy_slices(
 def energy_slice_table(rows: list[dict[str, float]]) -> str:
     """The rows of :func:`energy_slices` as a text table: energy sum and hits, simulated and generated."""
     lines = [
-        f"{'E [GeV]':>8}{'E_sum sim':>12}{'E_sum gen':>12}{'ratio':>8}{'chain':>8}{'hits sim':>10}{'hits gen':>10}{'ratio':>8}"
+        f"{'E [GeV]':>8}{'E_sum sim':>14}{'E_sum gen':>14}{'ratio':>8}{'chain':>8}{'hits sim':>10}{'hits gen':>10}{'ratio':>8}"
     ]
     for r in rows:
         lines.append(
-            f"{r['incident_energy']:>8.0f}{r['energy_sum_simulated_mean']:>9.0f}±{r['energy_sum_simulated_std']:<3.0f}"
-            f"{r['energy_sum_generated_mean']:>9.0f}±{r['energy_sum_generated_std']:<3.0f}{r['energy_sum_mean_ratio']:>7.3f}"
+            f"{r['incident_energy']:>8.0f}{r['energy_sum_simulated_mean']:>9.0f}±{r['energy_sum_simulated_std']:<5.0f}"
+            f"{r['energy_sum_generated_mean']:>9.0f}±{r['energy_sum_generated_std']:<5.0f}{r['energy_sum_mean_ratio']:>7.3f}"
             f"{r.get('energy_sum_chain_mean_ratio', math.nan):>8.3f}"
             f"{r['n_hits_simulated_mean']:>10.0f}{r['n_hits_generated_mean']:>10.0f}{r['n_hits_mean_ratio']:>8.3f}"
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import ndtr, ndtri
 from torch import Tensor
 
 from omnijet_lib.data.hit_sequences import HitSequences, visible_energy
@@ -30,6 +31,13 @@ LOG_NORMAL_DEGREE = 2  # a fitted log-normal's mean is a polynomial of this degr
 # ... and its width of this one: the width comes from a fit through the residuals' sizes, which a quadratic
 # follows into noise at the ends of the energy range (docs/direct_tokens.md)
 LOG_NORMAL_WIDTH_DEGREE = 1
+# How log(value) scatters about its fitted mean, in units of the fitted width (SpatialGPTConfig.size_residuals):
+# "normal" -- a log-normal, right for photon showers; "empirical" -- the training showers' own standardised
+# residuals, kept as quantiles.  A pion's visible energy at fixed E_inc has a long low tail (late starts,
+# leakage, punch-through: a skewness of about -4 to -7 in log), and a log-normal through it misplaces the mean by
+# several per cent (docs/hcal_pions.md); the quantiles keep the tail and the mean.
+SIZE_RESIDUALS = ("normal", "empirical")
+N_RESIDUAL_QUANTILES = 101  # at probabilities 0, 0.01, .., 1: the extremes are the training's
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,16 @@ class LogNormalInEnergy:
 
     mean_coefficients: tuple[float, ...]  # numpy.polyval order, in x = log(E / 30 GeV)
     width_coefficients: tuple[float, ...]
+    # Empty: log(value) is Normal about its mean (a log-normal).  Else the quantiles, at N_RESIDUAL_QUANTILES
+    # equally spaced probabilities from 0 to 1, of the training showers' standardised residuals
+    # (log(value) - mean) / width: draws then follow their shape (see SIZE_RESIDUALS).
+    residual_quantiles: tuple[float, ...] = ()
 
     @classmethod
-    def fit(cls, incident_energy, values, *, degree: int = LOG_NORMAL_DEGREE):
+    def fit(cls, incident_energy, values, *, degree: int = LOG_NORMAL_DEGREE, residuals: str = "normal"):
+        if residuals not in SIZE_RESIDUALS:
+            msg = f"residuals must be one of {SIZE_RESIDUALS}, got {residuals!r}"
+            raise ValueError(msg)
         x = np.log(np.asarray(incident_energy, dtype=np.float64) / REFERENCE_INCIDENT_GEV)
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.log(np.asarray(values, dtype=np.float64))
@@ -56,7 +71,29 @@ class LogNormalInEnergy:
         width_degree = min(degree, LOG_NORMAL_WIDTH_DEGREE)
         width = np.polyfit(x, np.abs(y - np.polyval(mean, x)) * math.sqrt(math.pi / 2), width_degree)
         width = np.concatenate([np.zeros(degree - width_degree), width])  # stored as long as the mean's
-        return cls(tuple(mean.tolist()), tuple(width.tolist()))
+        quantiles = ()
+        if residuals == "empirical":
+            standardised = (y - np.polyval(mean, x)) / np.maximum(np.polyval(width, x), 1e-9)
+            quantiles = tuple(np.quantile(standardised, np.linspace(0.0, 1.0, N_RESIDUAL_QUANTILES)).tolist())
+        return cls(tuple(mean.tolist()), tuple(width.tolist()), quantiles)
+
+    def residual(self, normal) -> np.ndarray:
+        """Standard-normal numbers -> residuals of the fitted shape (the same numbers for a log-normal)."""
+        normal = np.asarray(normal, dtype=np.float64)
+        if not self.residual_quantiles:
+            return normal
+        levels = np.linspace(0.0, 1.0, len(self.residual_quantiles))
+        return np.interp(ndtr(normal), levels, self.residual_quantiles)
+
+    def normal(self, residual) -> np.ndarray:
+        """Residuals -> the standard-normal numbers :meth:`residual` maps to them (a Gaussian copula)."""
+        residual = np.asarray(residual, dtype=np.float64)
+        if not self.residual_quantiles:
+            return residual
+        n = len(self.residual_quantiles)
+        strictly_rising = np.asarray(self.residual_quantiles) + 1e-12 * np.arange(n)  # ties (whole hit counts)
+        probability = np.interp(residual, strictly_rising, np.linspace(0.0, 1.0, n))
+        return ndtri(np.clip(probability, 0.5 / n, 1 - 0.5 / n))  # beyond the training's extremes: the last level
 
     def mean_and_width(self, incident_energy) -> tuple[np.ndarray, np.ndarray]:
         """Mean and width of log(value) at each incident energy [GeV]."""
@@ -64,28 +101,33 @@ class LogNormalInEnergy:
         return np.polyval(self.mean_coefficients, x), np.maximum(np.polyval(self.width_coefficients, x), 0.0)
 
     def as_tensor(self) -> Tensor:
-        """Mean, then width coefficients: how a model stores the fit with its weights."""
-        return torch.as_tensor(np.concatenate([self.mean_coefficients, self.width_coefficients]), dtype=torch.float64)
+        """Mean, then width coefficients, then any residual quantiles: how a model stores the fit with its weights."""
+        values = np.concatenate([self.mean_coefficients, self.width_coefficients, self.residual_quantiles])
+        return torch.as_tensor(values, dtype=torch.float64)
 
     @classmethod
     def from_tensor(cls, values: Tensor):
-        mean, width = values.cpu().numpy().reshape(2, -1).tolist()
-        return cls(tuple(mean), tuple(width))
+        values = values.cpu().numpy().tolist()
+        n = LOG_NORMAL_DEGREE + 1
+        return cls(tuple(values[:n]), tuple(values[n : 2 * n]), tuple(values[2 * n :]))
 
     def sample(self, incident_energy, *, rng: np.random.Generator) -> np.ndarray:
         """One value per incident energy [GeV]."""
         mean, width = self.mean_and_width(incident_energy)
+        if self.residual_quantiles:
+            return self.at(incident_energy, rng.normal(size=np.shape(mean)))
         return np.exp(rng.normal(mean, width))
 
     def standardised(self, incident_energy, values) -> np.ndarray:
-        """How many widths log(value) lies above its mean at each incident energy [GeV]."""
+        """Where log(value) lies at each incident energy [GeV], as a standard-normal number: for a log-normal, how
+        many widths above its mean; with residual quantiles, the normal number of the same probability."""
         mean, width = self.mean_and_width(incident_energy)
-        return (np.log(np.asarray(values, dtype=np.float64)) - mean) / np.maximum(width, 1e-9)
+        return self.normal((np.log(np.asarray(values, dtype=np.float64)) - mean) / np.maximum(width, 1e-9))
 
     def at(self, incident_energy, standardised) -> np.ndarray:
-        """The value whose log lies ``standardised`` widths above its mean (the inverse of :meth:`standardised`)."""
+        """The value at standard-normal number ``standardised`` (the inverse of :meth:`standardised`)."""
         mean, width = self.mean_and_width(incident_energy)
-        return np.exp(mean + width * np.asarray(standardised, dtype=np.float64))
+        return np.exp(mean + width * self.residual(standardised))
 
 
 class HitCountModel(LogNormalInEnergy):

@@ -67,7 +67,9 @@ from omnijet_lib.models.sampling import sample_categorical, sample_from_head
 from omnijet_lib.models.shower_sizes import (
     FITTED_QUANTITIES,
     LOG_NORMAL_DEGREE,
+    N_RESIDUAL_QUANTILES,
     REFERENCE_INCIDENT_GEV,
+    SIZE_RESIDUALS,
     LogNormalInEnergy,
 )
 
@@ -102,6 +104,10 @@ class SpatialGPTConfig:
     log_energy_range: tuple[float, float] = (-5.9, 7.9)
     # The grid the hits lie on: the vocabularies (voxels, or cells per axis) are its sizes.
     geometry: CalorimeterGeometry = ILD_ECAL
+    # The shape of the per-shower quantities drawn from fits (hit count, visible energy, hottest cell) about their
+    # fitted log mean: "normal" (log-normals) or "empirical" (the training showers' own residuals, for the long
+    # low tails of hadron showers; see omnijet_lib.models.shower_sizes.SIZE_RESIDUALS).
+    size_residuals: str = "normal"
 
     def __post_init__(self):
         if isinstance(self.geometry, dict):  # read back from a checkpoint
@@ -113,6 +119,9 @@ class SpatialGPTConfig:
             msg = f"order must be one of {ORDERS}, got {self.order!r}"
             raise ValueError(msg)
         self.energy.check(order=self.order, condition_on_n_hits=self.condition_on_n_hits)
+        if self.size_residuals not in SIZE_RESIDUALS:
+            msg = f"size_residuals must be one of {SIZE_RESIDUALS}, got {self.size_residuals!r}"
+            raise ValueError(msg)
         if self.anchor_noise < 0:
             msg = f"anchor_noise must be >= 0, got {self.anchor_noise}"
             raise ValueError(msg)
@@ -228,9 +237,11 @@ class SpatialGPT(nn.Module):
         self.register_buffer("trained_energy_range", torch.tensor([-math.inf, math.inf]))
         if config.energy.energy_budget:
             self.budget_in = nn.Linear(4, dim)  # budget_features, the bound, whether there is one
-        # The log-normals fitted to the training showers (mean, then width coefficients), saved with the weights.
+        # The log-normals fitted to the training showers (mean, then width coefficients, then any residual
+        # quantiles), saved with the weights.
         for quantity in config.fitted_quantities:
-            coefficients = torch.zeros(2 * (LOG_NORMAL_DEGREE + 1), dtype=torch.float64)
+            quantiles = N_RESIDUAL_QUANTILES if config.size_residuals == "empirical" else 0
+            coefficients = torch.zeros(2 * (LOG_NORMAL_DEGREE + 1) + quantiles, dtype=torch.float64)
             self.register_buffer(f"{quantity}_coefficients", coefficients)
         if config.condition_on_n_hits and config.energy.draws_visible_energy:  # drawn together (see SHOWER_SIZES)
             self.register_buffer("shower_size_correlation", torch.zeros((), dtype=torch.float64))
@@ -263,11 +274,13 @@ class SpatialGPT(nn.Module):
     def sample_hottest_cell(self, condition: Tensor, *, temperature: float, generator) -> Tensor:
         """(B,) log energies (``log(E / MeV) + shift``) of the hottest cell, from the fitted log-normal."""
         incident = REFERENCE_INCIDENT_GEV * torch.exp(condition[:, 0].double()).cpu().numpy()  # GeV
+        fit = self.fitted("hottest_cell")
         mean, width = (
-            torch.as_tensor(a, dtype=torch.float32, device=condition.device)
-            for a in self.fitted("hottest_cell").mean_and_width(incident)
+            torch.as_tensor(a, dtype=torch.float32, device=condition.device) for a in fit.mean_and_width(incident)
         )
         noise = torch.randn(len(mean), generator=generator, device=condition.device)
+        if fit.residual_quantiles:  # the fitted shape of the residuals
+            noise = torch.as_tensor(fit.residual(noise.cpu().numpy()), dtype=torch.float32, device=condition.device)
         return mean + temperature * width * noise + self.config.log_energy_shift
 
     def hidden_states(self, voxels: Tensor, log_energy: Tensor, condition: Tensor, cache: KVCache | None = None):

@@ -115,7 +115,8 @@ def fit_spatial_gpt(
     model = SpatialGPT(config)
     quantities = per_shower_quantities(train_hits, config.fitted_quantities, log_energy_shift=config.log_energy_shift)
     for quantity, values in quantities.items():  # for generation at an asked energy
-        model.set_fitted(quantity, FITTED_QUANTITIES[quantity].fit(train_hits.incident_energy, values))
+        fit = FITTED_QUANTITIES[quantity].fit(train_hits.incident_energy, values, residuals=config.size_residuals)
+        model.set_fitted(quantity, fit)
     if hasattr(model, "shower_size_correlation"):
         residuals = [model.fitted(q).standardised(train_hits.incident_energy, quantities[q]) for q in SHOWER_SIZES]
         model.shower_size_correlation.fill_(float(np.corrcoef(residuals)[0, 1]))
