@@ -27,10 +27,9 @@ from omnijet_lib.data.geometry import AHCAL
 from omnijet_lib.data.pion_simulation import (
     PionSimulationConfig,
     calibration_factor,
-    shower_start_layer,
     simulate_pions,
-    visible_sum_mev,
 )
+from omnijet_lib.shower_observables import energy_sum, shower_start_layer
 
 
 def main() -> None:
@@ -67,11 +66,11 @@ def main() -> None:
     for energy in args.energies:
         pions = simulate_pions(args.n_per_energy, energy=energy, seed=args.seed + int(energy), progress=False)
         electrons = simulate_pions(args.n_per_energy, energy=energy, seed=args.seed, config=electron, progress=False)
-        calibrated = visible_sum_mev(pions) * factor
+        calibrated = energy_sum(pions) * factor
         early = calibrated[shower_start_layer(pions) < 10]
         early_resolution.append(early.std() / early.mean())
         n_hits = (pions.energy > pions.threshold).sum(axis=1)
-        e_over_pi = visible_sum_mev(electrons).mean() / visible_sum_mev(pions).mean()
+        e_over_pi = energy_sum(electrons).mean() / energy_sum(pions).mean()
         print(
             f"{energy:>12.0f}{n_hits.mean():>12.0f}{calibrated.mean() / energy:>12.4f}"
             f"{calibrated.std() / calibrated.mean():>12.4f}{early_resolution[-1]:>12.4f}"

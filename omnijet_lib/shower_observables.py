@@ -153,3 +153,20 @@ def shower_observables(showers: Showers, *, threshold: float | None = None) -> d
         "cog_y": cog["y"],
         "cog_z": cog["z"],
     }
+
+
+def shower_start_layer(showers: Showers) -> np.ndarray:
+    """(N,) the first layer not holding exactly one hit: where a hadron shower starts (n_layers: a punch-through
+    track).
+
+    In front of its first interaction a pion leaves one hit per layer (its track); the layer
+    behind the interaction holds its charged secondaries.  An estimate from the hits alone, as a
+    test beam analysis has it (within a layer: a shower may start in the absorber just in front).
+    All stored hits count, also those below threshold.
+    """
+    keep = showers.mask
+    shower = np.broadcast_to(np.arange(len(showers))[:, None], keep.shape)[keep]
+    counts = np.zeros((len(showers), showers.geometry.n_layers), dtype=np.int64)
+    np.add.at(counts, (shower, showers.z[keep].astype(np.int64)), 1)
+    differs = counts != 1
+    return np.where(differs.any(axis=1), differs.argmax(axis=1), showers.geometry.n_layers)

@@ -13,14 +13,13 @@ from omnijet_lib.data.pion_simulation import (
     em_fraction,
     iter_pion_batches,
     pion_dataset,
-    shower_start_layer,
     simulate_pion_file,
     simulate_pions,
-    visible_sum_mev,
 )
 from omnijet_lib.data.shower_files import check_cells, read_showers, shower_file_info
 from omnijet_lib.data.showers import Showers, check_showers, concatenate_showers
 from omnijet_lib.errors import BadDataError
+from omnijet_lib.shower_observables import energy_sum, shower_start_layer
 from omnijet_lib.workflows import shower_split
 
 ENERGIES = (10.0, 30.0, 50.0, 70.0, 90.0)  # GeV
@@ -115,7 +114,7 @@ def test_calibrated_response_is_linear(scan):
     assert factor == calibration_factor()  # cached and deterministic
     assert 0.02 < factor < 0.1  # GeV per visible MeV: a few % of the energy is seen in the scintillator
     for energy, showers in scan.items():
-        response = visible_sum_mev(showers).mean() * factor / energy
+        response = energy_sum(showers).mean() * factor / energy
         assert abs(response - 1) < 0.03, (energy, response)
 
 
@@ -126,7 +125,7 @@ def test_resolution_is_stochastic_plus_constant(scan):
     resolution = []
     for energy in ENERGIES:
         showers = scan[energy]
-        early = visible_sum_mev(showers)[shower_start_layer(showers) < 10] * factor
+        early = energy_sum(showers)[shower_start_layer(showers) < 10] * factor
         assert len(early) > 0.5 * N_PER_ENERGY  # 1 − exp(−1.23/1.21) ≈ 64 %
         resolution.append(early.std() / early.mean())
     resolution = np.array(resolution)
@@ -182,16 +181,16 @@ def test_hits_grow_with_energy_and_pions_are_wider_than_electrons(scan, electron
     assert width_pion > 1.5 * width_electron, (width_pion, width_electron)
     # mean em fraction from Groom's formula; e/π > 1 (non-compensation)
     np.testing.assert_allclose(em_fraction(np.array([1.0, 100.0])), [0.01, 1 - 100**-0.18], rtol=1e-6)
-    e_over_pi = visible_sum_mev(electrons).mean() / visible_sum_mev(scan[50.0]).mean()
+    e_over_pi = energy_sum(electrons).mean() / energy_sum(scan[50.0]).mean()
     assert 1.05 < e_over_pi < 1.35, e_over_pi
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"n": 0}, "n must be a positive"),
-        ({"n": -3}, "n must be a positive"),
-        ({"n": 2.5}, "n must be a positive"),
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"n": -3}, "n must be an integer >= 1"),
+        ({"n": 2.5}, "n must be an integer >= 1"),
         ({"energy": 0.0}, "energy must be"),
         ({"energy": -10.0}, "energy must be"),
         ({"energy": float("nan")}, "energy must be"),
@@ -199,7 +198,7 @@ def test_hits_grow_with_energy_and_pions_are_wider_than_electrons(scan, electron
         ({"energy": (0.0, 10.0)}, "energy must be"),
         ({"energy": np.array([10.0, 20.0])}, "array of 2 energies for n = 4"),
         ({"energy": "ten"}, "energy must be"),
-        ({"batch_size": 0}, "batch_size must be"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
         ({"geometry": cylindrical_geometry("cyl", n_alpha=16, radial_edges_mm=[0, 5, 10], n_layers=5)}, "Cartesian"),
         ({"config": PionSimulationConfig(particle="kaon")}, "particle must be"),
     ],

@@ -153,8 +153,8 @@ def test_fixed_energy_and_config():
         ({"n": 5, "energy": (100.0, 10.0)}, "low <= high"),
         ({"n": 5, "energy": (10.0,)}, "energy must be a number or a range"),
         ({"n": 5, "energy": (10.0, float("nan"))}, "energy must be a number or a range"),
-        ({"n": 5, "max_hits": 0}, "max_hits must be a positive integer"),
-        ({"n": 5, "batch_size": 0}, "batch_size must be a positive integer"),
+        ({"n": 5, "max_hits": 0}, "max_hits must be an integer >= 1"),
+        ({"n": 5, "batch_size": 0}, "batch_size must be an integer >= 1"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):

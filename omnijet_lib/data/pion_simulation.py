@@ -1,63 +1,34 @@
 """A parameterised charged-pion shower simulator for a steel-scintillator HCAL (the AHCAL), vectorised with numpy.
 
 Geant4 cannot run here (docs/showers.md), so pion showers are drawn from a parameterisation in
-the spirit of GFlash's hadronic showers (Grindhammer, Rudowicz, Peters, NIM A290 (1990) 469):
-an electromagnetic and a hadronic component, each with a Gamma-distributed longitudinal profile
-(in radiation lengths and in interaction lengths), per-shower fluctuations of their shapes and of
-the electromagnetic fraction, a two-component radial profile, and sampling.  docs/hcal_pions.md
-explains the model for physicists; every constant is in :class:`PionSimulationConfig`.  A shower
-is made in six steps:
+the spirit of GFlash's hadronic showers (Grindhammer, Rudowicz, Peters, NIM A290 (1990) 469).
+docs/hcal_pions.md explains the model, its numbers and what it gives; every constant is in
+:class:`PionSimulationConfig` with its source.  In short, per shower:
 
-1. **Entry and track.**  The pion enters at z = 0 at normal incidence, uniformly within ± half a
-   tile of the grid's transverse centre.  Its first inelastic interaction lies at a depth drawn
-   from Exp(λ_π), λ_π = 1.21 λ_I (PDG, iron: pion vs nuclear interaction length), counted in the
-   layers' interaction lengths (``geometry.layer_lambda``).  Each layer whose scintillator lies
-   in front of that point sees the pion as a minimum-ionising track: one hit in the entry tile
-   with a Moyal (Landau-like) energy of mode ``geometry.mip_mev`` and the mean of dE/dx_min.  A
-   pion that crosses all layers without interacting is a punch-through track of n_layers hits.
-   The charged secondaries of the interaction (Poisson, mean 2 + ln E) cross the next tile layer.
-2. **Electromagnetic fraction.**  Per shower f_em ~ Beta with mean 1 − (E/E0)^(k−1) (Groom:
-   E0 = 1 GeV, k = 0.82) and standard deviation 0.15.
-3. **Longitudinal profiles** from the interaction point (Bock et al., NIM 186 (1981) 533, the
-   form GFlash's hadronic parameterisation builds on): the em part a Gamma distribution in X0 of
-   shape a and rate b, the hadronic part a Gamma distribution in λ_I of shape a and rate d, with
-   a = 0.6165 + 0.3183 ln E, b = 0.2198 /X0, d = 0.9099 − 0.0237 ln E (E in GeV).  Each shower
-   draws its two shapes as a · exp(σ g) (correlated normals g).  A layer receives the integral of
-   the profile over its depth; energy behind the last layer leaks out.
-4. **Sampling and non-compensation.**  A layer's deposited energy of each part is fluctuated
-   with a Gamma distribution of variance a_s² E (GFlash's ``ApplySampling``), a_s = 0.20 √GeV for
-   the em part and 0.61 √GeV for the hadronic part (sampling and invisible-energy fluctuations
-   in quadrature), and multiplied by the layer's MIP sampling fraction × e/mip (= 0.9) — and,
-   for the hadronic part, × h/e = 1/1.2: nuclear binding energy, slow neutrons and recoils
-   leave less visible energy than electrons and photons do.
-5. **Spots.**  A layer's visible energy is carried by a Poisson number of spots: the em part
-   in a core (R = 0.3 R_M) and a tail (R = 1.0 R_M) around the shower axis, R_M the Molière
-   radius of the layer's iron + scintillator + gap mixture (20.9 mm for the AHCAL); the hadronic
-   part in a core (R = 40 mm + 10 mm/λ) and a halo (R = 90 mm + 25 mm/λ), growing with depth after
-   the interaction; radii from 2rR²/(r² + R²)², azimuths uniform.  An em spot is a MIP-like
-   track crossing (Moyal) or a soft deposit; a hadronic spot also may be a heavily ionising
-   fragment (log-uniform 1–20 MIP).
-6. **Cells.**  Spots are summed into the 30 mm tiles; every tile with energy > 0 is a hit (also
-   below ``geometry.hit_threshold_mev``).  Energy outside the 90 × 90 cm² grid is lost.
+1. the first inelastic interaction at a depth ~ Exp(1.21 λ_I) (counted in the layers' own λ_I),
+   a MIP track (one Moyal hit in the entry tile per layer) in front of it, its charged
+   secondaries in the layer behind; no interaction in the whole stack: a punch-through track;
+2. an electromagnetic fraction f_em ~ Beta of mean 1 − (E / 1 GeV)^(−0.18) (Groom);
+3. em and hadronic parts with Gamma profiles (Bock et al.) in X0 and λ_I from the interaction,
+   their shapes fluctuated per shower, integrated over each layer (what lies behind leaks);
+4. per layer, Gamma sampling and invisible-energy fluctuations, the MIP sampling fraction ×
+   e/mip, and h/e = 1/1.2 for the hadronic part (non-compensation);
+5. a Poisson number of spots per layer and part: em core and tail in Molière radii, hadronic core
+   and halo widening with depth; spot energies from tables (tracks, soft deposits, fragments);
+6. spots summed into the tiles (:mod:`omnijet_lib.data.spots`); every tile with energy > 0 is a hit.
 
-What it does **not** model: no Geant4, no transport of secondaries, no individual hadrons or
-π⁰s (each part is a smooth average profile with parameterised fluctuations); no late
-(neutron-capture) component, no timing; e/h is one constant (the pion response depends on
-energy through ⟨f_em⟩ alone); no correlation between the start point and the profile shapes
-beyond leakage; the pion's track after the interaction is part of the hadronic profile (besides
-the secondaries' minimum number of spots in the next layer); no delta rays along the track;
-no SiPM photo-statistics, saturation, noise or tile non-uniformity; no backscatter into layers
-in front of the interaction; no incident angle or position dependence beyond the half-tile
-offset; the start point is drawn in interaction lengths of the whole layer (absorber and
-scintillator alike, with the iron's pion/nucleon ratio).  No constant was fitted to Geant4 or
-test-beam showers: the fluctuation terms were chosen to give the resolution aimed at in
-docs/hcal_pions.md (σ/E ≈ 58 %/√E ⊕ 3 % after calibration, for showers starting in the first
-~1.2 λ_I, near CALICE's AHCAL).  Energies outside 10–100 GeV extrapolate the parameterisations.
+What it does **not** model (docs/hcal_pions.md, "Limits"): Geant4 transport, individual hadrons
+or π⁰s, a late neutron component or timing, an energy-dependent e/h, correlations between start
+point and profile shapes beyond leakage, delta rays, backscatter, SiPM effects, incident angles.
+No constant was fitted to Geant4 or test-beam showers: the fluctuation terms were chosen to give
+σ/E ≈ 58 %/√E ⊕ 3 % after calibration for showers starting in the first ~1.2 λ_I, near CALICE's
+AHCAL.  Energies outside 10–100 GeV extrapolate the parameterisations.
 
 ``PionSimulationConfig(particle="electron")`` makes electron showers in the same detector (start
 at the front face, f_em = 1, GFlash's homogeneous em profile): the em-only reference for e/π.
-:func:`calibration_factor` converts visible MeV above threshold to GeV; it is fitted once by
-simulation (deterministic, cached).
+:func:`calibration_factor` converts the visible MeV above threshold
+(:func:`omnijet_lib.shower_observables.energy_sum`) to GeV; it is fitted once by simulation
+(deterministic, cached).
 
 Work is vectorised over the showers of a batch and over all spots of the batch; only batches
 are looped over.  A batch's random numbers come from ``SeedSequence(seed, spawn_key=(batch,))``,
@@ -69,7 +40,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,10 +50,12 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.geometry import AHCAL, CalorimeterGeometry
 from omnijet_lib.data.shower_files import reusable_shower_file, write_shower_chunks
-from omnijet_lib.data.shower_simulation import _COS, _RADIUS, _SIN, _TABLE_BITS, SimulationConfig, _inverse_width
+from omnijet_lib.data.shower_simulation import homogeneous_profile
 from omnijet_lib.data.showers import Showers, concatenate_showers
+from omnijet_lib.data.spots import COS, OFFSET, RADIUS, SIN, TABLE_BITS, cell_buffer, hits_from_cells
+from omnijet_lib.errors import check_int
+from omnijet_lib.shower_observables import energy_sum
 
-_OFFSET = 4096  # cells added to x and y so that float -> int truncation is a floor
 _EULER_LN2 = float(np.euler_gamma + np.log(2.0))  # Moyal: mean − mode = σ (γ + ln 2)
 _COMPONENTS = 4  # spot populations per layer: em core, em tail, hadronic core, hadronic halo
 
@@ -269,7 +241,7 @@ def _check_geometry(geometry: CalorimeterGeometry, config: PionSimulationConfig)
 def _spot_tables(geometry: CalorimeterGeometry, config: PionSimulationConfig) -> tuple[np.ndarray, np.ndarray]:
     """Quantiles (3, 2^16) float32 [MeV] of the track (pure Moyal), em and hadronic spot energies; their means (3,)."""
     layers, c = _layers(geometry, config), config
-    n = 1 << _TABLE_BITS
+    n = 1 << TABLE_BITS
     mip = geometry.mip_mev
 
     def moyal(m: int) -> np.ndarray:  # F(x) = erfc(exp(−λ/2)/√2), λ = (x − μ)/σ  =>  λ = −2 ln(√2 erfcinv(u))
@@ -306,25 +278,15 @@ def em_fraction(energy_gev: np.ndarray, config: PionSimulationConfig = PionSimul
 
 def _electron_profile(energy_gev: np.ndarray, rng: np.random.Generator, geometry: CalorimeterGeometry, config):
     """Shape α and rate β [/X0] of GFlash's homogeneous em profile in the first layer's mixture (electrons)."""
-    gflash = SimulationConfig()
-    critical = dict(config.critical_energy_mev)
+    critical, atomic_number = dict(config.critical_energy_mev), dict(config.atomic_number)
     absorber, active = geometry.absorber, geometry.active
     mass_abs, mass_act = geometry.absorber_mm[0] * absorber.density, geometry.active_mm * active.density
     w = mass_abs / (mass_abs + mass_act)  # mass fractions w, 1 − w (hep-ex/0001020: the effective medium)
-    atomic_number = dict(config.atomic_number)
     z_eff = w * atomic_number[absorber.name] + (1 - w) * atomic_number[active.name]
     x0_abs, x0_act = absorber.radiation_length_mm * absorber.density, active.radiation_length_mm * active.density
     x0_mass = 1 / (w / x0_abs + (1 - w) / x0_act)
     ec = x0_mass * (w * critical[absorber.name] / x0_abs + (1 - w) * critical[active.name] / x0_act)
-    ln_y = np.log(energy_gev * 1e3 / ec)
-    t_mean = np.maximum(ln_y + gflash.t_hom, 0.1)
-    alpha_mean = np.maximum(gflash.alpha_hom[0] + (gflash.alpha_hom[1] + gflash.alpha_hom[2] / z_eff) * ln_y, 1.1)
-    sigma_t, sigma_a = _inverse_width(*gflash.sigma_log_t, ln_y), _inverse_width(*gflash.sigma_log_alpha, ln_y)
-    rho = np.clip(gflash.correlation[0] + gflash.correlation[1] * ln_y, -1.0, 1.0)
-    g1, g2 = rng.standard_normal((2, len(energy_gev)))
-    plus, minus = np.sqrt((1 + rho) / 2) * g1, np.sqrt((1 - rho) / 2) * g2
-    t_max = np.maximum(1.0, t_mean * np.exp(sigma_t * (plus + minus)))
-    alpha = np.maximum(1.1, alpha_mean * np.exp(sigma_a * (plus - minus)))
+    t_max, alpha = homogeneous_profile(energy_gev, rng, z_eff=z_eff, critical_mev=ec)
     return alpha, (alpha - 1) / t_max
 
 
@@ -411,40 +373,40 @@ def _simulate_batch(
     counts = counts.ravel()  # (B · L · 4,)
 
     half = c.entry_spread_tiles / 2
-    entry = (np.array([g.n_x, g.n_y])[:, None] / 2 + _OFFSET + rng.uniform(-half, half, (2, b))).astype(np.float32)
-    # Flat cell index shower · n_cells + x · (n_y · L) + y · L + layer, less what _OFFSET adds to x and y.
+    entry = (np.array([g.n_x, g.n_y])[:, None] / 2 + OFFSET + rng.uniform(-half, half, (2, b))).astype(np.float32)
+    # Flat cell index shower · n_cells + x · (n_y · L) + y · L + layer, less what OFFSET adds to x and y.
     stride_x = g.n_y * n_layers
-    first = np.arange(b)[:, None] * n_cells + np.arange(n_layers) - _OFFSET * (stride_x + n_layers)  # (B, L)
+    first = np.arange(b)[:, None] * n_cells + np.arange(n_layers) - OFFSET * (stride_x + n_layers)  # (B, L)
     per_population = np.repeat(first.astype(np.int64).ravel(), _COMPONENTS)
     base = np.repeat(per_population, counts)
     x0 = np.repeat(np.repeat(entry[0], n_layers * _COMPONENTS), counts)
     y0 = np.repeat(np.repeat(entry[1], n_layers * _COMPONENTS), counts)
     scale = np.repeat(radius.ravel(), counts)
-    offset = np.repeat(np.tile((table_of << _TABLE_BITS).astype(np.int32), b * n_layers), counts)
+    offset = np.repeat(np.tile((table_of << TABLE_BITS).astype(np.int32), b * n_layers), counts)
 
     n_spots = len(base)
     words = rng.bit_generator.random_raw(n_spots).view(np.uint16)  # (4 S,): energy, radius, azimuth, unused
     energy = np.take(tables.ravel(), words[:n_spots] + offset)
-    r = scale * np.take(_RADIUS, words[n_spots : 2 * n_spots])
+    r = scale * np.take(RADIUS, words[n_spots : 2 * n_spots])
     azimuth = words[2 * n_spots : 3 * n_spots]
-    ix = (x0 + r * np.take(_COS, azimuth)).astype(np.int32)  # truncation = floor: all positions > 0
-    iy = (y0 + r * np.take(_SIN, azimuth)).astype(np.int32)
-    inside = ((ix - _OFFSET).view(np.uint32) < g.n_x) & ((iy - _OFFSET).view(np.uint32) < g.n_y)
+    ix = (x0 + r * np.take(COS, azimuth)).astype(np.int32)  # truncation = floor: all positions > 0
+    iy = (y0 + r * np.take(SIN, azimuth)).astype(np.int32)
+    inside = ((ix - OFFSET).view(np.uint32) < g.n_x) & ((iy - OFFSET).view(np.uint32) < g.n_y)
     key = np.where(inside, base + ix.astype(np.int64) * stride_x + iy * n_layers, b * n_cells)  # leak: last
 
     # 1. (cont.) the track: one Moyal MIP in the entry tile of each layer in front of the interaction
     shower, layer = np.nonzero(track)
-    entry_x = entry[0, shower].astype(np.int64) - _OFFSET  # the entry tile (positions > 0: truncation = floor)
-    entry_y = entry[1, shower].astype(np.int64) - _OFFSET
+    entry_x = entry[0, shower].astype(np.int64) - OFFSET  # the entry tile (positions > 0: truncation = floor)
+    entry_y = entry[1, shower].astype(np.int64) - OFFSET
     track_key = shower * n_cells + entry_x * stride_x + entry_y * n_layers + layer
-    track_energy = np.take(tables[0], rng.integers(0, 1 << _TABLE_BITS, len(shower)))
+    track_energy = np.take(tables[0], rng.integers(0, 1 << TABLE_BITS, len(shower)))
 
     # 6. cells: sum the spots (in order: float32 sums are reproducible), keep every cell > 0
     cells = cells[: b * n_cells + 1]
     np.add.at(cells, key, energy)
     np.add.at(cells, track_key, track_energy)
     cells[-1] = 0.0  # the spots outside the grid
-    return _hits_from_cells(cells, b, n_cells, g.shape)
+    return hits_from_cells(cells, b, g.shape)
 
 
 def _draw_em_fraction(energy_gev: np.ndarray, rng: np.random.Generator, config: PionSimulationConfig) -> np.ndarray:
@@ -452,31 +414,6 @@ def _draw_em_fraction(energy_gev: np.ndarray, rng: np.random.Generator, config: 
     mean = em_fraction(energy_gev, config)
     concentration = np.maximum(mean * (1 - mean) / config.em_fraction_sigma**2 - 1.0, 1.0)
     return rng.beta(mean * concentration, (1 - mean) * concentration)
-
-
-def _hits_from_cells(cells: np.ndarray, b: int, n_cells: int, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (K, 4) x, y, z, E of the non-zero cells of (B · n_cells,), by shower then energy; hits per shower.
-
-    One int64 sort key per cell packs shower, the complement of the float32 energy bits (positive
-    floats order as their bits) and the cell, so one plain sort orders them.  The cells are zeroed.
-    """
-    cell_bits = max(1, int(n_cells - 1).bit_length())
-    index = np.flatnonzero(cells != 0)
-    energy = cells[index]
-    cells[index] = 0.0
-    shower, cell = np.divmod(index, n_cells)
-    inverted = np.int64(0x7FFFFFFF) - energy.view(np.int32)
-    key = np.sort((shower << (32 + cell_bits)) | (inverted << cell_bits) | cell)
-    shower = key >> (32 + cell_bits)
-    cell = key & ((1 << cell_bits) - 1)
-    rows = np.empty((len(key), 4), dtype=np.float32)
-    rows[:, 0], rows[:, 1], rows[:, 2] = np.unravel_index(cell, shape)
-    bits = np.int64(0x7FFFFFFF) - ((key >> cell_bits) & 0xFFFFFFFF)
-    rows[:, 3] = bits.astype(np.int32).view(np.float32)
-    return rows, np.bincount(shower, minlength=b)
-
-
-_work = threading.local()  # per thread: the zeroed cell buffer, reused across batches
 
 
 def _batch_showers(task: tuple) -> Showers:
@@ -487,10 +424,8 @@ def _batch_showers(task: tuple) -> Showers:
         low, high, size = low_high
         energies = rng.uniform(low, high, size) if high > low else np.full(size, float(low))
     energies = np.asarray(energies, dtype=np.float64)
-    needed = len(energies) * geometry.n_cells + 1
-    if getattr(_work, "cells", None) is None or len(_work.cells) < needed:
-        _work.cells = np.zeros(needed, dtype=np.float32)
-    rows, n_hits = _simulate_batch(energies, rng, geometry, config, _work.cells)
+    cells = cell_buffer(len(energies) * geometry.n_cells + 1)
+    rows, n_hits = _simulate_batch(energies, rng, geometry, config, cells)
     width = int(n_hits.max()) if max_hits is None else max_hits
     shower = np.repeat(np.arange(len(energies)), n_hits)
     rank = np.arange(len(rows)) - np.repeat(np.cumsum(n_hits) - n_hits, n_hits)
@@ -500,19 +435,10 @@ def _batch_showers(task: tuple) -> Showers:
     return Showers(hits, energies.astype(np.float32), geometry)
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        msg = f"{name} must be a positive integer; got {value!r}"
-        raise ValueError(msg)
-    return int(value)
-
-
 def _check_request(n, energy, batch_size, geometry, config, max_hits) -> tuple[np.ndarray | None, float, float]:
     """Validate a request; returns per-shower energies (or None) and the range (low, high) [GeV]."""
-    n = _positive_int("n", n)
-    batch_size = _positive_int("batch_size", batch_size)
-    if max_hits is not None:
-        _positive_int("max_hits", max_hits)
+    for name, value in (("n", n), ("batch_size", batch_size), ("max_hits", 1 if max_hits is None else max_hits)):
+        check_int(value, name, minimum=1)
     if not isinstance(config, PionSimulationConfig):
         msg = f"config must be a PionSimulationConfig; got {type(config).__name__}"
         raise TypeError(msg)
@@ -654,27 +580,6 @@ def pion_dataset(
     return simulate_pion_file(path, n_showers, energy=(low, high), seed=seed, config=config, progress=progress)
 
 
-def visible_sum_mev(showers: Showers) -> np.ndarray:
-    """(N,) visible energy [MeV] of the hits above the geometry's threshold."""
-    energy = showers.energy
-    return np.where(energy > showers.threshold, energy, 0.0).sum(axis=1, dtype=np.float64)
-
-
-def shower_start_layer(showers: Showers) -> np.ndarray:
-    """(N,) the first layer not holding exactly one hit: where a shower starts (n_layers: a punch-through track).
-
-    In front of its first interaction a pion leaves one hit per layer (its track); the layer
-    behind the interaction holds its charged secondaries.  An estimate from the hits alone, as a
-    test beam analysis has it (within a layer: a shower may start in the absorber just in front).
-    """
-    keep = showers.mask
-    shower = np.broadcast_to(np.arange(len(showers))[:, None], keep.shape)[keep]
-    counts = np.zeros((len(showers), showers.geometry.n_layers), dtype=np.int64)
-    np.add.at(counts, (shower, showers.z[keep].astype(np.int64)), 1)
-    differs = counts != 1
-    return np.where(differs.any(axis=1), differs.argmax(axis=1), showers.geometry.n_layers)
-
-
 @functools.lru_cache(maxsize=8)
 def calibration_factor(
     geometry: CalorimeterGeometry = AHCAL, config: PionSimulationConfig = PionSimulationConfig()
@@ -692,4 +597,4 @@ def calibration_factor(
         config.calibration_showers, energy=energy, seed=config.calibration_seed, batch_size=500,
         geometry=geometry, config=config, progress=False,
     )  # fmt: skip
-    return float(energy / visible_sum_mev(showers).mean())
+    return float(energy / energy_sum(showers).mean())

@@ -56,7 +56,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,10 +66,10 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.shower_files import reusable_shower_file, write_shower_chunks
 from omnijet_lib.data.showers import ABSORBER_MM, CELL_SIZE_MM, GRID_SIZE, MIP_MEV, N_LAYERS, SILICON_MM, Showers
+from omnijet_lib.data.spots import COS, OFFSET, RADIUS, SIN, TABLE_BITS, cell_buffer, hits_from_cells
+from omnijet_lib.errors import check_int
 
 _CELLS_PER_SHOWER = GRID_SIZE * GRID_SIZE * N_LAYERS  # flat cell index: x · 900 + y · 30 + layer
-_TABLE_BITS = 16  # spot energies, radii and azimuths come from 2^16-entry tables indexed by random bits
-_OFFSET = 4096  # cells added to x and y so that float -> int truncation is a floor
 
 
 @dataclass(frozen=True)
@@ -200,7 +199,7 @@ def layer_media(config: SimulationConfig = SimulationConfig()) -> LayerMedia:
 @functools.lru_cache(maxsize=8)
 def _spot_energy_tables(config: SimulationConfig) -> tuple[np.ndarray, float, float]:
     """Quantiles (2, 2^16) float32 [MeV] of the core and tail spot energies, and the two means."""
-    n = 1 << _TABLE_BITS
+    n = 1 << TABLE_BITS
     n_soft = round(config.core_soft_fraction * n)
     u = (np.arange(n - n_soft) + 0.5) / (n - n_soft)
     # Moyal quantile: F(x) = erfc(exp(−λ/2)/√2), λ = (x − μ)/σ  =>  λ = −2 ln(√2 erfcinv(u))
@@ -210,12 +209,6 @@ def _spot_energy_tables(config: SimulationConfig) -> tuple[np.ndarray, float, fl
     tail = config.soft_min_mev * (config.tail_max_mev / config.soft_min_mev) ** ((np.arange(n) + 0.5) / n)
     tables = np.stack([core, tail]).astype(np.float32)
     return tables, float(tables[0].mean()), float(tables[1].mean())
-
-
-_U = (np.arange(1 << _TABLE_BITS) + 0.5) / (1 << _TABLE_BITS)  # uniform in (0, 1), 2^16 steps
-_COS, _SIN = np.cos(2 * np.pi * _U).astype(np.float32), np.sin(2 * np.pi * _U).astype(np.float32)
-# r / R of the profile 2rR²/(r² + R²)²: the inverse of its cumulative r²/(r² + R²); at most 362.
-_RADIUS = np.sqrt(_U / (1 - _U)).astype(np.float32)
 
 
 # --- the parameterisation, vectorised over a batch of showers -------------------------------------
@@ -250,6 +243,31 @@ def longitudinal_parameters(
     t_max = np.maximum(1.0, np.exp(mean_log_t + sigma_t * (plus + minus)))  # GFlash's floors
     alpha = np.maximum(1.1, np.exp(mean_log_alpha + sigma_alpha * (plus - minus)))
     return t_max, alpha, np.exp(mean_log_alpha)
+
+
+def homogeneous_profile(
+    energy_gev: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    z_eff: float,
+    critical_mev: float,
+    config: SimulationConfig = SimulationConfig(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per shower: T (depth of the maximum [X0]) and α of GFlash's em profile in a *homogeneous* medium of
+    effective atomic number ``z_eff`` and critical energy ``critical_mev`` (no sampling terms), fluctuated
+    as in :func:`longitudinal_parameters`.  The pion simulator's electrons use it in the AHCAL's mixture.
+    """
+    c = config
+    ln_y = np.log(energy_gev * 1e3 / critical_mev)
+    t_mean = np.maximum(ln_y + c.t_hom, 0.1)
+    alpha_mean = np.maximum(c.alpha_hom[0] + (c.alpha_hom[1] + c.alpha_hom[2] / z_eff) * ln_y, 1.1)
+    sigma_t, sigma_alpha = _inverse_width(*c.sigma_log_t, ln_y), _inverse_width(*c.sigma_log_alpha, ln_y)
+    rho = np.clip(c.correlation[0] + c.correlation[1] * ln_y, -1.0, 1.0)
+    g1, g2 = rng.standard_normal((2, len(energy_gev)))
+    plus, minus = np.sqrt((1 + rho) / 2) * g1, np.sqrt((1 - rho) / 2) * g2
+    t_max = np.maximum(1.0, t_mean * np.exp(sigma_t * (plus + minus)))
+    alpha = np.maximum(1.1, alpha_mean * np.exp(sigma_alpha * (plus - minus)))
+    return t_max, alpha
 
 
 def radial_parameters(
@@ -310,58 +328,31 @@ def _simulate_batch(
     # last layers of low-energy showers (τ ≫ 3), where there is hardly any energy; the cap keeps positions in int32.
     radius_cells = np.minimum(radius_cells, GRID_SIZE)
     half = config.entry_spread_cells / 2
-    entry = (GRID_SIZE / 2 + _OFFSET + rng.uniform(-half, half, (2, b))).astype(np.float32)  # (2, B) [cells]
-    # Flat cell index shower · 27000 + x · 900 + y · 30 + layer, less what _OFFSET adds to x and y.
-    first_cell = np.arange(b)[:, None] * _CELLS_PER_SHOWER + np.arange(N_LAYERS) - _OFFSET * (GRID_SIZE + 1) * N_LAYERS
+    entry = (GRID_SIZE / 2 + OFFSET + rng.uniform(-half, half, (2, b))).astype(np.float32)  # (2, B) [cells]
+    # Flat cell index shower · 27000 + x · 900 + y · 30 + layer, less what OFFSET adds to x and y.
+    first_cell = np.arange(b)[:, None] * _CELLS_PER_SHOWER + np.arange(N_LAYERS) - OFFSET * (GRID_SIZE + 1) * N_LAYERS
     base = np.repeat(np.repeat(first_cell.astype(np.int32).ravel(), 2), counts)  # (S,) per spot
     x0 = np.repeat(np.repeat(entry[0], 2 * N_LAYERS), counts)
     y0 = np.repeat(np.repeat(entry[1], 2 * N_LAYERS), counts)
     scale = np.repeat(radius_cells.astype(np.float32).ravel(), counts)
-    table = np.repeat(np.tile(np.array([0, 1 << _TABLE_BITS], dtype=np.int32), b * N_LAYERS), counts)
+    table = np.repeat(np.tile(np.array([0, 1 << TABLE_BITS], dtype=np.int32), b * N_LAYERS), counts)
 
     # One 64-bit random number per spot, read as four 16-bit table indices: energy, radius, azimuth (+1 unused).
     n_spots = len(base)
     words = rng.bit_generator.random_raw(n_spots).view(np.uint16)  # (4 S,)
     energy = np.take(tables.ravel(), words[:n_spots] + table)  # (S,) float32 [MeV]
-    radius = scale * np.take(_RADIUS, words[n_spots : 2 * n_spots])  # [cells]
+    radius = scale * np.take(RADIUS, words[n_spots : 2 * n_spots])  # [cells]
     azimuth = words[2 * n_spots : 3 * n_spots]
-    ix = (x0 + radius * np.take(_COS, azimuth)).astype(np.int32)  # truncation = floor for x > 0: all the grid
-    iy = (y0 + radius * np.take(_SIN, azimuth)).astype(np.int32)
-    inside = ((ix - _OFFSET).view(np.uint32) < GRID_SIZE) & ((iy - _OFFSET).view(np.uint32) < GRID_SIZE)
+    ix = (x0 + radius * np.take(COS, azimuth)).astype(np.int32)  # truncation = floor for x > 0: all the grid
+    iy = (y0 + radius * np.take(SIN, azimuth)).astype(np.int32)
+    inside = ((ix - OFFSET).view(np.uint32) < GRID_SIZE) & ((iy - OFFSET).view(np.uint32) < GRID_SIZE)
     key = np.where(inside, base + ix * (GRID_SIZE * N_LAYERS) + iy * N_LAYERS, b * _CELLS_PER_SHOWER)  # leak: last
 
     # 5. cells: sum the spots (in order: float32 sums are reproducible), keep every cell > 0
     cells = cells[: b * _CELLS_PER_SHOWER + 1]
     np.add.at(cells, key, energy)
     cells[-1] = 0.0  # the spots outside the grid
-    return _hits_from_cells(cells, b, max_hits)
-
-
-def _hits_from_cells(cells: np.ndarray, b: int, max_hits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (K, 4) x, y, z, E of the non-zero cells of (B · 27000,), by shower then energy; hits per shower.
-
-    Only the ``max_hits`` most energetic cells of a shower are kept.  One int64 sort key per cell
-    packs shower (bits 47-62), the complement of the float32 energy bits (15-46: positive floats
-    order as their bits) and the cell (0-14), so one plain sort orders them.  The cells are zeroed.
-    """
-    index = np.flatnonzero(cells != 0)
-    energy = cells[index]
-    cells[index] = 0.0
-    shower, cell = np.divmod(index, _CELLS_PER_SHOWER)
-    key = np.sort((shower << 47) | ((np.int64(0x7FFFFFFF) - energy.view(np.int32)) << 15) | cell)
-    shower = key >> 47
-    n_cells = np.bincount(shower, minlength=b)
-    rank = np.arange(len(key)) - np.repeat(np.cumsum(n_cells) - n_cells, n_cells)
-    key = key[rank < max_hits]
-    x, rest = np.divmod(key & 0x7FFF, GRID_SIZE * N_LAYERS)
-    y, z = np.divmod(rest, N_LAYERS)
-    rows = np.empty((len(key), 4), dtype=np.float32)
-    rows[:, 0], rows[:, 1], rows[:, 2] = x, y, z
-    rows[:, 3] = (np.int64(0x7FFFFFFF) - ((key >> 15) & 0xFFFFFFFF)).astype(np.int32).view(np.float32)
-    return rows, np.minimum(n_cells, max_hits)
-
-
-_work = threading.local()  # per thread (and process): the zeroed cell buffer, reused across batches
+    return hits_from_cells(cells, b, (GRID_SIZE, GRID_SIZE, N_LAYERS), max_hits)
 
 
 def _simulate_task(task: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -369,10 +360,7 @@ def _simulate_task(task: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     seed, batch, size, low, high, config, max_hits = task
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(batch,)))
     energy = rng.uniform(low, high, size) if high > low else np.full(size, float(low))
-    needed = size * _CELLS_PER_SHOWER + 1
-    if getattr(_work, "cells", None) is None or len(_work.cells) < needed:
-        _work.cells = np.zeros(needed, dtype=np.float32)  # allocating per batch would cost its page faults
-    rows, n_hits = _simulate_batch(energy, rng, config, max_hits, _work.cells)
+    rows, n_hits = _simulate_batch(energy, rng, config, max_hits, cell_buffer(size * _CELLS_PER_SHOWER + 1))
     return energy, rows, n_hits
 
 
@@ -392,9 +380,7 @@ def _check_request(n, energy, max_hits: int, batch_size: int) -> tuple[float, fl
         msg = f"energy must be positive and a range must have low <= high [GeV]; got {energy!r}"
         raise ValueError(msg)
     for name, value in (("max_hits", max_hits), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            msg = f"{name} must be a positive integer; got {value!r}"
-            raise ValueError(msg)
+        check_int(value, name, minimum=1)
     return low, high
 
 
