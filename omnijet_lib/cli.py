@@ -1,7 +1,9 @@
 """The ``omnijet`` command: data generation, import, and headless notebooks.
 
 omnijet generate-jets --process top --n 20000 --seed 1 --out data/jets/top.h5
+omnijet generate-jets --process dijet --detector cms --n 20000 --seed 1 --out data/jets/dijet.h5
 omnijet import-jetclass 'TTBar_*.root' 'ZJetsToNuNu_*.root' --classes Tbqq QCD --out data/jets/jetclass.h5
+omnijet import-aspen-open-jets 'aoj/*.h5' --max-jets 100000 --out data/jets/aspen_open_jets.h5
 omnijet simulate-showers --n 10000 --energy 10 100 --seed 1 --out data/showers/photons.h5
 omnijet tokenize data/jets/top.h5 --tokenizer data/tokenizers/vqvae_conditional_8192.pt --out data/tokens/top.h5
 omnijet run-notebook notebooks/01_data.py -p n_jets 2000 --output-dir runs/01_data
@@ -49,11 +51,13 @@ def _generate_jets(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     path = generate_jet_file(
-        args.process, args.n, args.out, seed=args.seed, chunk_size=args.chunk_size, n_workers=args.workers
-    )
+        args.process, args.n, args.out, seed=args.seed, chunk_size=args.chunk_size, n_workers=args.workers,
+        detector=args.detector,
+    )  # fmt: skip
     info = jet_file_info(path)
+    seen_by = f" seen by the {info['detector']['name']} detector response" if "detector" in info else ""
     print(
-        f"{path}: {info['n_jets']} {args.process} jets; {time.perf_counter() - start:.1f} s wall this run, "
+        f"{path}: {info['n_jets']} {args.process} jets{seen_by}; {time.perf_counter() - start:.1f} s wall this run, "
         f"{info['jets_per_worker_second']:.1f} jets per second of one worker process"
     )
 
@@ -63,6 +67,16 @@ def _import_jetclass(args: argparse.Namespace) -> None:
     from omnijet_lib.data.jetclass import import_jetclass
 
     path = import_jetclass(args.files, args.out, classes=args.classes, max_jets=args.max_jets, step_size=args.step_size)
+    print(f"{path}: {jet_file_info(path)['n_jets']} jets")
+
+
+def _import_aspen_open_jets(args: argparse.Namespace) -> None:
+    from omnijet_lib.data.aspen_open_jets import import_aspen_open_jets
+    from omnijet_lib.data.jet_files import jet_file_info
+
+    path = import_aspen_open_jets(
+        args.files, args.out, max_jets=args.max_jets, step_size=args.step_size, label=args.label
+    )
     print(f"{path}: {jet_file_info(path)['n_jets']} jets")
 
 
@@ -318,8 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnijet", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate-jets", help="generate top or QCD jets with Pythia 8 + FastJet (resumable)")
-    gen.add_argument("--process", choices=("top", "qcd"), required=True)
+    from omnijet_lib.data.detector_response import DETECTORS
+
+    gen = commands.add_parser(
+        "generate-jets", help="generate top, QCD or detector-level dijet jets with Pythia 8 + FastJet (resumable)"
+    )
+    gen.add_argument("--process", choices=("top", "qcd", "dijet"), required=True,
+                     help="top, qcd: 500-1000 GeV, generator level; dijet: generic jets of 300-1500 GeV (docs/jets.md)")  # fmt: skip
+    gen.add_argument("--detector", choices=("default", "none", *DETECTORS), default="default",
+                     help="detector response applied before clustering (default: the process's own, "
+                          "cms for dijet, none for top and qcd)")  # fmt: skip
     gen.add_argument("--n", type=COUNT, required=True, help="number of jets")
     gen.add_argument("--seed", type=SEED, required=True)
     gen.add_argument("--out", required=True, help="output HDF5 file")
@@ -334,6 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--max-jets", type=COUNT, default=None, help="default: all")
     imp.add_argument("--step-size", type=COUNT, default=100_000, help="entries read at a time")
     imp.set_defaults(func=_import_jetclass)
+
+    aoj = commands.add_parser(
+        "import-aspen-open-jets", help="convert Aspen Open Jets HDF5 files (CMS 2016 Open Data) to the project's schema"
+    )
+    aoj.add_argument("files", nargs="+", help="AOJ .h5 files or glob patterns (quote them)")
+    aoj.add_argument("--out", required=True)
+    aoj.add_argument("--max-jets", type=COUNT, default=None, help="default: all")
+    aoj.add_argument("--step-size", type=COUNT, default=100_000, help="jets read at a time")
+    aoj.add_argument("--label", choices=JETCLASS_LABELS, default=None,
+                     help="class given to every jet (default: unlabelled, -1; AOJ has no truth label)")  # fmt: skip
+    aoj.set_defaults(func=_import_aspen_open_jets)
 
     sim = commands.add_parser("simulate-showers", help="simulate photon showers in the ILD-like ECAL (GFlash)")
     sim.add_argument("--n", type=COUNT, required=True, help="number of showers")
