@@ -72,10 +72,9 @@ E, deta, ...); that is not the published layout and is refused.
 
 from __future__ import annotations
 
-import glob
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -84,6 +83,7 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.hdf5 import open_hdf5
 from omnijet_lib.data.jet_files import JetFileWriter
+from omnijet_lib.data.jetclass import expand_paths
 from omnijet_lib.data.jets import UNLABELLED, Jets, check_jets, concatenate, label_index
 from omnijet_lib.errors import BadDataError, SchemaError, check_int
 from omnijet_lib.observables import pt_eta_phi_mass, wrap_phi
@@ -133,20 +133,6 @@ def _first(indices: np.ndarray) -> str:
     return ", ".join(str(i) for i in indices[:5]) + (", ..." if len(indices) > 5 else "")
 
 
-def expand_paths(patterns: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Files matching glob patterns, in sorted order; a pattern matching nothing is an error."""
-    if isinstance(patterns, (str, os.PathLike)):
-        patterns = [patterns]
-    paths: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(os.fspath(pattern)))
-        if not matches:
-            msg = f"no Aspen Open Jets file matches {os.fspath(pattern)!r}"
-            raise FileNotFoundError(msg)
-        paths.extend(Path(m) for m in matches)
-    return paths
-
-
 def iter_aspen_open_jets(
     patterns,
     *,
@@ -164,7 +150,7 @@ def iter_aspen_open_jets(
     """
     _check_limits(max_jets, step_size)
     label_value = UNLABELLED if label is None else label_index(label)
-    paths = expand_paths(patterns)
+    paths = expand_paths(patterns, what="Aspen Open Jets")
     shapes = [_check_schema(path) for path in paths]
     return _iter_aspen_open_jets(paths, shapes, max_jets, step_size, progress, label_value)
 
@@ -224,7 +210,7 @@ def import_aspen_open_jets(
 ) -> Path:
     """Convert AOJ files to the project's HDF5 jet schema, chunk by chunk; the file appears complete or not at all."""
     _check_limits(max_jets, step_size)  # before the output file is begun
-    paths = expand_paths(patterns)
+    paths = expand_paths(patterns, what="Aspen Open Jets")
     batches = iter_aspen_open_jets(paths, max_jets=max_jets, step_size=step_size, progress=progress, label=label)
     provenance = {
         "generator": "CMS 2016 Open Data (JetHT 2016G, 2016H), reconstructed; Aspen Open Jets (arXiv:2412.10504)",

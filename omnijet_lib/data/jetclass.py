@@ -33,15 +33,15 @@ JET_BRANCHES = ("jet_pt", "jet_eta", "jet_phi", "jet_energy")
 LABEL_BRANCHES = tuple(f"label_{name}" for name in JETCLASS_LABELS)
 
 
-def expand_paths(patterns: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Files matching glob patterns, in sorted order; a pattern matching nothing is an error."""
+def expand_paths(patterns: str | os.PathLike | Iterable[str | os.PathLike], *, what: str = "JetClass") -> list[Path]:
+    """Files matching glob patterns, in sorted order; a pattern matching nothing is an error naming ``what``."""
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
     paths: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(os.fspath(pattern)))
         if not matches:
-            msg = f"no JetClass file matches {os.fspath(pattern)!r}"
+            msg = f"no {what} file matches {os.fspath(pattern)!r}"
             raise FileNotFoundError(msg)
         paths.extend(Path(m) for m in matches)
     return paths
