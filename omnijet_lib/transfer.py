@@ -34,7 +34,7 @@ from omnijet_lib.atomic import atomic_path, file_digest
 from omnijet_lib.checkpoints import load_checkpoint
 from omnijet_lib.devices import pick_device
 from omnijet_lib.metrics.tagging import tagging_metrics
-from omnijet_lib.models.gpt import read_gpt_checkpoint
+from omnijet_lib.models.gpt import load_pretrained_weights
 from omnijet_lib.models.token_classifier import TokenClassifier, TokenClassifierConfig
 from omnijet_lib.tokenizers.token_dataset import TokenRows
 from omnijet_lib.tokenizers.tokens import PAD
@@ -57,24 +57,13 @@ def load_backbone(model: TokenClassifier, checkpoint_path: str | os.PathLike) ->
     """Copy the backbone weights of a generative checkpoint (:func:`~omnijet_lib.models.gpt.fit_gpt`) into ``model``.
 
     Returns the names of the loaded tensors.  Refuses, naming what differs, a
-    checkpoint that is not a GPT's, whose backbone config differs from the
-    classifier's, or that lacks any backbone weight: nothing is loaded halfway.
+    checkpoint that is not a GPT's, whose backbone config cannot serve the
+    classifier's (:func:`~omnijet_lib.models.gpt.check_compatible`), or that lacks
+    any backbone weight: nothing is loaded halfway.  The same loader
+    (:func:`~omnijet_lib.models.gpt.load_pretrained_weights`) starts a generative
+    GPT from a checkpoint (``fit_gpt(init_from=...)``).
     """
-    stored, checkpoint_weights = read_gpt_checkpoint(checkpoint_path)
-    if stored != model.config.gpt:
-        differ = {
-            k: (v, getattr(model.config.gpt, k)) for k, v in asdict(stored).items() if v != getattr(model.config.gpt, k)
-        }
-        msg = f"the backbone in {checkpoint_path} has another config than the classifier's; (checkpoint, classifier): {differ}"
-        raise ValueError(msg)
-    weights = {k.removeprefix("backbone."): v for k, v in checkpoint_weights.items() if k.startswith("backbone.")}
-    expected = set(model.backbone.state_dict())
-    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
-    if missing or unexpected:
-        msg = f"backbone weights of {checkpoint_path} do not match: missing {missing}, unexpected {unexpected}"
-        raise ValueError(msg)
-    model.backbone.load_state_dict(weights)
-    return sorted(f"backbone.{k}" for k in weights)
+    return load_pretrained_weights(model, checkpoint_path, model.config.gpt, parts=("backbone",), what="the classifier")
 
 
 def build_tagger(

@@ -105,6 +105,8 @@ def fit_jet_generator(
     conditions_from: str = "training",
     monitor_jets: int = 0,
     progress: bool = True,
+    init_from: str | os.PathLike | None = None,
+    strategy: str = "scratch",
 ) -> tuple[JetGenerator, TrainingResult]:
     """Train a GPT on the jets ``train_idx`` of ``dataset`` (validated on ``val_idx``); return it as a generator.
 
@@ -118,6 +120,15 @@ def fit_jet_generator(
     ``monitor_jets``, that many jets are generated after every epoch and compared
     with the decoded validation jets (``sample_w1m``, ``sample_w1n``).  The run
     lives in ``run_dir`` and resumes from there.
+
+    ``init_from`` and ``strategy`` ("scratch", "finetune", "frozen") start the GPT from a
+    pre-trained generative checkpoint, e.g. one trained on the jets of another domain
+    (:func:`~omnijet_lib.training.gpt.fit_gpt` says what each does and what is checked
+    before training).  The tokens' meaning is then the checkpoint's: with ``jet_pt_bins``
+    the P(b) tokens keep its jet-pT edges (its ``jet_pt_bins`` must be the same) instead of
+    this data's quantiles.  The run records the tokenizer file's name and digest
+    (``tokenizer.source_file``, when it was loaded from one), so that a GPT fine-tuned
+    from it can be checked to read tokens of the same tokenizer.
     """
     if conditions_from not in CONDITIONS_FROM:
         msg = f"conditions_from must be one of {CONDITIONS_FROM}, got {conditions_from!r}"
@@ -127,6 +138,10 @@ def fit_jet_generator(
         raise ValueError(msg)
     train_jet_pt = dataset.column("jet_pt", train_idx)
     edges = tuple(np.quantile(train_jet_pt, np.arange(1, jet_pt_bins) / jet_pt_bins)) if jet_pt_bins else ()
+    if init_from is not None and strategy != "scratch" and jet_pt_bins:
+        stored, _ = read_gpt_checkpoint(init_from)
+        if stored.n_jet_pt_bins == jet_pt_bins:  # otherwise fit_gpt refuses it, naming both edges
+            edges = stored.jet_pt_edges
     config = replace(gpt, codebook_size=tokenizer.codebook_size, max_length=dataset.width, jet_pt_edges=edges)
     from_training = conditions_from == "training"
     multiplicities = dataset.lengths[train_idx] - 2 if config.multiplicity_token and from_training else None
@@ -140,7 +155,8 @@ def fit_jet_generator(
     conditioned = {"train_jet_pt": train_jet_pt, "val_jet_pt": dataset.column("jet_pt", val_idx)} if edges else {}
     model, result = fit_gpt(
         config, dataset.rows(train_idx), dataset.rows(val_idx), training, run_dir, evaluate=monitor,
-        progress=progress, **conditioned,
+        progress=progress, init_from=init_from, strategy=strategy, tokenizer_file=tokenizer.source_file or None,
+        **conditioned,
     )  # fmt: skip
     return JetGenerator(model, tokenizer, multiplicities, jet_pt), result
 
@@ -263,8 +279,13 @@ def train_jet_gpt(
     monitor_jets: int,
     run_dir: str | os.PathLike,
     progress: bool = True,
+    init_from: str | os.PathLike | None = None,
+    strategy: str = "scratch",
 ) -> tuple[JetGenerator, TrainingResult]:
-    """Notebook 04's GPT, trained (or continued, or returned if done) in ``run_dir/gpt``; its parameters by name."""
+    """Notebook 04's GPT, trained (or continued, or returned if done) in ``run_dir/gpt``; its parameters by name.
+
+    ``init_from`` and ``strategy``: start from a pre-trained generative checkpoint (:func:`fit_jet_generator`).
+    """
     architecture = GPTConfig(
         embed_dim=embed_dim,
         n_heads=n_heads,
@@ -276,6 +297,7 @@ def train_jet_gpt(
     return fit_jet_generator(
         data.dataset, data.train_idx, data.val_idx, data.tokenizer, architecture, training, Path(run_dir) / "gpt",
         jet_pt_bins=jet_pt_bins, conditions_from=multiplicity_from, monitor_jets=monitor_jets, progress=progress,
+        init_from=init_from, strategy=strategy,
     )  # fmt: skip
 
 

@@ -24,8 +24,10 @@ leaves padded targets out of the loss.  Padded inputs are embedded as START
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import pairwise
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -414,14 +416,114 @@ def _cross_entropy_sum(head: nn.Module, hidden: Tensor, targets: Tensor) -> tupl
 # ----------------------------------------------------------------------------- loading
 
 
-def read_gpt_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict]:
-    """The GPTConfig and the model weights of a checkpoint :func:`fit_gpt` wrote; refuses any other."""
+class PretrainedGPT(NamedTuple):
+    """What a GPT checkpoint holds: where it is, its config, its weights and the run's whole description."""
+
+    path: Path
+    config: GPTConfig
+    weights: dict[str, Tensor]
+    describe: dict  # the run's record: gpt_config, and e.g. the tokenizer and what it started from (fit_gpt)
+
+
+def read_pretrained_gpt(path: str | os.PathLike) -> PretrainedGPT:
+    """A checkpoint :func:`fit_gpt` wrote (``best.pt`` or ``last.pt``), read whole; refuses any other."""
     checkpoint = load_checkpoint(path)
     describe = checkpoint.get("describe") or {}
     if "gpt_config" not in describe:
         msg = f"{path} is not a GPT checkpoint (no 'gpt_config' in its description: {sorted(describe)})"
         raise ValueError(msg)
-    return GPTConfig(**describe["gpt_config"]), checkpoint["model"]
+    return PretrainedGPT(Path(path), GPTConfig(**describe["gpt_config"]), checkpoint["model"], describe)
+
+
+def read_gpt_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict]:
+    """The GPTConfig and the model weights of a checkpoint :func:`fit_gpt` wrote; refuses any other."""
+    pretrained = read_pretrained_gpt(path)
+    return pretrained.config, pretrained.weights
+
+
+# Why a GPTConfig field must be the checkpoint's for its weights to be taken over (max_length only sometimes).
+MUST_AGREE = {
+    "codebook_size": "the vocabulary: token k is the tokenizer's code k - 1, and the embedding and head have a row per token",
+    "embed_dim": "the width of every weight",
+    "n_heads": "how the attention weights are split into heads",
+    "n_blocks": "the number of blocks",
+    "ffn_dim": "the width of the feed-forward networks",
+    "multiplicity_token": "whether M(n) tokens follow START (and the vocabulary holds them)",
+    "count_down": "whether every position embeds the constituents still to come",
+    "jet_pt_edges": "the jet-pT bins that the tokens P(b) stand for (their number sets the vocabulary)",
+    "max_length": "with the multiplicity token the vocabulary holds one M(n) per multiplicity up to max_length - 2 "
+    "(and count_down an embedding per count)",
+}
+
+
+def incompatible_fields(stored: GPTConfig, config: GPTConfig) -> dict[str, tuple[object, object]]:
+    """The fields in which ``config`` cannot take the weights of a GPT of config ``stored``: name -> (stored, given).
+
+    Every field must agree but ``max_length``, which needs to only with the multiplicity
+    token: without it (and so without ``count_down``) no weight depends on the length --
+    the GPT has no positional encoding -- and a model may read longer sequences than
+    the checkpoint's was trained on.
+    """
+    length_matters = stored.multiplicity_token or config.multiplicity_token
+    return {
+        f.name: (getattr(stored, f.name), getattr(config, f.name))
+        for f in fields(GPTConfig)  # a field added later must agree too, until someone says otherwise
+        if getattr(stored, f.name) != getattr(config, f.name) and (f.name != "max_length" or length_matters)
+    }
+
+
+def check_compatible(
+    stored: GPTConfig, config: GPTConfig, path: str | os.PathLike, *, what: str = "this model"
+) -> None:
+    """Refuse, naming the checkpoint ``path``, every field and both values, a config that cannot take its weights."""
+    differ = incompatible_fields(stored, config)
+    if differ:
+        lines = [
+            f"{name}: {a!r} in the checkpoint, {b!r} in {what} ({MUST_AGREE.get(name, 'part of the GPT config')})"
+            for name, (a, b) in differ.items()
+        ]
+        msg = (
+            f"{path} holds a GPT of another config than {what}'s (in {', '.join(differ)}), whose weights would "
+            f"not fit or would mean other tokens:\n    " + "\n    ".join(lines)
+        )
+        raise ValueError(msg)
+
+
+def load_pretrained_weights(
+    model: nn.Module,
+    pretrained: PretrainedGPT | str | os.PathLike,
+    config: GPTConfig,
+    *,
+    parts: tuple[str, ...] = ("backbone",),
+    what: str = "this model",
+) -> list[str]:
+    """Copy the weights of ``parts`` of a GPT checkpoint into the submodules of ``model`` of the same names.
+
+    ``parts`` are a :class:`GPT`'s submodules: "backbone" (embeddings and blocks) and
+    "head" (the generative head).  ``config`` is what ``model`` was built with; the
+    checkpoint's must be compatible (:func:`check_compatible`).  Everything is checked
+    before anything is loaded -- a checkpoint that is not a GPT's, another config, a
+    part's weights missing or unexpected -- so nothing is loaded halfway.  Returns the
+    loaded tensors' names (``backbone.embedding.weight``, ...).  The one loader of
+    pre-trained GPT weights: the tagger of notebook 05 (:func:`omnijet_lib.transfer.load_backbone`)
+    and the generative fine-tuning of :func:`~omnijet_lib.training.gpt.fit_gpt`.
+    """
+    if not isinstance(pretrained, PretrainedGPT):
+        pretrained = read_pretrained_gpt(pretrained)
+    check_compatible(pretrained.config, config, pretrained.path, what=what)
+    weights = {}
+    for part in parts:
+        weights[part] = {
+            k.removeprefix(f"{part}."): v for k, v in pretrained.weights.items() if k.startswith(f"{part}.")
+        }
+        expected = set(getattr(model, part).state_dict())
+        missing, unexpected = sorted(expected - set(weights[part])), sorted(set(weights[part]) - expected)
+        if missing or unexpected:
+            msg = f"{part} weights of {pretrained.path} do not match: missing {missing}, unexpected {unexpected}"
+            raise ValueError(msg)
+    for part in parts:
+        getattr(model, part).load_state_dict(weights[part])
+    return sorted(f"{part}.{k}" for part in parts for k in weights[part])
 
 
 def load_gpt(path: str | os.PathLike, *, device: str = "auto") -> GPT:
