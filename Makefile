@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The main job, in order: later issues append their notebooks here.
-NOTEBOOKS := 01_data 02_tokenization_quality 03_token_space 04_generation 05_transfer_learning 06_calorimeter_showers 07_direct_spatial_tokens 08_hcal_pions
+NOTEBOOKS := 01_data 02_tokenization_quality 03_token_space 04_generation 05_transfer_learning 06_calorimeter_showers 07_direct_spatial_tokens 08_hcal_pions 09_cross_data
 # A parameter profile (notebooks/profiles/<PROFILE>/): quick, cpu, paper. Empty: the notebooks' defaults
 # (the same as cpu), writing to figures/<notebook>; a profile writes where its files say (figures/<profile>/...).
 PROFILE ?=

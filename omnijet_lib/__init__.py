@@ -16,9 +16,10 @@ checks both, imports inside functions included).  Bottom to top:
    shower model, classifiers -- with how to sample from their output.
 5. ``training``: the one training loop, and what trains each model on it.
 6. ``generation``: sampling jets and showers from trained models, and decoding them.
-7. ``metrics``, ``transfer`` and ``workflows``: how good the tokens, the generated
-   samples and the fine-tuned taggers are; fine-tuning; the notebooks' chains
-   (file -> tokens -> trained GPT -> generated jets) as library functions.
+7. ``metrics``, ``transfer``, ``workflows`` and ``cross_data``: how good the tokens, the
+   generated samples and the fine-tuned taggers are; fine-tuning; the notebooks' chains
+   (file -> tokens -> trained GPT -> generated jets) as library functions; pre-training
+   on one jet domain and training on another.
 8. ``plotting``: figures of all of the above.
 9. ``notebooks`` and ``cli``: running the notebooks headless, and the command line.
 """
@@ -33,7 +34,7 @@ LAYERS = (
     ("models",),
     ("training",),
     ("generation",),
-    ("metrics", "transfer", "workflows"),
+    ("metrics", "transfer", "workflows", "cross_data"),
     ("plotting",),
     ("notebooks", "cli"),
 )

@@ -107,6 +107,7 @@ def fit_jet_generator(
     progress: bool = True,
     init_from: str | os.PathLike | None = None,
     strategy: str = "scratch",
+    max_length: int | None = None,
 ) -> tuple[JetGenerator, TrainingResult]:
     """Train a GPT on the jets ``train_idx`` of ``dataset`` (validated on ``val_idx``); return it as a generator.
 
@@ -121,6 +122,8 @@ def fit_jet_generator(
     with the decoded validation jets (``sample_w1m``, ``sample_w1n``).  The run
     lives in ``run_dir`` and resumes from there.
 
+    ``max_length`` (default: the data's longest sequence) sets the GPT's longest sequence, and with the
+    multiplicity token its vocabulary: two domains trained in turn share one (cross_data).
     ``init_from`` and ``strategy`` ("scratch", "finetune", "frozen") start the GPT from a
     pre-trained generative checkpoint, e.g. one trained on the jets of another domain
     (:func:`~omnijet_lib.training.gpt.fit_gpt` says what each does and what is checked
@@ -142,7 +145,11 @@ def fit_jet_generator(
         stored, _ = read_gpt_checkpoint(init_from)
         if stored.n_jet_pt_bins == jet_pt_bins:  # otherwise fit_gpt refuses it, naming both edges
             edges = stored.jet_pt_edges
-    config = replace(gpt, codebook_size=tokenizer.codebook_size, max_length=dataset.width, jet_pt_edges=edges)
+    if max_length is not None and max_length < dataset.width:
+        msg = f"max_length={max_length} is shorter than the longest sequence of the data ({dataset.width} tokens)"
+        raise ValueError(msg)
+    length = dataset.width if max_length is None else max_length
+    config = replace(gpt, codebook_size=tokenizer.codebook_size, max_length=length, jet_pt_edges=edges)
     from_training = conditions_from == "training"
     multiplicities = dataset.lengths[train_idx] - 2 if config.multiplicity_token and from_training else None
     jet_pt = train_jet_pt if jet_pt_bins and from_training else None
@@ -281,6 +288,7 @@ def train_jet_gpt(
     progress: bool = True,
     init_from: str | os.PathLike | None = None,
     strategy: str = "scratch",
+    max_length: int | None = None,
 ) -> tuple[JetGenerator, TrainingResult]:
     """Notebook 04's GPT, trained (or continued, or returned if done) in ``run_dir/gpt``; its parameters by name.
 
@@ -297,7 +305,7 @@ def train_jet_gpt(
     return fit_jet_generator(
         data.dataset, data.train_idx, data.val_idx, data.tokenizer, architecture, training, Path(run_dir) / "gpt",
         jet_pt_bins=jet_pt_bins, conditions_from=multiplicity_from, monitor_jets=monitor_jets, progress=progress,
-        init_from=init_from, strategy=strategy,
+        init_from=init_from, strategy=strategy, max_length=max_length,
     )  # fmt: skip
 
 

@@ -52,7 +52,7 @@ def test_a_profile_is_one_consistent_main_job(profile):
     p = {nb.stem: read_profile(profile, nb) for nb in NOTEBOOKS}
     trained = p["02_tokenization_quality"]["tokenizers"]
     assert set(p["03_token_space"]["tokenizers"]) <= set(trained)
-    for stem in ("03_token_space", "04_generation", "05_transfer_learning"):
+    for stem in ("03_token_space", "04_generation", "05_transfer_learning", "09_cross_data"):
         assert p[stem]["n_jets"] == p["02_tokenization_quality"]["n_jets"] == p["01_data"]["n_jets"]
     assert p["04_generation"]["tokenizer"] in trained and p["05_transfer_learning"]["tokenizer"] in trained
     assert p["05_transfer_learning"]["pretrained"] == f"{p['04_generation']['run_dir']}/gpt/best.pt"

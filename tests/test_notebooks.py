@@ -103,6 +103,30 @@ TINY = {
         "vqvae_epochs": 1,
         "vqvae_batch_size": 8,
     },
+    "09_cross_data": {
+        "n_jets_a": 80,
+        "n_jets": 40,  # notebook 01's jets
+        "n_workers": 1,
+        "tokenizer": "conditional-32",
+        "hidden_dim": 8,
+        "vq_blocks": 1,
+        "vq_heads": 2,
+        "tokenizer_epochs": 1,
+        "embed_dim": 16,
+        "n_heads": 2,
+        "n_blocks": 1,
+        "ffn_dim": 32,
+        "pretrain_epochs": 1,
+        "epochs": 1,
+        "batch_size": 8,
+        "sizes": [10, 20],
+        "seeds": [0],
+        "n_val": 10,
+        "n_generated": 20,
+        "classifier_epochs": 1,
+        "tagging_sizes": [10],
+        "tagging_epochs": 1,
+    },
 }
 # Notebooks that read what an earlier one wrote (tokenizers, ...) run after it, in one shared data folder.
 REQUIRES = {
@@ -425,6 +449,25 @@ def _check_08_hcal_pions(metrics):
     assert Path(metrics["vqvae_model"]["tokenizer"]).exists()
 
 
+
+def _check_09_cross_data(metrics):
+    from omnijet_lib.checkpoints import load_checkpoint as load
+
+    assert metrics["n_jets"] == {"A": 80, "B": 80} and metrics["tokenizer_data"] == "a"
+    assert Path(metrics["tokenizer"]).name == "dijet-conditional-32_seed1.pt"
+    # every (size, strategy, seed) cell trained and scored; fine-tuned runs started from A's GPT
+    cells = {(r["size"], r["strategy"], r["seed"]) for r in metrics["runs"]}
+    assert cells == {(n, s, 0) for n in (10, 20) for s in ("scratch", "finetune", "frozen")}
+    assert all(0.0 <= r["auc"] <= 1.0 and r["w1m"] >= 0 and r["n_generated"] > 0 for r in metrics["runs"])
+    runs = Path(metrics["pretrained"]).parent.parent.parent  # <run_dir>/pretrain_a/gpt/best.pt
+    for strategy in ("finetune", "frozen"):
+        describe = load(runs / f"b10_{strategy}_seed0" / "gpt" / "best.pt")["describe"]
+        assert describe["strategy"] == strategy and describe["init_from"] == metrics["pretrained"]
+    assert set(metrics["summary"]) == {f"{s}/{n}" for s in ("scratch", "finetune", "frozen") for n in (10, 20)}
+    assert {(r["size"], r["strategy"]) for r in metrics["tagging"]} == {(10, s) for s in ("scratch", "finetune", "frozen")}
+    assert "cross_data_scan.png" in metrics["figures"]
+
+
 CHECKS = {
     "01_data": _check_01_data,
     "02_tokenization_quality": _check_02_tokenization_quality,
@@ -434,4 +477,5 @@ CHECKS = {
     "06_calorimeter_showers": _check_06_calorimeter_showers,
     "07_direct_spatial_tokens": _check_07_direct_spatial_tokens,
     "08_hcal_pions": _check_08_hcal_pions,
+    "09_cross_data": _check_09_cross_data,
 }
