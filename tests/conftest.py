@@ -74,3 +74,17 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+def stop_at(step: int, error: type[BaseException] = KeyboardInterrupt):
+    """A training loop's ``on_step`` that raises ``error`` at global step ``step``: an interruption there."""
+
+    def on_step(global_step: int) -> None:
+        if global_step == step:
+            raise error
+
+    return on_step
+
+
+class Killed(Exception):
+    """Stands for kill -9: unlike Ctrl-C, train gets no chance to save."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_jets, markov_sequences
+from conftest import Killed, make_jets, markov_sequences, stop_at
 from torch import nn
 
 from omnijet_lib.atomic import file_digest
@@ -83,18 +83,6 @@ def same_weights(a: dict, b: dict) -> bool:
 
 def without_seconds(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
-
-
-def stop_at(step: int, error: type[BaseException] = KeyboardInterrupt):
-    def on_step(global_step: int) -> None:
-        if global_step == step:
-            raise error
-
-    return on_step
-
-
-class Killed(Exception):
-    """Stands for kill -9: unlike Ctrl-C, train gets no chance to save."""
 
 
 # ----------------------------------------------------------------------------- the strategies

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import Killed, stop_at
 from torch import nn
 
 from omnijet_lib.atomic import save_atomic
@@ -60,18 +61,6 @@ def run(
     model = TinyMLP()
     result = train(model, TRAIN, VAL, mse, cfg or config(), run_dir, progress=progress, **kwargs)
     return model, result
-
-
-def stop_at(step: int, error: type[BaseException] = KeyboardInterrupt):
-    def on_step(global_step: int) -> None:
-        if global_step == step:
-            raise error
-
-    return on_step
-
-
-class Killed(Exception):
-    """Stands for kill -9: unlike Ctrl-C, train gets no chance to save."""
 
 
 def without_seconds(history: list[dict]) -> list[dict]:

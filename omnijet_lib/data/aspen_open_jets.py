@@ -83,9 +83,9 @@ from tqdm.auto import tqdm
 
 from omnijet_lib.data.hdf5 import open_hdf5
 from omnijet_lib.data.jet_files import JetFileWriter
-from omnijet_lib.data.jetclass import expand_paths
+from omnijet_lib.data.jetclass import check_read_limits, expand_paths
 from omnijet_lib.data.jets import UNLABELLED, Jets, check_jets, concatenate, label_index
-from omnijet_lib.errors import BadDataError, SchemaError, check_int
+from omnijet_lib.errors import BadDataError, SchemaError
 from omnijet_lib.observables import pt_eta_phi_mass, wrap_phi
 
 PFCANDS = "PFCands"
@@ -148,7 +148,7 @@ def iter_aspen_open_jets(
     errors at the call, not at the first batch.  ``label``: a JetClass class name
     for every jet, or ``None`` for unlabelled (-1).
     """
-    _check_limits(max_jets, step_size)
+    check_read_limits(max_jets, step_size)
     label_value = UNLABELLED if label is None else label_index(label)
     paths = expand_paths(patterns, what="Aspen Open Jets")
     shapes = [_check_schema(path) for path in paths]
@@ -209,7 +209,7 @@ def import_aspen_open_jets(
     label: str | None = None,
 ) -> Path:
     """Convert AOJ files to the project's HDF5 jet schema, chunk by chunk; the file appears complete or not at all."""
-    _check_limits(max_jets, step_size)  # before the output file is begun
+    check_read_limits(max_jets, step_size)  # before the output file is begun
     paths = expand_paths(patterns, what="Aspen Open Jets")
     batches = iter_aspen_open_jets(paths, max_jets=max_jets, step_size=step_size, progress=progress, label=label)
     provenance = {
@@ -228,12 +228,6 @@ def import_aspen_open_jets(
             msg = f"no jets in {', '.join(provenance['source_files'])}"
             raise BadDataError(msg)
     return Path(out)
-
-
-def _check_limits(max_jets: int | None, step_size: int) -> None:
-    if max_jets is not None:
-        check_int(max_jets, "max_jets", minimum=1)
-    check_int(step_size, "step_size", minimum=1)
 
 
 def _check_schema(path: Path) -> tuple[int, int]:

@@ -61,7 +61,7 @@ def iter_jetclass(
     ``max_jets`` jets in total.  Bad arguments and missing files are errors at the
     call, not at the first batch.
     """
-    _check_limits(max_jets, step_size)
+    check_read_limits(max_jets, step_size)
     paths = expand_paths(patterns)
     wanted = np.array(sorted({label_index(c) for c in classes}) if classes else range(len(JETCLASS_LABELS)))
     return _iter_jetclass(paths, wanted, max_jets, step_size, progress)
@@ -103,7 +103,7 @@ def import_jetclass(
     patterns, out: str | os.PathLike, *, classes=None, max_jets: int | None = None, step_size: int = 100_000
 ) -> Path:
     """Convert JetClass ROOT files to the project's HDF5 schema, chunk by chunk."""
-    _check_limits(max_jets, step_size)  # before the output file is begun
+    check_read_limits(max_jets, step_size)  # before the output file is begun
     paths = expand_paths(patterns)
     provenance = {
         "generator": "JetClass (MadGraph5_aMC@NLO + Pythia 8 + Delphes CMS card)",
@@ -121,9 +121,12 @@ def import_jetclass(
     return Path(out)
 
 
-def _check_limits(max_jets: int | None, step_size: int) -> None:
-    # A negative max_jets would slice jets off the end of each batch and 0 would read nothing;
-    # a step of 0 or less never advances.
+def check_read_limits(max_jets: int | None, step_size: int) -> None:
+    """Refuse a ``max_jets`` or ``step_size`` that is not a positive integer (None: every jet) before reading.
+
+    A negative max_jets would slice jets off the end of each batch and 0 would read nothing;
+    a step of 0 or less never advances.
+    """
     if max_jets is not None:
         check_int(max_jets, "max_jets", minimum=1)
     check_int(step_size, "step_size", minimum=1)
