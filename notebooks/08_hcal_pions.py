@@ -60,6 +60,7 @@ from omnijet_lib.plotting import (
     show_and_save,
 )
 from omnijet_lib.shower_observables import SHOWER_OBSERVABLES
+from omnijet_lib.tokenizers import load_tokenizer
 from omnijet_lib.training import TrainingConfig
 from omnijet_lib.workflows import (
     parse_variant,
@@ -217,8 +218,6 @@ for variant, model in models.items():
     speed[variant] = (time.perf_counter() - start) / len(test)
     n_empty[variant] = len(test) - len(kept)  # showers that stopped before their first hit
 if vqvae_model:
-    from omnijet_lib.tokenizers import load_tokenizer
-
     start = time.perf_counter()
     sequences = generate_sequences(
         vq_gpt, len(test), batch_size=generation_batch_size, seed=seed, precision=generation_precision,
