@@ -40,7 +40,7 @@ from omnijet_lib.data.splits import split_indices
 from omnijet_lib.generation import decode_generated_jets, generate_sequences
 from omnijet_lib.metrics.generation_quality import generation_monitor
 from omnijet_lib.models.energy_strategies import EnergyStrategy
-from omnijet_lib.models.gpt import GPT, GPTConfig, read_gpt_checkpoint
+from omnijet_lib.models.gpt import GPT, GPTConfig, read_gpt_checkpoint, read_pretrained_gpt
 from omnijet_lib.models.spatial_gpt import TOKENIZATIONS, SpatialGPT, SpatialGPTConfig
 from omnijet_lib.tokenizers import QuantizerConfig, VQVAEConfig
 from omnijet_lib.tokenizers.base import Tokenizer
@@ -49,7 +49,7 @@ from omnijet_lib.tokenizers.specs import build_tokenizer
 from omnijet_lib.tokenizers.token_dataset import TokenDataset
 from omnijet_lib.tokenizers.token_files import read_token_file, tokenized
 from omnijet_lib.training import TrainingConfig, TrainingResult
-from omnijet_lib.training.gpt import fit_gpt
+from omnijet_lib.training.gpt import check_same_tokenizer, fit_gpt, tokenizer_record
 from omnijet_lib.training.spatial_gpt import fit_spatial_gpt
 from omnijet_lib.training.tokenizers import fit_tokenizer
 from omnijet_lib.transfer import TaggingData
@@ -330,7 +330,8 @@ def tagging_data(
     if not Path(pretrained).exists():
         msg = f"generative checkpoint not found: {pretrained}; run notebook 04_generation first (or point 'pretrained' at one)"
         raise FileNotFoundError(msg)
-    gpt_config, _ = read_gpt_checkpoint(pretrained)
+    backbone = read_pretrained_gpt(pretrained)
+    gpt_config = backbone.config
     jets = jet_token_data(
         n_jets=n_jets, seed=seed, data_dir=data_dir, tokenizer=tokenizer, tokenizer_dir=tokenizer_dir,
         token_dir=token_dir, n_workers=n_workers, device="cpu",
@@ -342,6 +343,9 @@ def tagging_data(
             f"{gpt_config.codebook_size}"
         )
         raise ValueError(msg)
+    # The same number of codes is not the same codes: a backbone pre-trained on another tokenizer's tokens
+    # (e.g. notebook 09's, fitted on another jet sample) would read these jets' codes wrongly.
+    check_same_tokenizer(backbone, pretrained, tokenizer_record(jets.tokenizer_file), what="these jets' tokens")
     is_top = (dataset.column("label") == label_index("Tbqq")).astype(np.int64)  # signal = 1
     train_idx = jets.train_idx
     # each drawn with a generator of its own, as notebook 05 always drew them
@@ -451,7 +455,9 @@ def train_shower_gpt(
         max_length=tokens.sequences.shape[1],
     )  # fmt: skip
     train, val = tokens.sequences[data.train_idx], tokens.sequences[data.val_idx]
-    return fit_gpt(config, train, val, training, Path(run_dir) / "gpt", progress=progress)
+    return fit_gpt(
+        config, train, val, training, Path(run_dir) / "gpt", progress=progress, tokenizer_file=tokenizer_file
+    )  # the run records which tokenizer made its tokens
 
 
 def parse_variant(variant: str) -> tuple[str, str]:

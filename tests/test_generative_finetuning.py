@@ -8,12 +8,15 @@ hundred sequences: every test runs in seconds on one core.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from conftest import Killed, make_jets, markov_sequences, stop_at
 from torch import nn
 
+from omnijet_lib import workflows
 from omnijet_lib.atomic import file_digest
 from omnijet_lib.checkpoints import load_checkpoint
 from omnijet_lib.data.jet_files import write_jets
@@ -26,7 +29,7 @@ from omnijet_lib.tokenizers.token_files import tokenize_file
 from omnijet_lib.tokenizers.tokens import PAD, START
 from omnijet_lib.training import StepOutput, TrainingConfig, train
 from omnijet_lib.training.gpt import fit_gpt, next_token_loss
-from omnijet_lib.workflows import fit_jet_generator
+from omnijet_lib.workflows import fit_jet_generator, tagging_data
 
 SMALL = GPTConfig(codebook_size=40, embed_dim=32, n_heads=4, n_blocks=2, ffn_dim=64, max_length=24)
 CPU = {"device": "cpu", "learning_rate": 3e-3}
@@ -308,6 +311,8 @@ def two_domains(tmp_path_factory):
         tokens = tokenize_file(jet_file, tokenizers[tokenizer], directory / f"{domain}_{tokenizer}.h5", progress=False)
         return TokenDataset(tokens, progress=False), load_tokenizer(tokenizers[tokenizer], device="cpu")
 
+    token_data.jet_files = {domain: directory / f"jets_{domain}.h5" for domain in jets}
+    token_data.tokenizers = tokenizers
     return token_data
 
 
@@ -343,3 +348,34 @@ def test_fit_jet_generator_fine_tunes_across_domains_and_checks_the_tokenizer(tw
         dataset, tok = two_domains("b", "tok")
         fit_jet_generator(dataset, train_idx, val_idx, tok, gpt, training, tmp_path / "b_bins", jet_pt_bins=4,
                           progress=False, init_from=checkpoint, strategy="finetune")  # fmt: skip
+
+
+def test_tagging_data_refuses_a_backbone_pre_trained_on_another_tokenizer(two_domains, tmp_path, monkeypatch):
+    """Notebook 05's labelled jets: the backbone must have read this tokenizer's codes, not only as many of them."""
+    gpt = GPTConfig(embed_dim=16, n_heads=2, n_blocks=1, ffn_dim=32)
+    dataset, tok_b = two_domains("a", "tok_b")
+    two_domains("b", "tok_b")  # writes domain B's jet file too
+    fit_jet_generator(dataset, np.arange(200), np.arange(200, 240), tok_b, gpt, TrainingConfig(epochs=1, **CPU),
+                      tmp_path / "gpt", progress=False)  # fmt: skip
+    # tagging_data reads <name>_seed<seed>.pt and the top and QCD files of the data folder (here: A's and B's jets)
+    tokenizer_dir = tmp_path / "tokenizers"
+    tokenizer_dir.mkdir()
+    for name in ("tok", "tok_b"):
+        shutil.copy(two_domains.tokenizers[name], tokenizer_dir / f"{name}_seed1.pt")
+    files = {"top": two_domains.jet_files["a"], "qcd": two_domains.jet_files["b"]}
+    monkeypatch.setattr(workflows, "jet_dataset", lambda *args, **kwargs: files)
+
+    def labelled(tokenizer):
+        return tagging_data(
+            n_jets=240, seed=1, data_dir=tmp_path, tokenizer=tokenizer, tokenizer_dir=tokenizer_dir,
+            token_dir=tmp_path / "tokens", pretrained=tmp_path / "gpt" / "best.pt", n_val=30, n_test=40,
+        )  # fmt: skip
+
+    with pytest.raises(
+        ValueError, match=r"another tokenizer: tok_b\.pt .* in the checkpoint, tok_seed1\.pt .* these jets"
+    ):
+        labelled("tok")  # 27 codes as the backbone's, other bins
+    data, config = labelled("tok_b")
+    assert config.codebook_size == 27
+    assert (len(data.train_labels), len(data.val_labels), len(data.test_labels)) == (288, 30, 40)  # 60 % of 480
+    assert set(np.unique(data.train_labels)) == {0, 1}

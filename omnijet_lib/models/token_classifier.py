@@ -64,7 +64,7 @@ class ClassAttentionHead(nn.Module):
 
 @dataclass(frozen=True)
 class TokenClassifierConfig:
-    gpt: GPTConfig = GPTConfig()  # the backbone; must equal the generative model's to load its weights
+    gpt: GPTConfig = GPTConfig()  # the backbone: a generative model's config, max_length aside (gpt.check_compatible)
     head: str = "sum"  # "sum" (paper) or "class_attention"
     n_classes: int = 2
 

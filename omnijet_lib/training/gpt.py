@@ -146,7 +146,7 @@ def fit_gpt(
             f"choose 'finetune' or 'frozen', or leave init_from out"
         )
         raise ValueError(msg)
-    tokenizer = _tokenizer_record(tokenizer_file)
+    tokenizer = tokenizer_record(tokenizer_file)
     # Checked before the data, which may be long to check: a wrong checkpoint fails at once.
     pretrained = _pretrained(init_from, config, tokenizer) if init_from is not None else None
     train_sequences, train_lengths = _sequences_and_lengths(train_sequences, config, "train", progress)
@@ -194,7 +194,7 @@ def fit_gpt(
     return load_gpt(result.best_checkpoint, device=training.device), result
 
 
-def _tokenizer_record(tokenizer_file: str | os.PathLike | None) -> dict | None:
+def tokenizer_record(tokenizer_file: str | os.PathLike | None) -> dict | None:
     """What a run records of the tokenizer that made its sequences: the file's name and the digest of its bytes.
 
     The name alone, not the path: a run must resume whether its tokenizer was given
@@ -216,24 +216,36 @@ def _pretrained(init_from: str | os.PathLike, config: GPTConfig, tokenizer: dict
     (:func:`~omnijet_lib.models.gpt.check_compatible`), trained on tokens of this run's tokenizer."""
     pretrained = read_pretrained_gpt(init_from)  # refuses a missing file, another checkpoint, another model's
     check_compatible(pretrained.config, config, init_from, what="this run")
+    check_same_tokenizer(pretrained, init_from, tokenizer, what="this run")
+    return pretrained
+
+
+def check_same_tokenizer(
+    pretrained: PretrainedGPT, path: str | os.PathLike, tokenizer: dict | None, *, what: str
+) -> None:
+    """Refuse a GPT checkpoint (read from ``path``) trained on tokens of another tokenizer than ``what``'s.
+
+    ``tokenizer``: :func:`tokenizer_record` of the tokenizer ``what`` reads tokens of.
+    Where only one side records its tokenizer (a checkpoint written before runs recorded
+    it, or sequences given without theirs) only the codebook size can be checked: a warning
+    says so.
+    """
     stored = pretrained.describe.get("tokenizer")
     if stored is not None and tokenizer is not None and stored["digest"] != tokenizer["digest"]:
         msg = (
-            f"{init_from} was trained on tokens of another tokenizer: {stored['file']} (digest {stored['digest']}) "
-            f"in the checkpoint, {tokenizer['file']} (digest {tokenizer['digest']}) for this run; code k of one is "
-            f"not code k of the other, so its weights would read these tokens wrongly. Tokenize this run's jets "
+            f"{path} was trained on tokens of another tokenizer: {stored['file']} (digest {stored['digest']}) "
+            f"in the checkpoint, {tokenizer['file']} (digest {tokenizer['digest']}) for {what}; code k of one is "
+            f"not code k of the other, so its weights would read these tokens wrongly. Tokenize these jets "
             f"with the checkpoint's tokenizer, or pre-train on tokens of this one"
         )
         raise ValueError(msg)
     if (stored is None) != (tokenizer is None):
-        # A checkpoint written before runs recorded their tokenizer, or sequences given without theirs.
-        has, lacks = ("this run", f"the checkpoint {init_from}") if stored is None else (f"{init_from}", "this run")
+        has, lacks = (what, f"the checkpoint {path}") if stored is None else (f"{path}", what)
         warnings.warn(
             f"{has} records its tokenizer but {lacks} does not: only the vocabulary (codebook size) could be "
             f"checked, not that both were tokenized by the same tokenizer",
             stacklevel=3,
         )
-    return pretrained
 
 
 def _records(run_dir: str | os.PathLike, key: str) -> bool:
