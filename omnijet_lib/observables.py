@@ -15,6 +15,12 @@ import fastjet
 import numpy as np
 import vector
 
+# FastJet writes its banner to the C++ standard output of every process that first clusters:
+# in a notebook each Pythia worker and each cell that reclusters would print it again, between
+# the cell's own lines. It is switched off for every process that imports this module (the
+# Pythia workers do, through omnijet_lib.data); docs/jets.md gives FastJet's reference instead.
+fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)  # the banner setting is only in the SWIG layer
+
 # Exclusive kT axes are found by reclustering one jet's constituents with an R so
 # large that no particle merges with the beam (FastJet's JetDefinition::max_allowable_R).
 _KT_RECLUSTER = fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0)

@@ -221,6 +221,8 @@ def test_notebook_runs_headless(notebook, headless):
     assert inline_images(executed) == len(metrics["figures"])
     last = [cell for cell in executed["cells"] if cell["cell_type"] == "code"][-1]
     assert not [o for o in last["outputs"] if o["output_type"] == "execute_result"]
+    printed = "".join("".join(o.get("text", "")) for cell in executed["cells"] for o in cell.get("outputs", []))
+    assert "FastJet release" not in printed  # no library's start-up banner between a cell's own lines
 
 
 def inline_images(notebook: dict) -> int:
@@ -449,7 +451,6 @@ def _check_08_hcal_pions(metrics):
     assert Path(metrics["vqvae_model"]["tokenizer"]).exists()
 
 
-
 def _check_09_cross_data(metrics):
     from omnijet_lib.checkpoints import load_checkpoint as load
 
@@ -464,7 +465,9 @@ def _check_09_cross_data(metrics):
         describe = load(runs / f"b10_{strategy}_seed0" / "gpt" / "best.pt")["describe"]
         assert describe["strategy"] == strategy and describe["init_from"] == metrics["pretrained"]
     assert set(metrics["summary"]) == {f"{s}/{n}" for s in ("scratch", "finetune", "frozen") for n in (10, 20)}
-    assert {(r["size"], r["strategy"]) for r in metrics["tagging"]} == {(10, s) for s in ("scratch", "finetune", "frozen")}
+    assert {(r["size"], r["strategy"]) for r in metrics["tagging"]} == {
+        (10, s) for s in ("scratch", "finetune", "frozen")
+    }
     assert "cross_data_scan.png" in metrics["figures"]
 
 

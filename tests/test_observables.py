@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -51,3 +54,15 @@ def test_batch_equals_one_jet_at_a_time():
 
 def test_delta_r_wraps():
     assert delta_r(0.0, 3.1, 0.0, -3.1) == pytest.approx(2 * np.pi - 6.2)
+
+
+def test_clustering_prints_no_fastjet_banner():
+    """FastJet's banner would be printed again by every worker process and cell that clusters: it is off."""
+    code = (
+        "import awkward as ak, fastjet\n"
+        "import omnijet_lib.observables\n"
+        "p = ak.Array([[{'px': 1.0, 'py': 0.0, 'pz': 0.0, 'E': 2.0}, {'px': 0.0, 'py': 1.0, 'pz': 0.0, 'E': 2.0}]])\n"
+        "print(len(fastjet.ClusterSequence(p, fastjet.JetDefinition(fastjet.antikt_algorithm, 0.8)).inclusive_jets()[0]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout == "2\n", run.stdout  # the banner goes to C++'s stdout, the captured file descriptor

@@ -71,7 +71,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("interruption", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
-def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tmp_path, interruption):
+def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tmp_path, interruption, capfd):
     out = tmp_path / "qcd.h5"
     parts = tmp_path / "qcd.h5.parts"
     # The child must hear Ctrl-C even if this test process ignores SIGINT (an ignored signal is inherited:
@@ -104,7 +104,10 @@ def test_an_interrupted_generation_resumes_without_losing_or_duplicating_jets(tm
     subprocess.run(_generate_command(out), check=True, capture_output=True)
     assert out.exists() and not parts.exists() and not stale.exists()
     resumed = read_jets(out)
+    capfd.readouterr()
     uninterrupted = generate_jets("qcd", 200, seed=3, chunk_size=20, n_workers=2, progress=False)
+    # Worker processes write to the file descriptors they inherit (a notebook's cell output): no FastJet banner
+    assert "FastJet" not in capfd.readouterr().out
     assert len(resumed) == 200
     np.testing.assert_array_equal(resumed.pt, uninterrupted.pt)
     np.testing.assert_array_equal(resumed.flat_constituents()["eta"], uninterrupted.flat_constituents()["eta"])
