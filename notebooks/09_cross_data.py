@@ -38,6 +38,7 @@ import numpy as np
 from omnijet_lib.cross_data import (
     domain_a_tokens,
     generation_scores,
+    sample_distances,
     tokenizer_features,
     tokenizer_name,
     training_subset,
@@ -153,6 +154,9 @@ test_b = data_b.dataset.read(data_b.test_idx[:n_generated]).sequences  # real B 
 lengths = {"A": dataset_a.lengths - 2, "B": data_b.dataset.lengths - 2}
 print(f"tokenizer {name}: {tok.codebook_size} codes; A: {len(dataset_a)} jets, B: {len(data_b.dataset)} jets")
 print("constituents per jet:", {d: f"{n.mean():.1f} (max {n.max()})" for d, n in lengths.items()})
+# The floor of every distance at these sample sizes: B's validation jets against its test jets, both real.
+real_floor = sample_distances(data_b.dataset.read(val_b[:n_generated]).sequences, test_b, tok, seed=seed)
+print(f"two real B samples: W1m {real_floor['w1m']:.2f} GeV, W1n {real_floor['w1n']:.2f}, FPD {real_floor['fpd']:.4f}")
 
 # %% [markdown]
 # ## Pre-training on domain A
@@ -176,7 +180,8 @@ scores_a_on_b = generation_scores(
     generator_a, test_b, n_generated=n_generated, seed=seed, classifier_epochs=classifier_epochs,
     run_dir=run_dir / "pretrain_a", device=device,
 )  # fmt: skip
-print(f"A's GPT, untouched, against B's test jets: AUC {scores_a_on_b['auc']:.3f}, W1m {scores_a_on_b['w1m']:.2f} GeV")
+print(f"A's GPT, untouched, against B's test jets: AUC {scores_a_on_b['auc']:.3f}, "
+      f"W1m {scores_a_on_b['w1m']:.2f} GeV, FPD {scores_a_on_b['fpd']:.4f}")  # fmt: skip
 
 # %% [markdown]
 # ## Training on domain B: from scratch, or from A's GPT
@@ -208,7 +213,8 @@ for size in sizes:
                          "best_epoch": result.best_epoch, **scores})  # fmt: skip
             histories[f"{strategy}, {size} jets, seed {s}"] = result.history
             print(f"B {size:>6} jets, {strategy:<8} seed {s}: val loss {result.best_val_loss:.3f}, "
-                  f"AUC {scores['auc']:.3f}, W1m {scores['w1m']:.2f} GeV, W1n {scores['w1n']:.2f}")  # fmt: skip
+                  f"AUC {scores['auc']:.3f}, W1m {scores['w1m']:.2f} GeV, W1n {scores['w1n']:.2f}, "
+                  f"FPD {scores['fpd']:.4f}")  # fmt: skip
 
 fig = plot_learning_curves({k: v for k, v in histories.items() if k.endswith(f"seed {seeds[0]}")},
                            ylabel="next-token cross-entropy on B")  # fmt: skip
@@ -217,7 +223,8 @@ figures = [show_and_save(fig, output_dir, "learning_curves_b").name]
 # %% [markdown]
 # ## Does pre-training on A help?
 # Mean and spread over seeds against the number of B training jets: lower is better for
-# both; the dashed lines are A's GPT without any B training.
+# all; the dashed lines are A's GPT without any B training, the dotted ones two samples of
+# real B jets (the floor of W1m and FPD at these sizes).
 
 # %%
 summary = {}
@@ -226,27 +233,31 @@ for strategy in strategies:
         cell = [r for r in rows if r["strategy"] == strategy and r["size"] == size]
         summary[f"{strategy}/{size}"] = {
             key: {"mean": float(np.mean([r[key] for r in cell])), "std": float(np.std([r[key] for r in cell]))}
-            for key in ("auc", "w1m", "val_loss")
+            for key in ("auc", "w1m", "fpd", "val_loss")
         }
-fig, axes = plt.subplots(1, 3, figsize=(20, 5.5), layout="constrained")
-for ax, key, label in ((axes[0], "auc", "classifier AUC, generated vs real B"), (axes[1], "w1m", "W1 of jet mass [GeV]"),
-                       (axes[2], "val_loss", "B validation loss")):  # fmt: skip
+fig, axes = plt.subplots(2, 2, figsize=(14, 10), layout="constrained")
+panels = (("auc", "classifier AUC, generated vs real B"), ("w1m", "W1 of jet mass [GeV]"),
+          ("fpd", "FPD (mass, pT, multiplicity, τ21, τ32)"), ("val_loss", "B validation loss"))  # fmt: skip
+for ax, (key, label) in zip(axes.flat, panels, strict=True):
     for k, strategy in enumerate(strategies):
         means = [summary[f"{strategy}/{n}"][key]["mean"] for n in sizes]
         stds = [summary[f"{strategy}/{n}"][key]["std"] for n in sizes]
         ax.errorbar(np.array(sizes) * (1 + 0.04 * k), means, yerr=stds, fmt="o-", capsize=4, label=strategy)
-    if key in scores_a_on_b:
+    if np.isfinite(scores_a_on_b.get(key, np.nan)):  # FPD is NaN for samples too small for it
         ax.axhline(scores_a_on_b[key], ls="--", color="grey", label="A's GPT, no B training")
+    if np.isfinite(real_floor.get(key, np.nan)):
+        ax.axhline(real_floor[key], ls=":", color="black", label="two real B samples")
     ax.set_xscale("log")
     ax.set_xlabel("B training jets")
     ax.set_ylabel(label)
     ax.legend(fontsize="small")
 figures.append(show_and_save(fig, output_dir, "cross_data_scan").name)
-print(f"{'B jets':>7} {'strategy':<9}{'AUC':>16}{'W1m [GeV]':>18}")
+print(f"{'B jets':>7} {'strategy':<9}{'AUC':>16}{'W1m [GeV]':>18}{'FPD':>20}")
 for key, values in summary.items():
     strategy, size = key.split("/")
     print(f"{size:>7} {strategy:<9}{values['auc']['mean']:>10.3f} ± {values['auc']['std']:.3f}"
-          f"{values['w1m']['mean']:>11.2f} ± {values['w1m']['std']:.2f}")  # fmt: skip
+          f"{values['w1m']['mean']:>11.2f} ± {values['w1m']['std']:.2f}"
+          f"{values['fpd']['mean']:>12.4f} ± {values['fpd']['std']:.4f}")  # fmt: skip
 
 # %% [markdown]
 # ## Tagging from A's backbone
@@ -278,6 +289,7 @@ metrics = {
     "pretrained": str(pretrained),
     "pretrain_best_val_loss": result_a.best_val_loss,
     "a_gpt_on_b": scores_a_on_b,
+    "real_floor": real_floor,
     "runs": rows,
     "summary": summary,
     "tagging": tagging_rows,

@@ -10,8 +10,8 @@ detector smearing and acceptance: a real domain shift.  An Aspen Open Jets file 
 
 This module holds what notebook 09 needs beyond the single-domain chain of
 :mod:`omnijet_lib.workflows`: domain A's jets and tokens, the tokenizer fitted on A (or on A and
-B together), the training subsets of B, and the scores of a generator on B (classifier AUC and
-the jet-mass Wasserstein distance).  Training itself is :func:`omnijet_lib.workflows.fit_jet_generator`
+B together), the training subsets of B, and the scores of a generator on B (classifier AUC, the
+jet-mass and multiplicity Wasserstein distances and the Frechet physics distance).  Training itself is :func:`omnijet_lib.workflows.fit_jet_generator`
 with ``init_from`` / ``strategy`` (``omnijet_lib.training.gpt``).
 """
 
@@ -19,18 +19,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from omnijet_lib.data.jet_files import read_jets
-from omnijet_lib.data.jets import concatenate
+from omnijet_lib.data.jets import Jets, concatenate
 from omnijet_lib.data.preprocessing import preprocess
 from omnijet_lib.data.pythia_jets import jet_dataset
 from omnijet_lib.data.splits import split_indices
 from omnijet_lib.generation import decode_generated_jets
 from omnijet_lib.metrics.distributions import wasserstein_distances
-from omnijet_lib.metrics.generation_quality import generated_vs_real_auc, jet_distributions
+from omnijet_lib.metrics.generation_quality import (
+    MIN_SAMPLES,
+    fpd_kpd_features,
+    frechet_physics_distance,
+    generated_vs_real_auc,
+    jet_distributions,
+)
 from omnijet_lib.tokenizers.token_dataset import TokenDataset
 from omnijet_lib.tokenizers.token_files import tokenized
 from omnijet_lib.training import TrainingConfig
@@ -128,14 +135,11 @@ def generation_scores(
 
     ``n_generated`` jets are generated (seed ``seed``) and compared with the real jets decoded by the same
     tokenizer: the AUC of a DeepSets classifier trained to tell them apart (0.5: indistinguishable; its run in
-    ``run_dir/classifier/<digest of the sample>``), and the 1-D Wasserstein distance of the jet mass (``w1m``,
-    GeV) and of the multiplicity (``w1n``).
+    ``run_dir/classifier/<digest of the sample>``), and the distances of :func:`sample_distances` (W1m, W1n, FPD).
     """
     tokenizer = generator.tokenizer
     sequences = generator.sequences(n_generated, batch_size=batch_size, seed=seed, progress=progress)
-    generated, _ = decode_generated_jets(sequences, tokenizer)
-    real, _ = decode_generated_jets(real_sequences, tokenizer)
-    distances = wasserstein_distances(jet_distributions(generated.constituents), jet_distributions(real.constituents))
+    distances = sample_distances(sequences, real_sequences, tokenizer, seed=seed)
     gen_features, gen_mask, _ = tokenizer.decode_sequences(sequences)
     real_features, real_mask, _ = tokenizer.decode_sequences(real_sequences)
     digest = hashlib.sha256(np.ascontiguousarray(sequences).tobytes()).hexdigest()[:12]
@@ -144,9 +148,39 @@ def generation_scores(
         training=TrainingConfig(epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=seed, device=device),
         run_dir=Path(run_dir) / "classifier" / digest, split_seed=seed, progress=progress,
     )  # fmt: skip
+    return {"auc": float(classifier["auc"]), **distances}
+
+
+def sample_distances(sequences: np.ndarray, real_sequences: np.ndarray, tokenizer, *, seed: int) -> dict[str, float]:
+    """Distances of the jets of token ``sequences`` from those of ``real_sequences``, both decoded by ``tokenizer``.
+
+    ``w1m`` and ``w1n``: the 1-D Wasserstein distance of the jet mass [GeV] and of the multiplicity;
+    ``fpd``: the Frechet physics distance of mass, pT, multiplicity, tau21 and tau32 (no units), with
+    ``fpd_error`` (NaN when a sample has too few jets for it); ``n_generated``: the jets of ``sequences`` (a sequence that stopped at once makes none).
+    Two samples of real jets give the floor each distance has at these sizes.
+    """
+    generated, _ = decode_generated_jets(sequences, tokenizer)
+    real, _ = decode_generated_jets(real_sequences, tokenizer)
+    distances = wasserstein_distances(jet_distributions(generated.constituents), jet_distributions(real.constituents))
+    fpd, fpd_error = _fpd(real, generated, seed)
     return {
-        "auc": float(classifier["auc"]),
         "w1m": float(distances["jet_mass"]),
         "w1n": float(distances["multiplicity"]),
+        "fpd": float(fpd),
+        "fpd_error": float(fpd_error),
         "n_generated": len(generated),
     }
+
+
+def _fpd(real: Jets, generated: Jets, seed: int) -> tuple[float, float]:
+    """FPD and its error; NaN, with a warning saying why, when a sample has too few jets for one (tiny runs)."""
+    # a sample of fewer jets than that is not even looked into (fpd_kpd_features would refuse it)
+    rows = [fpd_kpd_features(jets.constituents) if len(jets) >= MIN_SAMPLES else jets for jets in (real, generated)]
+    if min(len(r) for r in rows) < MIN_SAMPLES:
+        warnings.warn(
+            f"no FPD: it needs {MIN_SAMPLES} jets with defined tau21 and tau32 in each sample, here "
+            f"{len(rows[0])} real and {len(rows[1])} generated; reported as NaN",
+            stacklevel=3,
+        )
+        return float("nan"), float("nan")
+    return frechet_physics_distance(*rows, seed=seed)

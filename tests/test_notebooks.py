@@ -460,6 +460,9 @@ def _check_09_cross_data(metrics):
     cells = {(r["size"], r["strategy"], r["seed"]) for r in metrics["runs"]}
     assert cells == {(n, s, 0) for n in (10, 20) for s in ("scratch", "finetune", "frozen")}
     assert all(0.0 <= r["auc"] <= 1.0 and r["w1m"] >= 0 and r["n_generated"] > 0 for r in metrics["runs"])
+    # FPD too, NaN where a tiny sample has too few jets for it (the real floor here: 10 validation jets)
+    assert all("fpd" in r and "fpd_error" in r for r in metrics["runs"])
+    assert metrics["real_floor"]["w1m"] >= 0 and np.isnan(metrics["real_floor"]["fpd"])
     runs = Path(metrics["pretrained"]).parent.parent.parent  # <run_dir>/pretrain_a/gpt/best.pt
     for strategy in ("finetune", "frozen"):
         describe = load(runs / f"b10_{strategy}_seed0" / "gpt" / "best.pt")["describe"]
