@@ -149,8 +149,12 @@ data_b = jet_token_data(
     n_jets=n_jets, seed=seed, data_dir=data_dir, tokenizer=name, tokenizer_dir=tokenizer_dir, token_dir=token_dir,
     n_workers=n_workers, device=device,
 )  # fmt: skip
-val_b = data_b.val_idx[:n_val]
-test_b = data_b.dataset.read(data_b.test_idx[:n_generated]).sequences  # real B test jets, tokenized
+# Drawn at random: each part of the split is sorted, top jets first, so its first jets would all be tops.
+val_b, test_pick = (
+    np.sort(np.random.default_rng(seed).choice(part, min(n, len(part)), replace=False))
+    for part, n in ((data_b.val_idx, n_val), (data_b.test_idx, n_generated))
+)
+test_b = data_b.dataset.read(test_pick).sequences  # real B test jets (top and QCD), tokenized
 lengths = {"A": dataset_a.lengths - 2, "B": data_b.dataset.lengths - 2}
 print(f"tokenizer {name}: {tok.codebook_size} codes; A: {len(dataset_a)} jets, B: {len(data_b.dataset)} jets")
 print("constituents per jet:", {d: f"{n.mean():.1f} (max {n.max()})" for d, n in lengths.items()})

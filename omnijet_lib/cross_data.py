@@ -135,14 +135,17 @@ def generation_scores(
 
     ``n_generated`` jets are generated (seed ``seed``) and compared with the real jets decoded by the same
     tokenizer: the AUC of a DeepSets classifier trained to tell them apart (0.5: indistinguishable; its run in
-    ``run_dir/classifier/<digest of the sample>``), and the distances of :func:`sample_distances` (W1m, W1n, FPD).
+    ``run_dir/classifier/<digest of the two samples>``), and the distances of :func:`sample_distances` (W1m, W1n, FPD).
     """
     tokenizer = generator.tokenizer
     sequences = generator.sequences(n_generated, batch_size=batch_size, seed=seed, progress=progress)
     distances = sample_distances(sequences, real_sequences, tokenizer, seed=seed)
     gen_features, gen_mask, _ = tokenizer.decode_sequences(sequences)
     real_features, real_mask, _ = tokenizer.decode_sequences(real_sequences)
-    digest = hashlib.sha256(np.ascontiguousarray(sequences).tobytes()).hexdigest()[:12]
+    # the classifier's run is named by both samples: another real sample is another run, never a reused one
+    digest = hashlib.sha256(
+        np.ascontiguousarray(sequences).tobytes() + np.ascontiguousarray(real_sequences).tobytes()
+    ).hexdigest()[:12]
     classifier = generated_vs_real_auc(
         (gen_features, gen_mask), (real_features, real_mask),
         training=TrainingConfig(epochs=classifier_epochs, batch_size=128, learning_rate=1e-3, seed=seed, device=device),
