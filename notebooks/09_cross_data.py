@@ -43,6 +43,7 @@ from omnijet_lib.cross_data import (
     tokenizer_name,
     training_subset,
 )
+from omnijet_lib.data.jets import label_index
 from omnijet_lib.models.token_classifier import TokenClassifierConfig
 from omnijet_lib.notebooks import list_parameter, save_metrics, start_notebook
 from omnijet_lib.plotting import plot_learning_curves, show_and_save
@@ -155,8 +156,10 @@ val_b, test_pick = (
     for part, n in ((data_b.val_idx, n_val), (data_b.test_idx, n_generated))
 )
 test_b = data_b.dataset.read(test_pick).sequences  # real B test jets (top and QCD), tokenized
+top_fraction = float(np.mean(data_b.dataset.column("label")[test_pick] == label_index("Tbqq")))
 lengths = {"A": dataset_a.lengths - 2, "B": data_b.dataset.lengths - 2}
 print(f"tokenizer {name}: {tok.codebook_size} codes; A: {len(dataset_a)} jets, B: {len(data_b.dataset)} jets")
+print(f"B's real test sample: {len(test_pick)} jets, {top_fraction:.0%} top")
 print("constituents per jet:", {d: f"{n.mean():.1f} (max {n.max()})" for d, n in lengths.items()})
 # The floor of every distance at these sample sizes: B's validation jets against its test jets, both real.
 real_floor = sample_distances(data_b.dataset.read(val_b[:n_generated]).sequences, test_b, tok, seed=seed)
@@ -294,6 +297,7 @@ metrics = {
     "pretrain_best_val_loss": result_a.best_val_loss,
     "a_gpt_on_b": scores_a_on_b,
     "real_floor": real_floor,
+    "real_test_top_fraction": top_fraction,
     "runs": rows,
     "summary": summary,
     "tagging": tagging_rows,

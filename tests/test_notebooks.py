@@ -463,6 +463,7 @@ def _check_09_cross_data(metrics):
     # FPD too, NaN where a tiny sample has too few jets for it (the real floor here: 10 validation jets)
     assert all("fpd" in r and "fpd_error" in r for r in metrics["runs"])
     assert metrics["real_floor"]["w1m"] >= 0 and np.isnan(metrics["real_floor"]["fpd"])
+    assert 0 < metrics["real_test_top_fraction"] < 1  # drawn from the whole test split, not its first (top) jets
     runs = Path(metrics["pretrained"]).parent.parent.parent  # <run_dir>/pretrain_a/gpt/best.pt
     for strategy in ("finetune", "frozen"):
         describe = load(runs / f"b10_{strategy}_seed0" / "gpt" / "best.pt")["describe"]
