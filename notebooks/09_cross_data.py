@@ -162,7 +162,8 @@ print(f"tokenizer {name}: {tok.codebook_size} codes; A: {len(dataset_a)} jets, B
 print(f"B's real test sample: {len(test_pick)} jets, {top_fraction:.0%} top")
 print("constituents per jet:", {d: f"{n.mean():.1f} (max {n.max()})" for d, n in lengths.items()})
 # The floor of every distance at these sample sizes: B's validation jets against its test jets, both real.
-real_floor = sample_distances(data_b.dataset.read(val_b[:n_generated]).sequences, test_b, tok, seed=seed)
+floor_pick = np.sort(np.random.default_rng(seed).permutation(val_b)[:n_generated])  # val_b is sorted: not its first
+real_floor = sample_distances(data_b.dataset.read(floor_pick).sequences, test_b, tok, seed=seed)
 print(f"two real B samples: W1m {real_floor['w1m']:.2f} GeV, W1n {real_floor['w1n']:.2f}, FPD {real_floor['fpd']:.4f}")
 
 # %% [markdown]

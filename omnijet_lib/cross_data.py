@@ -11,8 +11,9 @@ detector smearing and acceptance: a real domain shift.  An Aspen Open Jets file 
 This module holds what notebook 09 needs beyond the single-domain chain of
 :mod:`omnijet_lib.workflows`: domain A's jets and tokens, the tokenizer fitted on A (or on A and
 B together), the training subsets of B, and the scores of a generator on B (classifier AUC, the
-jet-mass and multiplicity Wasserstein distances and the Frechet physics distance).  Training itself is :func:`omnijet_lib.workflows.fit_jet_generator`
-with ``init_from`` / ``strategy`` (``omnijet_lib.training.gpt``).
+jet-mass and multiplicity Wasserstein distances and the Frechet physics distance).  Training
+itself is :func:`omnijet_lib.workflows.fit_jet_generator` with ``init_from`` / ``strategy``
+(``omnijet_lib.training.gpt``).
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def generation_scores(
 
     ``n_generated`` jets are generated (seed ``seed``) and compared with the real jets decoded by the same
     tokenizer: the AUC of a DeepSets classifier trained to tell them apart (0.5: indistinguishable; its run in
-    ``run_dir/classifier/<digest of the two samples>``), and the distances of :func:`sample_distances` (W1m, W1n, FPD).
+    ``run_dir/classifier/<digest of the two samples>``), and the distances of :func:`sample_distances`
+    (W1m, W1n, FPD).
     """
     tokenizer = generator.tokenizer
     sequences = generator.sequences(n_generated, batch_size=batch_size, seed=seed, progress=progress)
@@ -159,7 +161,8 @@ def sample_distances(sequences: np.ndarray, real_sequences: np.ndarray, tokenize
 
     ``w1m`` and ``w1n``: the 1-D Wasserstein distance of the jet mass [GeV] and of the multiplicity;
     ``fpd``: the Frechet physics distance of mass, pT, multiplicity, tau21 and tau32 (no units), with
-    ``fpd_error`` (NaN when a sample has too few jets for it); ``n_generated``: the jets of ``sequences`` (a sequence that stopped at once makes none).
+    ``fpd_error`` (NaN when a sample has too few jets for it); ``n_generated``: the jets of ``sequences``
+    (a sequence that stopped at once makes none).
     Two samples of real jets give the floor each distance has at these sizes.
     """
     generated, _ = decode_generated_jets(sequences, tokenizer)
