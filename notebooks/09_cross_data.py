@@ -152,7 +152,7 @@ data_b = jet_token_data(
 )  # fmt: skip
 # Drawn at random: each part of the split is sorted, top jets first, so its first jets would all be tops.
 val_b, test_pick = (
-    np.sort(np.random.default_rng(seed).choice(part, min(n, len(part)), replace=False))
+    training_subset(part, min(n, len(part)), seed)
     for part, n in ((data_b.val_idx, n_val), (data_b.test_idx, n_generated))
 )
 test_b = data_b.dataset.read(test_pick).sequences  # real B test jets (top and QCD), tokenized
@@ -162,7 +162,7 @@ print(f"tokenizer {name}: {tok.codebook_size} codes; A: {len(dataset_a)} jets, B
 print(f"B's real test sample: {len(test_pick)} jets, {top_fraction:.0%} top")
 print("constituents per jet:", {d: f"{n.mean():.1f} (max {n.max()})" for d, n in lengths.items()})
 # The floor of every distance at these sample sizes: B's validation jets against its test jets, both real.
-floor_pick = np.sort(np.random.default_rng(seed).permutation(val_b)[:n_generated])  # val_b is sorted: not its first
+floor_pick = training_subset(val_b, min(n_generated, len(val_b)), seed)
 real_floor = sample_distances(data_b.dataset.read(floor_pick).sequences, test_b, tok, seed=seed)
 print(f"two real B samples: W1m {real_floor['w1m']:.2f} GeV, W1n {real_floor['w1n']:.2f}, FPD {real_floor['fpd']:.4f}")
 

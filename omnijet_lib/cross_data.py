@@ -113,7 +113,10 @@ def domain_a_tokens(
 
 
 def training_subset(train_idx: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """``size`` jets drawn at random (by ``seed``) from the training split, sorted; the whole split at its size."""
+    """``size`` jets drawn at random (by ``seed``) from ``train_idx``, sorted; all of it at its size.
+
+    Any part of a split, not only the training part: its indices are sorted, top jets first, so
+    its first ``size`` jets would not be a fair sample."""
     if not 1 <= size <= len(train_idx):
         msg = f"a training size of {size} jets: the training split holds {len(train_idx)}"
         raise ValueError(msg)
